@@ -1,0 +1,3 @@
+from attntrain.cli import main
+
+main()

@@ -1,0 +1,132 @@
+"""Command line: each command is a small typed function over library code (attntrain.runs)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from attntrain.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train and evaluate self-attention models from YAML configs.")
+data_app = typer.Typer(no_args_is_help=True, help="Obtain and verify datasets.")
+app.add_typer(data_app, name="data")
+
+SetOption = typer.Option(None, "--set", "-s", help="Override a config key: --set model.encoder.num_layers=2")
+
+
+@app.command()
+def fit(
+    config: Optional[Path] = typer.Argument(None, help="YAML config, e.g. configs/pos_ewt.yaml"),
+    set_: Optional[List[str]] = SetOption,
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory from its last checkpoint"),
+    overwrite: bool = typer.Option(False, help="Replace an existing run directory of the same name"),
+):
+    """Train a model; prints test metrics of the best dev checkpoint at the end."""
+    from attntrain.runs import fit as run_fit, format_table
+
+    result = run_fit(config, overrides=set_ or [], resume=resume, overwrite=overwrite)
+    if result.metrics:
+        typer.echo(f"\nrun: {result.run_dir}  (best dev step {next(iter(result.metrics.values()))['step']})")
+        typer.echo(format_table(result.metrics))
+    elif result.stopped not in ("finished", "early_stop"):
+        raise typer.Exit(130)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Path = typer.Argument(..., help="Run directory, e.g. runs/pos_ewt"),
+    split: str = typer.Option("test", help="Split to evaluate"),
+    checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
+):
+    """Evaluate a run's checkpoint on a split; writes eval_<split>.json into the run directory."""
+    from attntrain.runs import eval_run, format_table
+
+    typer.echo(format_table({split: eval_run(run_dir, split, checkpoint=checkpoint)}))
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="Run directory"),
+    text: Optional[List[str]] = typer.Argument(None, help="Inputs; none (or '-') reads lines from stdin"),
+    file: Optional[Path] = typer.Option(None, "--file", "-f", help="Read inputs from this file, one per line"),
+):
+    """Predict on raw inputs (a sentence per argument or line) and print the outputs."""
+    from attntrain.runs import predict as run_predict
+
+    if file is not None:
+        if not file.is_file():
+            raise UserError(f"--file: {file} not found")
+        lines = file.read_text(encoding="utf-8").splitlines()
+    elif text and text != ["-"]:
+        lines = text
+    else:
+        lines = sys.stdin
+    for out in run_predict(run_dir, lines):
+        typer.echo(out)
+
+
+@app.command()
+def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption):
+    """Check a config (keys, types, ranges, choices) without training."""
+    from attntrain.config import load_config
+
+    cfg = load_config(config, set_ or [])
+    typer.echo(f"{config}: ok (run directory {cfg.run_dir()})")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    names: List[str] = typer.Argument(..., help="Dataset names (folders), e.g. ud_en_ewt"),
+    root: Optional[Path] = typer.Option(None, help="Data root to fill (default: the resolved data root)"),
+    mirror: Optional[str] = typer.Option(None, help="Base URL replacing the public source (e.g. a local mirror)"),
+):
+    """Download datasets from their public sources and verify every file's sha256."""
+    from attntrain.data.fetch import fetch
+
+    for name in names:
+        folder = fetch(name, root=root, mirror=mirror)
+        typer.echo(f"{name}: ok ({folder})")
+
+
+@data_app.command("verify")
+def data_verify(
+    names: List[str] = typer.Argument(..., help="Dataset names"),
+    root: Optional[Path] = typer.Option(None, help="Data root (default: the resolved data root)"),
+):
+    """Check the sha256 of every file of the datasets against the manifest."""
+    from attntrain.data.fetch import verify
+
+    for name in names:
+        count = verify(name, root=root)
+        typer.echo(f"{name}: {count} files ok")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""Typed, validated configuration: YAML (safe loading) -> `Config`.
+
+Every field is typed, has a default and a comment. Unknown or misspelt keys, wrong types and
+out-of-range values become one `UserError` naming the key path (and the nearest valid key).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from attntrain.errors import UserError
+from attntrain.registry import check_choice, suggest
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are rejected, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _table(module: str, name: str) -> dict:
+    # Imported lazily so that `attntrain validate` and config tests stay cheap to import.
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+class AttentionConfig(Section):
+    score: str = "dot"  # how relevance alpha(q, k) is scored: dot | additive
+    normalize: str = "softmax"  # how scores become weights: softmax | relu
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on attention weights (0 keeps SDPA's fast kernel)
+    window: Optional[int] = Field(None, ge=1)  # local attention: attend only to |i - j| <= window
+
+    @field_validator("score")
+    @classmethod
+    def _score(cls, v: str) -> str:
+        return check_choice(_table("attntrain.model.attention", "SCORES"), v)
+
+    @field_validator("normalize")
+    @classmethod
+    def _normalize(cls, v: str) -> str:
+        return check_choice(_table("attntrain.model.attention", "NORMALIZERS"), v)
+
+
+class EmbedConfig(Section):
+    kind: str = "learned"  # text input vectors: learned (embedding table) | onehot (one-hot -> linear)
+    word_dim: int = Field(128, ge=1)  # width of the word vector before projection to the model width
+    min_freq: int = Field(1, ge=1)  # words seen fewer times in train map to <unk>
+    lowercase: bool = True  # word vocabulary is case-folded (characters keep the case)
+    word_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # train-time chance of replacing a word by <unk>
+    char_dim: int = Field(0, ge=0)  # character embedding width; 0 turns character features off
+    char_filters: int = Field(128, ge=1)  # channels of the character CNN
+    char_kernel: int = Field(3, ge=1)  # width of the character CNN kernel
+    max_word_chars: int = Field(20, ge=1)  # longer words keep their first and last characters
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout on the input vectors
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return check_choice(_table("attntrain.model.embed", "TEXT_VECTORS"), v)
+
+
+class EncoderConfig(Section):
+    kind: str = "transformer"  # encoder family
+    num_layers: int = Field(2, ge=1)  # number of self-attention blocks
+    width: int = Field(256, ge=1)  # model width D
+    num_heads: int = Field(4, ge=1)  # attention heads; width must be divisible by it
+    ffn_dim: int = Field(1024, ge=1)  # hidden width of the position-wise feed-forward layer
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # residual dropout
+    position: str = "sinusoidal"  # positional encoding: sinusoidal | learned | rotary | none
+    max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
+    attention: AttentionConfig = AttentionConfig()
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return check_choice(_table("attntrain.model.encoder", "ENCODERS"), v)
+
+    @field_validator("position")
+    @classmethod
+    def _position(cls, v: str) -> str:
+        return check_choice(_table("attntrain.model.positional", "POSITIONS"), v)
+
+    @field_validator("num_heads")
+    @classmethod
+    def _heads_divide_width(cls, v: int, info) -> int:
+        width = info.data.get("width")
+        if width is not None and width % v:
+            raise ValueError(f"must divide width={width}")
+        return v
+
+
+class HeadConfig(Section):
+    kind: str = "tagging"  # output mode: tagging (a label per vector)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the output layer
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # cross-entropy label smoothing
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return check_choice(_table("attntrain.model.heads", "HEADS"), v)
+
+
+class ModelConfig(Section):
+    embed: EmbedConfig = EmbedConfig()
+    encoder: EncoderConfig = EncoderConfig()
+    head: HeadConfig = HeadConfig()
+
+
+class DataConfig(Section):
+    task: str = "ud_pos"  # what to read and predict (see `attntrain.data.TASKS`)
+    root: Optional[str] = None  # data root; default $ATTNTRAIN_DATA, then ../shared/data
+    dataset: str = "ud_en_ewt"  # folder under the data root
+    max_tokens: int = Field(4000, ge=1)  # training batch size in (padded) tokens
+    eval_max_tokens: int = Field(8000, ge=1)  # evaluation batch size in (padded) tokens
+    max_len: int = Field(256, ge=1)  # longer sequences are truncated (training) or split (never dropped)
+    train_limit: Optional[int] = Field(None, ge=1)  # use only the first N training examples
+    eval_limit: Optional[int] = Field(None, ge=1)  # use only the first N dev/test examples
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        return check_choice(_table("attntrain.data", "TASKS"), v)
+
+
+class TrainConfig(Section):
+    device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # mixed precision; auto = bf16 on CUDA, off on CPU
+    lr: float = Field(1e-3, gt=0.0)  # peak learning rate
+    weight_decay: float = Field(0.01, ge=0.0)  # AdamW decoupled weight decay (not on norms/biases)
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
+    warmup_steps: int = Field(200, ge=0)  # linear warm-up length in optimizer steps
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warm-up
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # final lr as a fraction of the peak
+    max_epochs: int = Field(10, ge=1)  # passes over the training data
+    max_steps: Optional[int] = Field(None, ge=1)  # optimizer steps; overrides max_epochs when set
+    grad_clip: Optional[float] = Field(1.0, gt=0.0)  # clip the global gradient norm; null disables
+    accumulate: int = Field(1, ge=1)  # batches per optimizer step
+    eval_every: int = Field(500, ge=1)  # evaluate on dev every N optimizer steps (and at the end)
+    log_every: int = Field(50, ge=1)  # write a train record to metrics.jsonl every N steps
+    metric: str = "accuracy"  # dev metric that picks the best checkpoint
+    metric_mode: Literal["max", "min"] = "max"  # whether a larger metric is better
+    patience: Optional[int] = Field(None, ge=1)  # stop after N evaluations without improvement
+    eval_splits: list[str] = ["dev", "test"]  # splits evaluated with the best checkpoint at the end
+    threads: Optional[int] = Field(None, ge=1)  # torch CPU threads; default leaves torch's choice
+    progress: bool = True  # show tqdm progress bars
+
+
+class Config(Section):
+    name: Optional[str] = None  # run name: runs/<name>; defaults to the config file's stem
+    seed: int = 1  # seeds data order, initialisation and dropout
+    runs_dir: str = "runs"  # parent folder of run directories
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / str(self.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def _section_class(cls: type[BaseModel], key: str) -> Optional[type[BaseModel]]:
+    field = cls.model_fields[key]
+    ann = field.annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _check_keys(raw: Any, cls: type[BaseModel], path: str, source: str) -> None:
+    """Reject unknown keys before pydantic does, so the message can suggest the nearest valid one."""
+    if not isinstance(raw, dict):
+        where = path or "top level"
+        raise UserError(f"{source}: '{where}' must be a mapping of keys, got {type(raw).__name__}")
+    for key, value in raw.items():
+        full = f"{path}.{key}" if path else str(key)
+        if key not in cls.model_fields:
+            raise UserError(
+                f"{source}: unknown key '{full}'{suggest(str(key), cls.model_fields)}; "
+                f"valid keys here: {', '.join(cls.model_fields)}"
+            )
+        sub = _section_class(cls, key)
+        if sub is not None and value is not None:
+            _check_keys(value, sub, full, source)
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "config"
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) or e["type"] == "missing" else f" (got {got!r})"
+        lines.append(f"{source}: {path}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as YAML, so `2`, `1e-3`, `true`, `null` and `[a, b]` get their types."""
+    try:
+        return yaml.safe_load(io.StringIO(text))
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.c=value` overrides to a raw config dict; every key must exist in the schema."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. model.encoder.num_layers=2")
+        dotted, text = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        cls: type[BaseModel] = Config
+        node = raw
+        for i, key in enumerate(keys):
+            path = ".".join(keys[: i + 1])
+            if cls is None or key not in cls.model_fields:
+                names = cls.model_fields if cls is not None else []
+                raise UserError(f"--set {dotted}: unknown key '{path}'{suggest(key, names)}")
+            if i == len(keys) - 1:
+                node[key] = parse_value(text)
+            else:
+                node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    raise UserError(f"--set {dotted}: '{path}' is not a section")
+                cls = _section_class(cls, key)
+    return raw
+
+
+def read_yaml(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"{where}: invalid YAML: {problem}") from None
+    return raw if raw is not None else {}
+
+
+def build_config(raw: dict, source: str, overrides: list[str] = (), default_name: str | None = None) -> Config:
+    raw = apply_overrides(raw, list(overrides))
+    _check_keys(raw, Config, "", source)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(_format_validation(e, source)) from None
+    if cfg.name is None:
+        cfg.name = default_name or "run"
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read, override and validate a YAML config. Every problem is a `UserError`."""
+    path = Path(path)
+    return build_config(read_yaml(path), str(path), overrides, default_name=path.stem)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from attntrain.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

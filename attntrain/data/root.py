@@ -1,0 +1,47 @@
+"""Where datasets live: config `data.root`, else $ATTNTRAIN_DATA, else ../shared/data when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from attntrain.errors import UserError
+
+ENV_DATA = "ATTNTRAIN_DATA"
+ENV_CACHE = "ATTNTRAIN_CACHE"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def data_root(configured: str | None = None) -> Path:
+    """The data root folder; a missing one is a UserError that says how to obtain the data."""
+    if configured:
+        candidates = [(Path(configured).expanduser(), "data.root")]
+    elif os.environ.get(ENV_DATA):
+        candidates = [(Path(os.environ[ENV_DATA]).expanduser(), f"${ENV_DATA}")]
+    else:
+        candidates = [
+            (Path.cwd() / ".." / "shared" / "data", "default"),
+            (PROJECT_ROOT / ".." / "shared" / "data", "default"),
+        ]
+    for path, _ in candidates:
+        if path.is_dir():
+            return path.resolve()
+    tried = ", ".join(f"{p} ({why})" for p, why in candidates)
+    raise UserError(
+        f"data root not found (tried {tried}); set data.root or ${ENV_DATA}, "
+        "or download the datasets with `attntrain data fetch NAME --root DIR`"
+    )
+
+
+def dataset_dir(configured_root: str | None, name: str) -> Path:
+    path = data_root(configured_root) / name
+    if not path.is_dir():
+        raise UserError(f"dataset '{name}' not found at {path}; obtain it with `attntrain data fetch {name}`")
+    return path
+
+
+def cache_dir() -> Path:
+    """Cache for parsed datasets ($ATTNTRAIN_CACHE, default ~/.cache/attntrain)."""
+    path = Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "attntrain")).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path

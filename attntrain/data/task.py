@@ -1,0 +1,84 @@
+"""The task interface every dataset implements; the trainer only talks to this.
+
+A task reads its splits, builds (or loads) its vocabularies, encodes examples into tensors once,
+and turns lists of examples into padded batches. The batch is a dict of tensors that the model's
+Embed and Head understand; `mask` (B,T) bool marks real positions in every batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from attntrain.data.batching import padding_fraction, token_batches
+
+
+class Task:
+    """Base class: subclasses implement the data-specific methods marked below."""
+
+    input: str = "text"  # input kind, a key of attntrain.model.embed.INPUTS
+    splits: tuple[str, ...] = ("train", "dev", "test")
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._encoded: dict[str, list[dict]] = {}
+
+    # ---- to implement ------------------------------------------------------------------------
+    def prepare(self, state: dict | None = None) -> None:
+        """Build vocabularies from train (state None) or restore them from a saved `state()`."""
+        raise NotImplementedError
+
+    def state(self) -> dict:
+        """JSON-serialisable vocabularies etc., saved in the run directory."""
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        """What the model builder needs: {"input": kind, sizes ...}."""
+        raise NotImplementedError
+
+    def read_split(self, split: str) -> list[dict]:
+        """Raw examples of a split."""
+        raise NotImplementedError
+
+    def encode(self, example: dict, *, max_len: int | None) -> dict:
+        """One raw example -> dict of tensors (and "length")."""
+        raise NotImplementedError
+
+    def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """Encoded examples -> padded batch."""
+        raise NotImplementedError
+
+    def parse_inputs(self, lines: list[str]) -> list[dict]:
+        """User input for `predict` -> raw examples (without labels)."""
+        raise NotImplementedError
+
+    def describe(self, example: dict, prediction: Any) -> str:
+        """One prediction as text for the terminal."""
+        raise NotImplementedError
+
+    # ---- shared ------------------------------------------------------------------------------
+    def split(self, name: str) -> list[dict]:
+        """Encoded examples of a split (encoded once, kept in memory)."""
+        if name not in self._encoded:
+            raw = self.read_split(name)
+            limit = self.cfg.data.train_limit if name == "train" else self.cfg.data.eval_limit
+            if limit is not None:
+                raw = raw[:limit]
+            max_len = self.cfg.data.max_len if name == "train" else None
+            self._encoded[name] = [self.encode(ex, max_len=max_len) for ex in raw]
+        return self._encoded[name]
+
+    def lengths(self, name: str) -> list[int]:
+        return [item["length"] for item in self.split(name)]
+
+    def batches(self, name: str, *, shuffle: bool, epoch: int = 0) -> list[list[int]]:
+        max_tokens = self.cfg.data.max_tokens if shuffle else self.cfg.data.eval_max_tokens
+        return token_batches(self.lengths(name), max_tokens, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
+
+    def padding(self, name: str, batches: list[list[int]]) -> float:
+        return padding_fraction(self.lengths(name), batches)
+
+    def batch(self, name: str, indices: list[int]) -> dict[str, torch.Tensor]:
+        data = self.split(name)
+        return self.collate([data[i] for i in indices])

@@ -1,0 +1,156 @@
+"""Multi-head self-attention with configurable scoring and normalisation.
+
+# B batch, T query positions, S key positions, D model width, H heads, E head width (D / H)
+
+Scoring turns a query and a key into a relevance alpha; normalisation turns a row of alphas into
+weights over the keys. dot + softmax runs through `F.scaled_dot_product_attention` (fast kernel);
+every other combination, and `reference=True`, runs the explicit path `normalize(score(Q, K)) V`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DotScore(nn.Module):
+    """alpha = q . k / sqrt(E)."""
+
+    def __init__(self, head_dim: int, num_heads: int):
+        super().__init__()
+        self.scale = 1.0 / math.sqrt(head_dim)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        # q (B,H,T,E), k (B,H,S,E) -> (B,H,T,S)
+        return torch.matmul(q, k.transpose(-1, -2)) * self.scale
+
+
+class AdditiveScore(nn.Module):
+    """alpha = w . tanh(q + k) per head (Bahdanau scoring; W_q, W_k are the Q/K projections).
+
+    Costs O(B H T S E) memory, against O(B H T S) for dot scoring: fine for sentences, not for
+    thousand-position inputs.
+    """
+
+    def __init__(self, head_dim: int, num_heads: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_heads, head_dim) / math.sqrt(head_dim))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        hidden = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (B,H,T,1,E)+(B,H,1,S,E) -> (B,H,T,S,E)
+        return torch.einsum("bhtse,he->bhts", hidden, self.weight)
+
+
+def softmax_weights(scores: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Softmax over the allowed keys; masked keys get weight 0."""
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    # A row with no allowed key (never produced by our masks, but cheap to guard) becomes all zeros.
+    return torch.nan_to_num(scores.softmax(dim=-1), nan=0.0)
+
+
+def relu_weights(scores: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """ReLU instead of softmax, divided by the number of allowed keys so the scale does not grow with S.
+
+    Weights are non-negative but do not sum to one; a row may be all zero.
+    """
+    weights = F.relu(scores)
+    if mask is None:
+        return weights / scores.shape[-1]
+    weights = weights.masked_fill(~mask, 0.0)
+    count = mask.sum(dim=-1, keepdim=True).clamp(min=1).to(weights.dtype)
+    return weights / count
+
+
+SCORES: dict[str, type[nn.Module]] = {"dot": DotScore, "additive": AdditiveScore}
+NORMALIZERS: dict[str, Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]] = {
+    "softmax": softmax_weights,
+    "relu": relu_weights,
+}
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention: project to Q, K, V, attend per head, merge heads, project out.
+
+    forward(x (B,T,D), mask (B,1|H,1|T,T) bool, True = may attend, memory (B,S,D) or None)
+    -> (B,T,D). With `memory`, keys and values come from it (cross-attention).
+    """
+
+    def __init__(
+        self,
+        width: int,
+        num_heads: int,
+        *,
+        score: nn.Module,
+        normalize: Callable,
+        dropout: float = 0.0,
+        rotary: Optional[nn.Module] = None,
+        fast: bool = True,
+    ):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = width // num_heads
+        self.query = nn.Linear(width, width)
+        self.key_value = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+        self.score = score
+        self.normalize = normalize
+        self.dropout = dropout
+        self.rotary = rotary
+        # SDPA computes exactly softmax(QK^T / sqrt(E)) V, so it may only stand in for dot + softmax.
+        self.fast = fast and isinstance(score, DotScore) and normalize is softmax_weights
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B,T,D) -> (B,H,T,E)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: Optional[torch.Tensor] = None,
+        memory: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        B, T, D = x.shape
+        source = x if memory is None else memory
+        q = self._heads(self.query(x))
+        k, v = (self._heads(t) for t in self.key_value(source).chunk(2, dim=-1))
+        if self.rotary is not None and memory is None:
+            q, k = self.rotary(q), self.rotary(k)
+        mixed = self.attend(q, k, v, mask)  # (B,H,T,E)
+        return self.out(mixed.transpose(1, 2).reshape(B, T, D))
+
+    def attend(self, q, k, v, mask: Optional[torch.Tensor], reference: bool = False) -> torch.Tensor:
+        """q (B,H,T,E), k/v (B,H,S,E), mask bool broadcastable to (B,H,T,S) -> (B,H,T,E)."""
+        p = self.dropout if self.training else 0.0
+        if self.fast and not reference:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        weights = self.normalize(self.score(q, k), mask)  # (B,H,T,S)
+        weights = F.dropout(weights, p=p, training=self.training)
+        return torch.matmul(weights, v)
+
+    def weights(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The attention matrix alpha' (B,H,T,T) for inspection and plots (explicit path)."""
+        q = self._heads(self.query(x))
+        k, _ = (self._heads(t) for t in self.key_value(x).chunk(2, dim=-1))
+        if self.rotary is not None:
+            q, k = self.rotary(q), self.rotary(k)
+        return self.normalize(self.score(q, k), mask)
+
+
+def build_attention(width: int, num_heads: int, *, score: str, normalize: str, dropout: float,
+                    rotary: Optional[nn.Module] = None) -> MultiHeadAttention:
+    from attntrain.registry import lookup
+
+    head_dim = width // num_heads
+    return MultiHeadAttention(
+        width,
+        num_heads,
+        score=lookup(SCORES, score, "model.encoder.attention.score")(head_dim, num_heads),
+        normalize=lookup(NORMALIZERS, normalize, "model.encoder.attention.normalize"),
+        dropout=dropout,
+        rotary=rotary,
+    )

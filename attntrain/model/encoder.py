@@ -1,0 +1,111 @@
+"""Encoders: input vectors (B,T,D) + which positions are real -> one feature vector per position.
+
+# B batch, T time, D model width, H heads
+
+Every encoder has the same interface, so every head works with every encoder:
+    forward(x (B,T,D), mask (B,T) bool, attn_mask (B,T,T) bool or None) -> (B,T,D)
+`attn_mask` is an extra restriction (e.g. graph edges) on top of padding.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from attntrain.model.attention import MultiHeadAttention, build_attention
+from attntrain.model.positional import POSITIONS
+from attntrain.registry import lookup
+
+
+class FeedForward(nn.Module):
+    def __init__(self, width: int, hidden: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
+
+    def __init__(self, attention: MultiHeadAttention, feed_forward: FeedForward, width: int, dropout: float):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(width)
+        self.attention = attention
+        self.ffn_norm = nn.LayerNorm(width)
+        self.feed_forward = feed_forward
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        x = x + self.dropout(self.attention(self.attention_norm(x), mask))
+        return x + self.dropout(self.feed_forward(self.ffn_norm(x)))
+
+
+def window_mask(T: int, window: int, device=None) -> torch.Tensor:
+    """(T,T) bool: position i may attend to j when |i - j| <= window (local attention)."""
+    index = torch.arange(T, device=device)
+    return (index[None, :] - index[:, None]).abs() <= window
+
+
+class TransformerEncoder(nn.Module):
+    """Positional encoding + N self-attention blocks + final norm."""
+
+    def __init__(self, position: nn.Module, blocks: list[Block], width: int, window: Optional[int] = None):
+        super().__init__()
+        self.position = position
+        self.blocks = nn.ModuleList(blocks)
+        self.norm = nn.LayerNorm(width)
+        self.window = window
+
+    def attention_mask(self, mask: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """Combine padding, window and extra masks into one bool (B,1,T|1,T) mask, or None if all true."""
+        T = mask.shape[1]
+        full = None if bool(mask.all()) else mask[:, None, None, :]  # (B,T) -> (B,1,1,T)
+        extra = []
+        if self.window is not None and self.window < T:
+            extra.append(window_mask(T, self.window, mask.device)[None, None])  # (1,1,T,T)
+        if attn_mask is not None:
+            extra.append(attn_mask[:, None])  # (B,T,T) -> (B,1,T,T)
+        for m in extra:
+            full = m if full is None else full & m
+        return full
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        full_mask = self.attention_mask(mask, attn_mask)
+        x = self.position(x)
+        for block in self.blocks:
+            x = block(x, full_mask)
+        return self.norm(x)
+
+    def attention_weights(self, x: torch.Tensor, mask: torch.Tensor, attn_mask=None) -> list[torch.Tensor]:
+        """Per-layer attention matrices [(B,H,T,T)] for plots; runs the explicit path."""
+        full_mask = self.attention_mask(mask, attn_mask)
+        x = self.position(x)
+        weights = []
+        for block in self.blocks:
+            weights.append(block.attention.weights(block.attention_norm(x), full_mask))
+            x = block(x, full_mask)
+        return weights
+
+
+def build_transformer(cfg) -> TransformerEncoder:
+    """cfg: EncoderConfig."""
+    position = lookup(POSITIONS, cfg.position, "model.encoder.position")(cfg.width, cfg.max_len, cfg.num_heads)
+    rotary = position if position.rotary else None
+    blocks = [
+        Block(
+            build_attention(cfg.width, cfg.num_heads, score=cfg.attention.score, normalize=cfg.attention.normalize,
+                            dropout=cfg.attention.dropout, rotary=rotary),
+            FeedForward(cfg.width, cfg.ffn_dim, cfg.dropout),
+            cfg.width,
+            cfg.dropout,
+        )
+        for _ in range(cfg.num_layers)
+    ]
+    return TransformerEncoder(position, blocks, cfg.width, window=cfg.attention.window)
+
+
+ENCODERS = {"transformer": build_transformer}

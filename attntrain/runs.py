@@ -1,0 +1,118 @@
+"""Library side of the CLI commands: start or resume a run, load a run, evaluate, predict."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+
+from attntrain.config import Config, build_config, load_config, read_yaml
+from attntrain.data import build_task
+from attntrain.errors import UserError
+from attntrain.io import atomic_write_json
+from attntrain.model.build import build_model
+from attntrain.train.checkpoint import RunDir, load_weights
+from attntrain.train.loop import amp_dtype, evaluate, move, resolve_device
+from attntrain.train.trainer import FitResult, Trainer
+
+
+def run_config(run_dir: str | Path, overrides: list[str] = ()) -> Config:
+    """The resolved config saved in a run directory (with optional overrides, e.g. train.max_epochs)."""
+    run = RunDir(run_dir).require()
+    cfg = build_config(read_yaml(run.config), str(run.config), overrides)
+    # The run keeps living where it is, even if it was moved or runs_dir was relative elsewhere.
+    cfg.runs_dir, cfg.name = str(run.path.parent), run.path.name
+    return cfg
+
+
+def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: str | Path | None = None,
+        overwrite: bool = False) -> FitResult:
+    if resume is not None:
+        cfg = run_config(resume, overrides)
+        return Trainer(cfg, RunDir(resume), resume=True).fit()
+    if config is None:
+        raise UserError("fit needs a CONFIG file or --resume RUN_DIR")
+    cfg = load_config(config, overrides)
+    run = RunDir(cfg.run_dir())
+    if run.path.exists() and any(run.path.iterdir()):
+        if not overwrite:
+            raise UserError(f"run directory {run.path} already exists; resume it with "
+                            f"`attntrain fit --resume {run.path}`, pick another name with --set name=..., "
+                            "or pass --overwrite")
+        shutil.rmtree(run.path)
+    return Trainer(cfg, run, resume=False).fit()
+
+
+def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None):
+    """(cfg, task, model, device) of a finished or interrupted run, ready for evaluation."""
+    cfg = run_config(run_dir)
+    run = RunDir(run_dir)
+    dev = resolve_device(device or cfg.train.device)
+    task = build_task(cfg)
+    task.prepare(json.loads(run.task_state.read_text()))
+    model = build_model(cfg, task.info()).to(dev)
+    if checkpoint == "best":
+        path = run.best
+    elif checkpoint == "last":
+        latest = run.latest()
+        if latest is None:
+            raise UserError(f"{run.path}: no checkpoint saved yet")
+        path = latest / "model.safetensors"
+    else:
+        path = Path(checkpoint)
+    load_weights(model, path)
+    model.eval()
+    return cfg, task, model, dev
+
+
+def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best") -> dict:
+    cfg, task, model, device = load_run(run_dir, checkpoint=checkpoint)
+    if split not in task.splits:
+        raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
+    metrics = evaluate(model, task, split, device, amp=amp_dtype(device, cfg.train.amp), progress=True)
+    atomic_write_json(RunDir(run_dir).eval_file(split), metrics)
+    return metrics
+
+
+@torch.no_grad()
+def predict(run_dir: str | Path, lines: Iterable[str], *, batch_size: int = 32) -> Iterator[str]:
+    """Stream predictions for raw inputs, one output line per input line (empty in -> empty out)."""
+    cfg, task, model, device = load_run(run_dir)
+    pending: list[str] = []
+
+    def flush():
+        examples = task.parse_inputs(pending)
+        keep = [i for i, ex in enumerate(examples) if ex.get("words", True)]
+        out = [""] * len(examples)
+        if keep:
+            items = [task.encode(examples[i], max_len=None) for i in keep]
+            batch = move(task.collate(items), device)
+            logits = model(batch)["logits"]
+            for i, pred in zip(keep, model.head.predict(logits, batch)):
+                out[i] = task.describe(examples[i], pred)
+        pending.clear()
+        return out
+
+    for line in lines:
+        pending.append(line.rstrip("\n"))
+        if len(pending) >= batch_size:
+            yield from flush()
+    if pending:
+        yield from flush()
+
+
+def format_table(rows: dict[str, dict]) -> str:
+    """{row name: {column: value}} -> aligned text table."""
+    columns = list(dict.fromkeys(k for r in rows.values() for k in r))
+    cells = [["split", *columns]] + [
+        [name, *(f"{r[c]:.2f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns)]
+        for name, r in rows.items()
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns) + 1)]
+    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,89 @@
+"""Device, precision, optimizer, schedule and evaluation: the pieces the training loop is made of."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import sys
+
+import torch
+from tqdm import tqdm
+
+from attntrain.errors import UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"train.device: '{name}' requested but CUDA is not available (use auto or cpu)")
+    return device
+
+
+def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """Mixed precision only on CUDA: on this CPU kind bf16/fp16 matmuls are ~10x slower than fp32."""
+    if device.type != "cuda" or amp == "off":
+        return None
+    if amp == "fp16":
+        return torch.float16
+    if amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms and embedding tables (1-D or lookup parameters)."""
+    tables = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters(recurse=False)}
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.dim() < 2 or id(p) in tables else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused = next(model.parameters()).device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
+
+
+def lr_factor(step: int, *, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine / linear decay to min_ratio at `total` (or constant)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    shape = 0.5 * (1 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
+    return min_ratio + (1.0 - min_ratio) * shape
+
+
+def move(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**20 if sys.platform == "darwin" else 2**10)
+
+
+@torch.no_grad()
+def evaluate(model, task, split: str, device: torch.device, *, amp=None, progress: bool = False) -> dict:
+    """The head's metrics (and mean loss) over a whole split, in length-sorted batches."""
+    was_training = model.training
+    model.eval()
+    meter = model.head.new_meter()
+    batches = task.batches(split, shuffle=False)
+    for indices in tqdm(batches, desc=f"eval {split}", leave=False, disable=not progress, dynamic_ncols=True):
+        batch = move(task.batch(split, indices), device)
+        with autocast(device, amp):
+            out = model(batch)
+        meter.update(out["logits"], batch, out.get("loss"))
+    model.train(was_training)
+    return meter.compute()

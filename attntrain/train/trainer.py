@@ -1,0 +1,263 @@
+"""The training loop: batches -> loss -> AdamW step, with evaluation, best/last checkpoints,
+early stopping, clean interruption (Ctrl-C / SIGTERM) and exact resume.
+
+Exact resume: the batch order of epoch e depends only on (seed, e), and a checkpoint stores the
+epoch, the batch position inside it, the optimizer, the schedule and the RNG state. A resumed run
+therefore replays the same updates as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm import tqdm
+
+from attntrain.config import Config, save_config
+from attntrain.data import build_task
+from attntrain.errors import UserError
+from attntrain.io import append_jsonl, atomic_write_json
+from attntrain.model.build import build_model, count_parameters
+from attntrain.train.checkpoint import RunDir, load_checkpoint, load_weights, save_checkpoint, save_weights
+from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, lr_factor, move,
+                                  peak_memory_mb, resolve_device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class StopFlag:
+    """Turns the first SIGINT/SIGTERM into a request to save and stop; a second Ctrl-C aborts."""
+
+    def __init__(self):
+        self.requested = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        tqdm.write(f"{self.requested}: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class Progress:
+    """Everything besides weights and optimizer that a resumed run needs."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best: float | None = None
+    best_step: int = 0
+    bad_evals: int = 0
+    elapsed: float = 0.0
+    tokens: int = 0
+    history: list = field(default_factory=list)
+
+
+@dataclass
+class FitResult:
+    run_dir: str
+    stopped: str  # "finished", "early_stop", "max_minutes", or a signal name
+    step: int
+    best: float | None
+    metrics: dict  # split -> metrics of the best checkpoint
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run: RunDir, *, resume: bool):
+        self.cfg, self.run = cfg, run
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        seed_everything(cfg.seed)
+        self.device = resolve_device(cfg.train.device)
+        self.amp = amp_dtype(self.device, cfg.train.amp)
+        self.task = build_task(cfg)
+        state = json.loads(run.task_state.read_text()) if resume and run.task_state.is_file() else None
+        self.task.prepare(state)
+        run.path.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run.config)
+        atomic_write_json(run.task_state, self.task.state())
+        self.model = build_model(cfg, self.task.info()).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
+        self.progress = Progress()
+        if resume:
+            self._restore()
+
+    # ---- state -------------------------------------------------------------------------------
+    def _restore(self) -> None:
+        folder = self.run.latest()
+        if folder is None:
+            raise UserError(f"{self.run.path}: no checkpoint to resume from")
+        state = load_checkpoint(folder, self.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(**state["progress"])
+        torch.set_rng_state(state["rng"])
+        if self.device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self._trim_metrics(self.progress.step)
+        tqdm.write(f"resumed from {folder} (step {self.progress.step}, epoch {self.progress.epoch})")
+
+    def _trim_metrics(self, step: int) -> None:
+        """Drop records logged after the checkpoint: the resumed run writes them again."""
+        if not self.run.metrics.is_file():
+            return
+        kept = [line for line in self.run.metrics.read_text().splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        from attntrain.io import atomic_write_text
+
+        atomic_write_text(self.run.metrics, "".join(line + "\n" for line in kept))
+
+    def _save(self) -> None:
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "progress": self.progress.__dict__,
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+        save_checkpoint(self.run, self.model, state)
+
+    # ---- loop --------------------------------------------------------------------------------
+    def total_steps(self) -> int:
+        if self.cfg.train.max_steps:
+            return self.cfg.train.max_steps
+        per_epoch = math.ceil(len(self.task.batches("train", shuffle=True, epoch=0)) / self.cfg.train.accumulate)
+        return per_epoch * self.cfg.train.max_epochs
+
+    def _set_lr(self, total: int) -> float:
+        t = self.cfg.train
+        factor = lr_factor(self.progress.step, total=total, warmup=t.warmup_steps, schedule=t.schedule,
+                           min_ratio=t.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = t.lr * factor
+        return t.lr * factor
+
+    def _step(self, batches: list[dict]) -> tuple[float, int]:
+        """One optimizer step over `accumulate` batches; returns (mean loss, real tokens)."""
+        total_loss, tokens = 0.0, 0
+        for batch in batches:
+            batch = move(batch, self.device)
+            with autocast(self.device, self.amp):
+                loss = self.model(batch)["loss"] / len(batches)
+            self.scaler.scale(loss).backward()
+            total_loss += float(loss.detach())
+            tokens += int(batch["mask"].sum())
+        if self.cfg.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total_loss, tokens
+
+    def _evaluate_dev(self) -> bool:
+        """Evaluate on dev, keep the best weights; returns True when early stopping triggers."""
+        t, p = self.cfg.train, self.progress
+        metrics = evaluate(self.model, self.task, "dev", self.device, amp=self.amp)
+        if t.metric not in metrics:
+            raise UserError(f"train.metric: '{t.metric}' is not reported by this head; available: "
+                            f"{', '.join(metrics)}")
+        value = metrics[t.metric]
+        improved = p.best is None or (value > p.best if t.metric_mode == "max" else value < p.best)
+        if improved:
+            p.best, p.best_step, p.bad_evals = value, p.step, 0
+            save_weights(self.model, self.run.best, {"step": p.step, t.metric: value})
+        else:
+            p.bad_evals += 1
+        append_jsonl(self.run.metrics, {"kind": "eval", "split": "dev", "step": p.step, **metrics})
+        tqdm.write(f"step {p.step}: dev {t.metric} {value:.2f} (best {p.best:.2f} at step {p.best_step})")
+        return t.patience is not None and p.bad_evals >= t.patience
+
+    def fit(self) -> FitResult:
+        cfg, t, p = self.cfg, self.cfg.train, self.progress
+        total = self.total_steps()
+        self.model.train()
+        params = count_parameters(self.model)
+        if p.step == 0:
+            batches0 = self.task.batches("train", shuffle=True, epoch=0)
+            record = {"kind": "start", "step": 0, "parameters": params, "device": str(self.device),
+                      "train_examples": len(self.task.split("train")), "batches_per_epoch": len(batches0),
+                      "padding_fraction": self.task.padding("train", batches0), "total_steps": total}
+            append_jsonl(self.run.metrics, record)
+            tqdm.write(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
+                       f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%")
+        stopped = "finished"
+        bar = tqdm(total=total, initial=p.step, desc=f"fit {cfg.name}", disable=not t.progress, dynamic_ncols=True)
+        window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+        session_start = time.perf_counter() - p.elapsed
+        with StopFlag() as flag:
+            while stopped == "finished" and p.step < total and p.epoch < t.max_epochs:
+                order = self.task.batches("train", shuffle=True, epoch=p.epoch)
+                while p.batch_in_epoch < len(order) and p.step < total:
+                    group = order[p.batch_in_epoch: p.batch_in_epoch + t.accumulate]
+                    lr = self._set_lr(total)
+                    step_start = time.perf_counter()
+                    loss, tokens = self._step([self.task.batch("train", idx) for idx in group])
+                    p.step += 1
+                    p.batch_in_epoch += len(group)
+                    p.tokens += tokens
+                    p.elapsed = time.perf_counter() - session_start
+                    window_loss, window_tokens = window_loss + loss, window_tokens + tokens
+                    if p.step % t.log_every == 0 or p.step == total:
+                        speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
+                        append_jsonl(self.run.metrics, {"kind": "train", "step": p.step, "epoch": p.epoch,
+                                                        "loss": window_loss / ((p.step - 1) % t.log_every + 1),
+                                                        "lr": lr, "tokens_per_s": speed, "elapsed": p.elapsed})
+                        window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (time.perf_counter() - step_start):.0f}",
+                                    refresh=False)
+                    if p.step % t.eval_every == 0 or p.step == total:
+                        if self._evaluate_dev():
+                            stopped = "early_stop"
+                        self._save()
+                    if stopped != "finished":
+                        break
+                    if flag.requested:
+                        stopped = flag.requested
+                        break
+                else:
+                    p.epoch += 1
+                    p.batch_in_epoch = 0
+            if stopped not in ("finished", "early_stop"):
+                self._save()
+                bar.close()
+                tqdm.write(f"stopped by {stopped} at step {p.step}; resume with: attntrain fit --resume {self.run.path}")
+                return FitResult(str(self.run.path), stopped, p.step, p.best, {})
+        bar.close()
+        if p.best is None or p.step % t.eval_every:
+            self._evaluate_dev()
+            self._save()
+        return FitResult(str(self.run.path), stopped, p.step, p.best, self.final_eval())
+
+    def final_eval(self) -> dict:
+        """Evaluate the best checkpoint on the configured splits, once, and write eval_<split>.json."""
+        load_weights(self.model, self.run.best)
+        results = {}
+        for split in self.cfg.train.eval_splits:
+            metrics = evaluate(self.model, self.task, split, self.device, amp=self.amp)
+            metrics.update(step=self.progress.best_step, train_seconds=round(self.progress.elapsed, 1),
+                           peak_memory_mb=round(peak_memory_mb(self.device), 1))
+            atomic_write_json(self.run.eval_file(split), metrics)
+            append_jsonl(self.run.metrics, {"kind": "final", "split": split, "step": self.progress.step, **metrics})
+            results[split] = metrics
+        return results
