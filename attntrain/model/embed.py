@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attntrain.model.dropout import Dropout
+
 from attntrain.registry import lookup
 
 PAD, UNK = 0, 1  # reserved ids in every vocabulary
@@ -74,7 +76,7 @@ class TextEmbed(nn.Module):
         self.chars = chars
         self.project = nn.Linear(word_dim + char_out, width)
         self.word_dropout = word_dropout
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         ids, mask = batch["words"], batch["mask"]

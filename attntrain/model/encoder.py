@@ -14,6 +14,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from attntrain.model.dropout import Dropout
+
 from attntrain.model.attention import MultiHeadAttention, build_attention
 from attntrain.model.positional import POSITIONS
 from attntrain.registry import lookup
@@ -22,7 +24,7 @@ from attntrain.registry import lookup
 class FeedForward(nn.Module):
     def __init__(self, width: int, hidden: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
+        self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -37,7 +39,7 @@ class Block(nn.Module):
         self.attention = attention
         self.ffn_norm = nn.LayerNorm(width)
         self.feed_forward = feed_forward
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         x = x + self.dropout(self.attention(self.attention_norm(x), mask))

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attntrain.model.dropout import Dropout
+
 IGNORE = -100  # label id of padding and unlabeled positions
 
 
@@ -50,7 +52,7 @@ class TaggingHead(nn.Module):
 
     def __init__(self, width: int, num_labels: int, *, dropout: float, label_smoothing: float):
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.output = nn.Linear(width, num_labels)
         self.label_smoothing = label_smoothing
 

@@ -12,6 +12,7 @@ import json
 import math
 import random
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +27,11 @@ from attntrain.model.build import build_model, count_parameters
 from attntrain.train.checkpoint import RunDir, load_checkpoint, load_weights, save_checkpoint, save_weights
 from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, lr_factor, move,
                                   peak_memory_mb, resolve_device)
+
+
+def log(message: str) -> None:
+    """Progress messages go to stderr (beside the bars), keeping stdout for results."""
+    tqdm.write(message, file=sys.stderr)
 
 
 def seed_everything(seed: int) -> None:
@@ -49,7 +55,7 @@ class StopFlag:
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
-        tqdm.write(f"{self.requested}: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
+        log(f"{self.requested}: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -114,7 +120,7 @@ class Trainer:
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self._trim_metrics(self.progress.step)
-        tqdm.write(f"resumed from {folder} (step {self.progress.step}, epoch {self.progress.epoch})")
+        log(f"resumed from {folder} (step {self.progress.step}, epoch {self.progress.epoch})")
 
     def _trim_metrics(self, step: int) -> None:
         """Drop records logged after the checkpoint: the resumed run writes them again."""
@@ -184,7 +190,7 @@ class Trainer:
         else:
             p.bad_evals += 1
         append_jsonl(self.run.metrics, {"kind": "eval", "split": "dev", "step": p.step, **metrics})
-        tqdm.write(f"step {p.step}: dev {t.metric} {value:.2f} (best {p.best:.2f} at step {p.best_step})")
+        log(f"step {p.step}: dev {t.metric} {value:.2f} (best {p.best:.2f} at step {p.best_step})")
         return t.patience is not None and p.bad_evals >= t.patience
 
     def fit(self) -> FitResult:
@@ -198,7 +204,7 @@ class Trainer:
                       "train_examples": len(self.task.split("train")), "batches_per_epoch": len(batches0),
                       "padding_fraction": self.task.padding("train", batches0), "total_steps": total}
             append_jsonl(self.run.metrics, record)
-            tqdm.write(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
+            log(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
                        f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%")
         stopped = "finished"
         bar = tqdm(total=total, initial=p.step, desc=f"fit {cfg.name}", disable=not t.progress, dynamic_ncols=True)
@@ -241,7 +247,7 @@ class Trainer:
             if stopped not in ("finished", "early_stop"):
                 self._save()
                 bar.close()
-                tqdm.write(f"stopped by {stopped} at step {p.step}; resume with: attntrain fit --resume {self.run.path}")
+                log(f"stopped by {stopped} at step {p.step}; resume with: attntrain fit --resume {self.run.path}")
                 return FitResult(str(self.run.path), stopped, p.step, p.best, {})
         bar.close()
         if p.best is None or p.step % t.eval_every:

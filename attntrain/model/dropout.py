@@ -1,0 +1,50 @@
+"""Dropout with a cheaper random mask on CPU.
+
+`F.dropout` on CPU draws one float per element (bernoulli_), which measured 14-21% of a training
+step here (PERF-NOTES). This draws 56 random bits per int64 and uses each byte as one uniform
+8-bit number: ~3x cheaper for the same result in distribution. The drop rate is rounded to a
+multiple of 1/256 (p=0.1 becomes 26/256 = 0.1016). On CUDA it is plain `F.dropout`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_BYTES = slice(0, 7) if sys.byteorder == "little" else slice(1, 8)  # the 7 low-order bytes of each int64
+
+
+def keep_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.Tensor, float]:
+    """Bool mask, True with probability ~(1 - p), and the matching rescale factor."""
+    threshold = round(p * 256)
+    n = 1
+    for s in shape:
+        n *= s
+    words = -(-n // 7)
+    bits = torch.randint(0, 2**56, (words,), dtype=torch.int64, device=device)
+    uniform = bits.view(torch.uint8).view(words, 8)[:, _BYTES].reshape(-1)[:n].view(shape)
+    return uniform >= threshold, 256.0 / (256 - threshold)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
+    keep, scale = keep_mask(x.shape, p, x.device)
+    return x.masked_fill(~keep, 0.0) * scale
+
+
+class Dropout(nn.Module):
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
