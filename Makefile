@@ -1,0 +1,33 @@
+# attntrain: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/pos_ewt_quick.yaml
+
+.PHONY: venv demo test bench fit clean
+
+# torch first, pinned to the CPU wheel on local disk: a bare `torch` requirement would pull a CUDA build.
+$(BIN)/attntrain: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/attntrain
+
+demo: venv  ## POS tagging on UD English-EWT with a short shipped config; prints dev/test metrics
+	$(BIN)/attntrain fit $(CONFIG) --overwrite
+
+fit: venv  ## make fit CONFIG=configs/pos_ewt.yaml
+	$(BIN)/attntrain fit $(CONFIG)
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+bench: venv  ## training throughput vs Hugging Face BERT (installs the bench extra)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python scripts/bench_train.py
+
+clean:
+	rm -rf $(VENV) runs bench_results
