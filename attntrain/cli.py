@@ -24,13 +24,16 @@ def fit(
     set_: Optional[List[str]] = SetOption,
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="Replace an existing run directory of the same name"),
+    seeds: Optional[int] = typer.Option(None, min=1, help="Train with N seeds (seed, seed+1, ...); report mean and std"),
 ):
     """Train a model; prints test metrics of the best dev checkpoint at the end."""
     from attntrain.runs import fit as run_fit, format_table
 
-    result = run_fit(config, overrides=set_ or [], resume=resume, overwrite=overwrite)
+    overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else [])
+    result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite)
     if result.metrics:
-        typer.echo(f"\nrun: {result.run_dir}  (best dev step {next(iter(result.metrics.values()))['step']})")
+        step = next(iter(result.metrics.values())).get("step")
+        typer.echo(f"\nrun: {result.run_dir}" + (f"  (best dev step {step})" if step is not None else ""))
         typer.echo(format_table(result.metrics))
     elif result.stopped not in ("finished", "early_stop"):
         raise typer.Exit(130)

@@ -71,7 +71,7 @@ class EncoderConfig(Section):
     num_layers: int = Field(2, ge=1)  # number of self-attention blocks
     width: int = Field(256, ge=1)  # model width D
     num_heads: int = Field(4, ge=1)  # attention heads; width must be divisible by it
-    ffn_dim: int = Field(1024, ge=1)  # hidden width of the position-wise feed-forward layer
+    ffn_dim: int = Field(1024, ge=0)  # hidden width of the position-wise feed-forward layer; 0 = none
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # residual dropout
     position: str = "sinusoidal"  # positional encoding: sinusoidal | learned | rotary | none
     max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
@@ -122,6 +122,7 @@ class DataConfig(Section):
     max_len: int = Field(256, ge=1)  # longer sequences are truncated (training) or split (never dropped)
     train_limit: Optional[int] = Field(None, ge=1)  # use only the first N training examples
     eval_limit: Optional[int] = Field(None, ge=1)  # use only the first N dev/test examples
+    graph_mask: Literal["edges", "none"] = "edges"  # graphs: attend along edges (+ self loops) or to all nodes
 
     @field_validator("task")
     @classmethod
@@ -149,6 +150,8 @@ class TrainConfig(Section):
     patience: Optional[int] = Field(None, ge=1)  # stop after N evaluations without improvement
     eval_splits: list[str] = ["dev", "test"]  # splits evaluated with the best checkpoint at the end
     threads: Optional[int] = Field(None, ge=1)  # torch CPU threads; default leaves torch's choice
+    save_every: Optional[int] = Field(None, ge=1)  # checkpoint every N steps; default: at every evaluation
+    seeds: int = Field(1, ge=1)  # repeat training with seeds seed, seed+1, ... and report mean and std
     progress: bool = True  # show tqdm progress bars
 
 

@@ -36,6 +36,8 @@ def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: 
     if config is None:
         raise UserError("fit needs a CONFIG file or --resume RUN_DIR")
     cfg = load_config(config, overrides)
+    if cfg.train.seeds > 1:
+        return fit_seeds(cfg, overwrite=overwrite)
     run = RunDir(cfg.run_dir())
     if run.path.exists() and any(run.path.iterdir()):
         if not overwrite:
@@ -44,6 +46,47 @@ def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: 
                             "or pass --overwrite")
         shutil.rmtree(run.path)
     return Trainer(cfg, run, resume=False).fit()
+
+
+def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
+    """Train cfg.train.seeds runs (seeds seed, seed+1, ...) under runs/<name>/seed-<k>/ and summarise.
+
+    Running the same command again skips finished seeds and resumes an interrupted one.
+    """
+    parent = cfg.run_dir()
+    if overwrite and parent.exists():
+        shutil.rmtree(parent)
+    results = {}
+    for k in range(cfg.train.seeds):
+        seed = cfg.seed + k
+        one = cfg.model_copy(deep=True)
+        one.seed, one.runs_dir, one.name, one.train.seeds = seed, str(parent), f"seed-{seed}", 1
+        run = RunDir(one.run_dir())
+        splits = one.train.eval_splits
+        if all(run.eval_file(s).is_file() for s in splits):
+            results[seed] = {s: json.loads(run.eval_file(s).read_text()) for s in splits}
+            continue
+        result = Trainer(one, run, resume=run.latest() is not None).fit()
+        if not result.metrics:  # interrupted: stop here, the same command continues later
+            return FitResult(str(parent), result.stopped, result.step, result.best, {})
+        results[seed] = result.metrics
+    summary = summarise(results)
+    atomic_write_json(parent / "summary.json", {"seeds": list(results), "runs": results, "summary": summary})
+    return FitResult(str(parent), "finished", 0, None, summary)
+
+
+def summarise(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
+    """{seed: {split: metrics}} -> {"<split> mean": ..., "<split> std": ...} (sample std, n-1)."""
+    import statistics
+
+    summary = {}
+    splits = next(iter(results.values())).keys()
+    for split in splits:
+        keys = [k for k, v in next(iter(results.values()))[split].items() if isinstance(v, (int, float))]
+        values = {k: [results[s][split][k] for s in results] for k in keys}
+        summary[f"{split} mean"] = {k: statistics.fmean(v) for k, v in values.items()}
+        summary[f"{split} std"] = {k: statistics.stdev(v) if len(v) > 1 else 0.0 for k, v in values.items()}
+    return summary
 
 
 def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None):
@@ -78,14 +121,14 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
 
 
 @torch.no_grad()
-def predict(run_dir: str | Path, lines: Iterable[str], *, batch_size: int = 32) -> Iterator[str]:
+def predict(run_dir: str | Path, lines: Iterable[str]) -> Iterator[str]:
     """Stream predictions for raw inputs, one output line per input line (empty in -> empty out)."""
     cfg, task, model, device = load_run(run_dir)
     pending: list[str] = []
 
     def flush():
         examples = task.parse_inputs(pending)
-        keep = [i for i, ex in enumerate(examples) if ex.get("words", True)]
+        keep = [i for i, ex in enumerate(examples) if not task.is_empty(ex)]
         out = [""] * len(examples)
         if keep:
             items = [task.encode(examples[i], max_len=None) for i in keep]
@@ -98,7 +141,7 @@ def predict(run_dir: str | Path, lines: Iterable[str], *, batch_size: int = 32) 
 
     for line in lines:
         pending.append(line.rstrip("\n"))
-        if len(pending) >= batch_size:
+        if len(pending) >= task.predict_batch_size:
             yield from flush()
     if pending:
         yield from flush()

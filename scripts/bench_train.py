@@ -10,9 +10,10 @@ What it measures
                         attention module, i.e. the explicit softmax(QK^T / sqrt(E)) V path
 
     Throughput is padded tokens per second (B x T per step: every position is computed, padding
-    included, by all three models). Blocks of `--steps` steps are interleaved (A, B, R, then R, B, A,
-    ...) for `--repeats` rounds in one process, so slow drift of a shared machine hits every model
-    alike; the reported figures are medians over the rounds. A (2048x2048)@(2048x2048) fp32 matmul
+    included, by all three models). Each of `--repeats` rounds times `--steps` steps of every
+    model, interleaved step by step (A B R A B R ..., order reversed every other round; or in
+    blocks with `--interleave block`), all in one process, so drift of a shared machine hits every
+    model alike; the reported figures are medians over the rounds. A (2048x2048)@(2048x2048) fp32 matmul
     is timed in every round too, giving the machine's matmul GFLOP/s under the same conditions and
     each model's achieved fraction of it.
 
@@ -75,6 +76,8 @@ def parse_args() -> argparse.Namespace:
     # One warm-up step pays the one-off costs (AdamW state, allocator growth, kernel selection).
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per model before timing")
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds of timed blocks")
+    p.add_argument("--interleave", choices=["step", "block"], default="step",
+                   help="models take turns every step (default) or every block of --steps")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-reference", action="store_true", help="skip attntrain's explicit attention path")
@@ -236,7 +239,8 @@ class Runner:
         self.forward = forward  # model -> loss
         # Same optimizer for every model: plain AdamW over all parameters, fused CPU kernel.
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)
-        self.seconds: list[float] = []  # one entry per timed block
+        self.seconds: list[float] = []  # one entry per round: the sum of its timed steps
+        self.step_seconds: list[list[float]] = []  # per round, every step's time
 
     def step(self) -> torch.Tensor:
         loss = self.forward(self.model)
@@ -245,10 +249,9 @@ class Runner:
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
-    def block(self, steps: int) -> float:
+    def timed_step(self) -> float:
         start = time.perf_counter()
-        for _ in range(steps):
-            loss = self.step()
+        loss = self.step()
         elapsed = time.perf_counter() - start
         # Checked after timing: a diverged model (nan) would make a throughput figure meaningless.
         if not torch.isfinite(loss):
@@ -281,7 +284,12 @@ def check_reference_matches(fast: nn.Module, reference: nn.Module, batch: dict) 
 
 
 def run_rounds(runners: list[Runner], args) -> list[float]:
-    """Warm up, then interleave timed blocks; returns the matmul GFLOP/s measured each round."""
+    """Warm up, then interleave timed steps; returns the matmul GFLOP/s measured each round.
+
+    The machine is shared (2 cores, other jobs), so its speed drifts on a scale of seconds. With
+    --interleave step (default) the models take turns every step (A B R A B R ...), so each round's
+    blocks cover the same stretch of time; --interleave block runs each model's --steps in a row.
+    """
     for r in runners:
         for _ in range(args.warmup):
             r.step()
@@ -290,8 +298,17 @@ def run_rounds(runners: list[Runner], args) -> list[float]:
         # Alternate the order (A B R, R B A, ...) so no model always runs right after the same one.
         order = runners if i % 2 == 0 else runners[::-1]
         matmul.append(matmul_gflops())
-        for r in order:
-            r.seconds.append(r.block(args.steps))
+        times = {r.name: [] for r in runners}
+        if args.interleave == "step":
+            for _ in range(args.steps):
+                for r in order:
+                    times[r.name].append(r.timed_step())
+        else:
+            for r in order:
+                times[r.name] = [r.timed_step() for _ in range(args.steps)]
+        for r in runners:
+            r.step_seconds.append(times[r.name])
+            r.seconds.append(sum(times[r.name]))
         line = "  ".join(f"{r.name} {args.steps * tokens(args) / r.seconds[-1]:,.0f} tok/s" for r in runners)
         print(f"round {i + 1}/{args.repeats}: matmul {matmul[-1]:.0f} GFLOP/s  {line}", flush=True)
     return matmul
@@ -309,7 +326,8 @@ def summarize(runners: list[Runner], counts: dict, matmul: list[float], args) ->
         flops = flops_per_step(counts[r.name]["non_embedding"], args)
         gflops = [args.steps * flops / s / 1e9 for s in r.seconds]
         out[r.name] = {
-            "block_seconds": r.seconds,
+            "round_seconds": r.seconds,
+            "step_seconds": r.step_seconds,
             "tokens_per_s": rates,
             "median_tokens_per_s": statistics.median(rates),
             "median_ms_per_step": 1000 * statistics.median(r.seconds) / args.steps,
@@ -334,7 +352,7 @@ def print_tables(results: dict, counts: dict, ratios: dict, matmul: list[float],
     peak = statistics.median(matmul)
     print(f"\n{args.layers} layers, width {args.width}, {args.heads} heads, FFN {args.ffn}, "
           f"batch {args.batch}x{args.seq_len}, vocab {args.vocab}, dropout {args.dropout}, fp32, "
-          f"{torch.get_num_threads()} threads; {args.repeats} rounds x {args.steps} steps\n")
+          f"{torch.get_num_threads()} threads; {args.repeats} rounds x {args.steps} steps, interleaved per {args.interleave}\n")
     print("| model | params | non-emb params | median tokens/s (min-max) | ms/step | GFLOP/s | % of matmul |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():

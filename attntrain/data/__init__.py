@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from attntrain.data.graph import PlanetoidTask
 from attntrain.data.tagging import UdPosTask
 from attntrain.data.task import Task
 from attntrain.registry import lookup
 
-TASKS: dict[str, type[Task]] = {"ud_pos": UdPosTask}
+TASKS: dict[str, type[Task]] = {"ud_pos": UdPosTask, "planetoid": PlanetoidTask}
 
 
 def build_task(cfg) -> Task:

@@ -114,5 +114,8 @@ class UdPosTask(Task):
     def parse_inputs(self, lines: list[str]) -> list[dict]:
         return [{"words": tokenize(line)} for line in lines]
 
+    def is_empty(self, example: dict) -> bool:
+        return not example["words"]
+
     def describe(self, example: dict, prediction: list[int]) -> str:
         return " ".join(f"{w}/{self.labels.items[p]}" for w, p in zip(example["words"], prediction))

@@ -19,6 +19,7 @@ class Task:
 
     input: str = "text"  # input kind, a key of attntrain.model.embed.INPUTS
     splits: tuple[str, ...] = ("train", "dev", "test")
+    predict_batch_size: int = 32  # inputs per forward pass in `predict`
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -52,6 +53,10 @@ class Task:
     def parse_inputs(self, lines: list[str]) -> list[dict]:
         """User input for `predict` -> raw examples (without labels)."""
         raise NotImplementedError
+
+    def is_empty(self, example: dict) -> bool:
+        """An empty input line: `predict` echoes an empty line instead of running the model."""
+        return False
 
     def describe(self, example: dict, prediction: Any) -> str:
         """One prediction as text for the terminal."""

@@ -10,7 +10,7 @@ every other combination, and `reference=True`, runs the explicit path `normalize
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,10 @@ class DotScore(nn.Module):
         # q (B,H,T,E), k (B,H,S,E) -> (B,H,T,S)
         return torch.matmul(q, k.transpose(-1, -2)) * self.scale
 
+    def pairs(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Scores of matched rows: q, k (N_edges,H,E) -> (N_edges,H)."""
+        return (q * k).sum(-1) * self.scale
+
 
 class AdditiveScore(nn.Module):
     """alpha = w . tanh(q + k) per head (Bahdanau scoring; W_q, W_k are the Q/K projections).
@@ -44,33 +48,51 @@ class AdditiveScore(nn.Module):
         hidden = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (B,H,T,1,E)+(B,H,1,S,E) -> (B,H,T,S,E)
         return torch.einsum("bhtse,he->bhts", hidden, self.weight)
 
+    def pairs(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Scores of matched rows: q, k (N_edges,H,E) -> (N_edges,H)."""
+        return torch.einsum("nhe,he->nh", torch.tanh(q + k), self.weight)
 
-def softmax_weights(scores: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+
+class Softmax:
     """Softmax over the allowed keys; masked keys get weight 0."""
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    # A row with no allowed key (never produced by our masks, but cheap to guard) becomes all zeros.
-    return torch.nan_to_num(scores.softmax(dim=-1), nan=0.0)
+
+    def dense(self, scores: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        # A row with no allowed key (never produced by our masks, but cheap to guard) becomes all zeros.
+        return torch.nan_to_num(scores.softmax(dim=-1), nan=0.0)
+
+    def edges(self, scores: torch.Tensor, target: torch.Tensor, num_nodes: int) -> torch.Tensor:
+        """Softmax over each target node's incoming edges: scores (N_edges,H) -> weights (N_edges,H)."""
+        index = target[:, None].expand_as(scores)
+        peak = scores.new_full((num_nodes, scores.shape[1]), float("-inf"))
+        peak = peak.scatter_reduce(0, index, scores, reduce="amax", include_self=True)
+        exp = (scores - peak[target]).exp()
+        total = scores.new_zeros(num_nodes, scores.shape[1]).index_add_(0, target, exp)
+        return exp / total[target]
 
 
-def relu_weights(scores: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+class ReluNorm:
     """ReLU instead of softmax, divided by the number of allowed keys so the scale does not grow with S.
 
     Weights are non-negative but do not sum to one; a row may be all zero.
     """
-    weights = F.relu(scores)
-    if mask is None:
-        return weights / scores.shape[-1]
-    weights = weights.masked_fill(~mask, 0.0)
-    count = mask.sum(dim=-1, keepdim=True).clamp(min=1).to(weights.dtype)
-    return weights / count
+
+    def dense(self, scores: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        weights = F.relu(scores)
+        if mask is None:
+            return weights / scores.shape[-1]
+        weights = weights.masked_fill(~mask, 0.0)
+        count = mask.sum(dim=-1, keepdim=True).clamp(min=1).to(weights.dtype)
+        return weights / count
+
+    def edges(self, scores: torch.Tensor, target: torch.Tensor, num_nodes: int) -> torch.Tensor:
+        degree = torch.bincount(target, minlength=num_nodes).clamp(min=1).to(scores.dtype)
+        return F.relu(scores) / degree[target][:, None]
 
 
 SCORES: dict[str, type[nn.Module]] = {"dot": DotScore, "additive": AdditiveScore}
-NORMALIZERS: dict[str, Callable[[torch.Tensor, Optional[torch.Tensor]], torch.Tensor]] = {
-    "softmax": softmax_weights,
-    "relu": relu_weights,
-}
+NORMALIZERS: dict[str, object] = {"softmax": Softmax(), "relu": ReluNorm()}
 
 
 class MultiHeadAttention(nn.Module):
@@ -86,7 +108,7 @@ class MultiHeadAttention(nn.Module):
         num_heads: int,
         *,
         score: nn.Module,
-        normalize: Callable,
+        normalize,
         dropout: float = 0.0,
         rotary: Optional[nn.Module] = None,
         fast: bool = True,
@@ -102,7 +124,7 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
         self.rotary = rotary
         # SDPA computes exactly softmax(QK^T / sqrt(E)) V, so it may only stand in for dot + softmax.
-        self.fast = fast and isinstance(score, DotScore) and normalize is softmax_weights
+        self.fast = fast and isinstance(score, DotScore) and isinstance(normalize, Softmax)
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
@@ -113,8 +135,11 @@ class MultiHeadAttention(nn.Module):
         x: torch.Tensor,
         mask: Optional[torch.Tensor] = None,
         memory: Optional[torch.Tensor] = None,
+        edges: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         B, T, D = x.shape
+        if edges is not None:
+            return self.out(self.attend_edges(x, edges))
         source = x if memory is None else memory
         q = self._heads(self.query(x))
         k, v = (self._heads(t) for t in self.key_value(source).chunk(2, dim=-1))
@@ -123,12 +148,27 @@ class MultiHeadAttention(nn.Module):
         mixed = self.attend(q, k, v, mask)  # (B,H,T,E)
         return self.out(mixed.transpose(1, 2).reshape(B, T, D))
 
+    def attend_edges(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        """Attention along the edges of one graph: memory O(edges), not O(nodes^2).
+
+        x (1,N,D) node vectors; edges (2,N_edges) long, row 0 = source j, row 1 = target i (i attends to j).
+        Returns (1,N,D) before the output projection.
+        """
+        _, N, D = x.shape
+        source, target = edges
+        q = self.query(x[0]).view(N, self.num_heads, self.head_dim)  # (N,D) -> (N,H,E)
+        k, v = (t.reshape(N, self.num_heads, self.head_dim) for t in self.key_value(x[0]).chunk(2, dim=-1))
+        weights = self.normalize.edges(self.score.pairs(q[target], k[source]), target, N)  # (N_edges,H)
+        weights = F.dropout(weights, p=self.dropout, training=self.training)
+        mixed = torch.zeros_like(q).index_add_(0, target, weights[..., None] * v[source])  # (N,H,E)
+        return mixed.view(1, N, D)
+
     def attend(self, q, k, v, mask: Optional[torch.Tensor], reference: bool = False) -> torch.Tensor:
         """q (B,H,T,E), k/v (B,H,S,E), mask bool broadcastable to (B,H,T,S) -> (B,H,T,E)."""
         p = self.dropout if self.training else 0.0
         if self.fast and not reference:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
-        weights = self.normalize(self.score(q, k), mask)  # (B,H,T,S)
+        weights = self.normalize.dense(self.score(q, k), mask)  # (B,H,T,S)
         weights = F.dropout(weights, p=p, training=self.training)
         return torch.matmul(weights, v)
 
@@ -138,7 +178,7 @@ class MultiHeadAttention(nn.Module):
         k, _ = (self._heads(t) for t in self.key_value(x).chunk(2, dim=-1))
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
-        return self.normalize(self.score(q, k), mask)
+        return self.normalize.dense(self.score(q, k), mask)
 
 
 def build_attention(width: int, num_heads: int, *, score: str, normalize: str, dropout: float,

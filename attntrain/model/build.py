@@ -25,7 +25,7 @@ class Model(nn.Module):
 
     def features(self, batch: dict) -> torch.Tensor:
         x, mask = self.embed(batch)  # (B,T,D), (B,T)
-        return self.encoder(x, mask, batch.get("attn_mask"))  # (B,T,D)
+        return self.encoder(x, mask, batch.get("attn_mask"), batch.get("edges"))  # (B,T,D)
 
     def forward(self, batch: dict) -> dict:
         logits = self.head(self.features(batch), batch)

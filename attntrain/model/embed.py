@@ -101,4 +101,20 @@ def build_text_embed(cfg, info: dict, width: int) -> TextEmbed:
     return TextEmbed(words, cfg.word_dim, chars, char_out, width, word_dropout=cfg.word_dropout, dropout=cfg.dropout)
 
 
-INPUTS = {"text": build_text_embed}
+class GraphEmbed(nn.Module):
+    """Node features (1,N,F) -> input dropout -> linear projection to the model width (1,N,D)."""
+
+    def __init__(self, num_features: int, width: int, *, dropout: float):
+        super().__init__()
+        self.dropout = Dropout(dropout)
+        self.project = nn.Linear(num_features, width)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.project(self.dropout(batch["features"])), batch["mask"]
+
+
+def build_graph_embed(cfg, info: dict, width: int) -> GraphEmbed:
+    return GraphEmbed(info["num_features"], width, dropout=cfg.dropout)
+
+
+INPUTS = {"text": build_text_embed, "graph": build_graph_embed}

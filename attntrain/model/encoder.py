@@ -3,8 +3,9 @@
 # B batch, T time, D model width, H heads
 
 Every encoder has the same interface, so every head works with every encoder:
-    forward(x (B,T,D), mask (B,T) bool, attn_mask (B,T,T) bool or None) -> (B,T,D)
-`attn_mask` is an extra restriction (e.g. graph edges) on top of padding.
+    forward(x (B,T,D), mask (B,T) bool, attn_mask (B,T,T) bool or None, edges (2,N_edges) or None) -> (B,T,D)
+`attn_mask` is an extra dense restriction on top of padding; `edges` restricts attention of a single
+graph (B = 1) to its edges, computed sparsely (memory linear in the number of edges).
 """
 
 from __future__ import annotations
@@ -33,16 +34,19 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     """Pre-norm Transformer block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
 
-    def __init__(self, attention: MultiHeadAttention, feed_forward: FeedForward, width: int, dropout: float):
+    def __init__(self, attention: MultiHeadAttention, feed_forward: Optional[FeedForward], width: int,
+                 dropout: float):
         super().__init__()
         self.attention_norm = nn.LayerNorm(width)
         self.attention = attention
-        self.ffn_norm = nn.LayerNorm(width)
+        self.ffn_norm = nn.LayerNorm(width) if feed_forward is not None else None
         self.feed_forward = feed_forward
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        x = x + self.dropout(self.attention(self.attention_norm(x), mask))
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], edges: Optional[torch.Tensor] = None):
+        x = x + self.dropout(self.attention(self.attention_norm(x), mask, edges=edges))
+        if self.feed_forward is None:
+            return x
         return x + self.dropout(self.feed_forward(self.ffn_norm(x)))
 
 
@@ -75,11 +79,12 @@ class TransformerEncoder(nn.Module):
             full = m if full is None else full & m
         return full
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        full_mask = self.attention_mask(mask, attn_mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+                edges: Optional[torch.Tensor] = None) -> torch.Tensor:
+        full_mask = None if edges is not None else self.attention_mask(mask, attn_mask)
         x = self.position(x)
         for block in self.blocks:
-            x = block(x, full_mask)
+            x = block(x, full_mask, edges)
         return self.norm(x)
 
     def attention_weights(self, x: torch.Tensor, mask: torch.Tensor, attn_mask=None) -> list[torch.Tensor]:
@@ -101,7 +106,7 @@ def build_transformer(cfg) -> TransformerEncoder:
         Block(
             build_attention(cfg.width, cfg.num_heads, score=cfg.attention.score, normalize=cfg.attention.normalize,
                             dropout=cfg.attention.dropout, rotary=rotary),
-            FeedForward(cfg.width, cfg.ffn_dim, cfg.dropout),
+            FeedForward(cfg.width, cfg.ffn_dim, cfg.dropout) if cfg.ffn_dim else None,
             cfg.width,
             cfg.dropout,
         )

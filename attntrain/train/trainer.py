@@ -141,6 +141,11 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
         save_checkpoint(self.run, self.model, state)
+        self._saved_step = self.progress.step
+
+    def _save_if_needed(self) -> None:
+        if getattr(self, "_saved_step", None) != self.progress.step:
+            self._save()
 
     # ---- loop --------------------------------------------------------------------------------
     def total_steps(self) -> int:
@@ -232,9 +237,10 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (time.perf_counter() - step_start):.0f}",
                                     refresh=False)
-                    if p.step % t.eval_every == 0 or p.step == total:
-                        if self._evaluate_dev():
-                            stopped = "early_stop"
+                    evaluate_now = p.step % t.eval_every == 0 or p.step == total
+                    if evaluate_now and self._evaluate_dev():
+                        stopped = "early_stop"
+                    if (p.step % t.save_every == 0) if t.save_every else evaluate_now:
                         self._save()
                     if stopped != "finished":
                         break
@@ -245,14 +251,14 @@ class Trainer:
                     p.epoch += 1
                     p.batch_in_epoch = 0
             if stopped not in ("finished", "early_stop"):
-                self._save()
+                self._save_if_needed()
                 bar.close()
                 log(f"stopped by {stopped} at step {p.step}; resume with: attntrain fit --resume {self.run.path}")
                 return FitResult(str(self.run.path), stopped, p.step, p.best, {})
         bar.close()
         if p.best is None or p.step % t.eval_every:
             self._evaluate_dev()
-            self._save()
+        self._save_if_needed()
         return FitResult(str(self.run.path), stopped, p.step, p.best, self.final_eval())
 
     def final_eval(self) -> dict:

@@ -1,0 +1,120 @@
+"""Graph input: edge-restricted attention (sparse path), the Cora task, and malformed graph files."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from attntrain.config import EncoderConfig, build_config
+from attntrain.data import build_task
+from attntrain.data.graph import load_planetoid
+from attntrain.errors import UserError
+from attntrain.model import build_model
+from attntrain.model.attention import NORMALIZERS, SCORES
+from attntrain.model.encoder import build_transformer
+from tests.conftest import shared_data
+
+# A 6-node graph: 0-1, 1-2, 3-4 (both directions) + self loops; node 5 is isolated.
+PAIRS = [(0, 1), (1, 0), (1, 2), (2, 1), (3, 4), (4, 3)]
+EDGES = torch.tensor(PAIRS + [(i, i) for i in range(6)]).T  # (2,N_edges): source, target
+
+
+def dense_mask(edges: torch.Tensor, nodes: int) -> torch.Tensor:
+    mask = torch.zeros(1, nodes, nodes, dtype=torch.bool)
+    mask[0, edges[1], edges[0]] = True  # target attends to source
+    return mask
+
+
+def encoder(score: str, normalize: str, layers: int = 2):
+    torch.manual_seed(0)
+    cfg = EncoderConfig(num_layers=layers, width=16, num_heads=4, ffn_dim=0, position="none",
+                        attention={"score": score, "normalize": normalize})
+    return build_transformer(cfg).eval()
+
+
+@pytest.mark.parametrize("score,normalize", list(itertools.product(SCORES, NORMALIZERS)))
+def test_sparse_edge_attention_equals_dense_masked_attention(score, normalize):
+    model = encoder(score, normalize)
+    x = torch.randn(1, 6, 16)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    sparse = model(x, mask, edges=EDGES)
+    dense = model(x, mask, attn_mask=dense_mask(EDGES, 6))
+    torch.testing.assert_close(sparse, dense, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("score,normalize", list(itertools.product(SCORES, NORMALIZERS)))
+def test_non_neighbour_features_do_not_reach_a_node(score, normalize):
+    """2 layers: node 0 sees nodes 0, 1, 2 (2 hops); nodes 3, 4, 5 are out of reach."""
+    model = encoder(score, normalize)
+    x = torch.randn(1, 6, 16)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    changed = x.clone()
+    changed[0, 3:] = torch.randn(3, 16)
+    a, b = model(x, mask, edges=EDGES), model(changed, mask, edges=EDGES)
+    torch.testing.assert_close(a[0, :3], b[0, :3])
+    assert not torch.allclose(a[0, 3:5], b[0, 3:5])
+    full_a, full_b = model(x, mask), model(changed, mask)  # without edges, everything reaches node 0
+    assert not torch.allclose(full_a[0, 0], full_b[0, 0])
+
+
+def cora_config(tmp_path, **data):
+    raw = {"name": "cora", "runs_dir": str(tmp_path), "data": {"task": "planetoid", "dataset": "cora", **data},
+           "model": {"encoder": {"num_layers": 1, "width": 16, "num_heads": 2, "ffn_dim": 0, "position": "none",
+                                 "attention": {"score": "additive", "dropout": 0.5}}},
+           "train": {"max_steps": 3, "progress": False}}
+    return build_config(raw, "test")
+
+
+@pytest.mark.parametrize("graph_mask", ["edges", "none"])
+def test_cora_forward_backward_uses_only_split_labels(tmp_path, graph_mask):
+    cfg = cora_config(tmp_path, graph_mask=graph_mask)
+    task = build_task(cfg)
+    task.prepare()
+    assert task.info() == {"input": "graph", "num_features": 1433, "num_labels": 7}
+    model = build_model(cfg, task.info())
+    for split, count in (("train", 140), ("dev", 500), ("test", 1000)):
+        batch = task.batch(split, [0])
+        assert int((batch["labels"] != -100).sum()) == count
+        assert ("edges" in batch) == (graph_mask == "edges")
+    out = model(task.batch("train", [0]))
+    out["loss"].backward()
+    assert out["logits"].shape == (1, 2708, 7)
+    assert model.embed.project.weight.grad.abs().sum() > 0
+
+
+def write_graph(path, **changes):
+    with np.load(shared_data() / "cora" / "cora_planetoid.npz") as real:
+        arrays = {k: real[k] for k in real.files}
+    arrays.update(changes)
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"edge_index": np.array([[0, 1], [1, 9999]])}, "edge 1 (1 -> 9999) points to a missing node"),
+        ({"labels": np.zeros(100, dtype=np.int64)}, "labels has 100 entries for 2708 nodes"),
+        ({"test_idx": np.array([5000])}, "test_idx holds node ids outside 0..2707"),
+        ({"edge_index": np.zeros((3, 4), dtype=np.int64)}, "edge_index must have shape (2, E)"),
+    ],
+)
+def test_malformed_graph_file_is_a_clear_error(tmp_path, changes, message):
+    path = tmp_path / "cora_planetoid.npz"
+    write_graph(path, **changes)
+    with pytest.raises(UserError) as err:
+        load_planetoid(path)
+    assert str(err.value).startswith(str(path)) and message in str(err.value)
+
+
+def test_missing_array_and_non_npz(tmp_path):
+    bad = tmp_path / "x.npz"
+    np.savez(bad, features=np.zeros((3, 2)))
+    with pytest.raises(UserError, match="missing arrays labels, edge_index"):
+        load_planetoid(bad)
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not a zip")
+    with pytest.raises(UserError, match="not a readable .npz"):
+        load_planetoid(junk)
