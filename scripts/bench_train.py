@@ -13,23 +13,33 @@ What it measures
     included, by all three models). Each of `--repeats` rounds times `--steps` steps of every
     model, interleaved step by step (A B R A B R ..., order reversed every other round; or in
     blocks with `--interleave block`), all in one process, so drift of a shared machine hits every
-    model alike; the reported figures are medians over the rounds. A (2048x2048)@(2048x2048) fp32 matmul
-    is timed in every round too, giving the machine's matmul GFLOP/s under the same conditions and
-    each model's achieved fraction of it.
+    model alike; the reported figures are medians over the rounds. A (2048x2048)@(2048x2048) fp32
+    matmul is timed in every round too, giving the machine's matmul GFLOP/s under the same
+    conditions and each model's achieved fraction of it.
+
+    Ratios are attntrain / other throughput (>1: attntrain faster). "median per-round ratio" takes
+    the ratio within each round first (both blocks of a round share one stretch of time) and is
+    the figure least moved by load changing between rounds.
 
 How to run
     . .venv/bin/activate
     python scripts/bench_train.py                         # defaults: 4 layers, width 256, 32x128
-    python scripts/bench_train.py --steps 3 --repeats 2   # quick check (~1 minute)
+    python scripts/bench_train.py --steps 3 --repeats 2   # quick check (1-2 minutes on 2 cores)
     python scripts/bench_train.py --profile               # + torch.profiler top ops per model
+    python scripts/bench_train.py --threads 1             # on a machine other jobs are using
+    python scripts/bench_train.py --dropout 0             # compare without any dropout
+
+    --threads 1 matters on a shared machine: with other processes busy, each multi-threaded op
+    waits for the busy cores at its OpenMP barrier (see `warn_if_shared`).
 
     Results: a Markdown table on stdout and JSON in bench_results/bench_train.json (`--out`).
 
 Known architectural differences that remain (both models as their libraries define them)
     * attntrain is pre-norm with a final LayerNorm and a Linear projection from the word vectors to
       the model width; BERT is post-norm with a LayerNorm on the embeddings and token-type embeddings.
-    * attntrain has one more dropout per block (on the FFN hidden activation, B x T x ffn) and draws
-      its dropout masks with its own cheaper byte-mask generator; BERT uses nn.Dropout.
+    * attntrain has one more dropout per block (on the FFN hidden activation, B x T x ffn, 4x the
+      size of the others) and draws its dropout masks with its own byte-mask generator; BERT uses
+      nn.Dropout. `--dropout 0` removes both differences.
     * BERT's SDPA call gets a (B,1,T,T) bool mask from transformers' mask utilities; attntrain passes
       a (B,1,1,T) key-padding mask.
 """
@@ -39,6 +49,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import statistics
 import time
@@ -81,7 +92,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--no-reference", action="store_true", help="skip attntrain's explicit attention path")
-    p.add_argument("--profile", action="store_true", help="also profile one step of each model")
+    p.add_argument("--profile", action="store_true", help="also profile a few steps of each model (top ops)")
     p.add_argument("--out", type=Path, default=Path("bench_results/bench_train.json"))
     return p.parse_args()
 
@@ -103,8 +114,20 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "cpu_model": cpu,
-        "logical_cpus": __import__("os").cpu_count(),
+        "logical_cpus": os.cpu_count(),
     }
+
+
+def warn_if_shared(threads: int) -> None:
+    """Multi-threaded torch ops end in OpenMP barriers: if another process holds a core, every
+    barrier waits for a scheduler time slice. Measured here with a 2-thread training job running
+    alongside: fused AdamW over 64 tensors took ~500 ms with 2 threads and 7 ms with 1, and whole
+    training steps ran ~3x faster with --threads 1. Ratios stay meaningful either way (all models
+    suffer), but the achieved fraction of the matmul peak does not."""
+    load = os.getloadavg()[0]
+    if threads > 1 and load > 0.5:
+        print(f"note: load average {load:.1f} on {os.cpu_count()} CPUs before starting; with {threads} threads "
+              f"per op, other busy processes make every parallel region wait: consider --threads 1\n")
 
 
 def make_batch(args, generator: torch.Generator) -> dict:
@@ -271,9 +294,11 @@ def bert_forward(batch: dict) -> Callable[[nn.Module], torch.Tensor]:
 @torch.no_grad()
 def check_reference_matches(fast: nn.Module, reference: nn.Module, batch: dict) -> float:
     """The two attntrain paths must compute the same function (eval mode: no dropout)."""
-    fast.eval(), reference.eval()
+    fast.eval()
+    reference.eval()
     a, b = fast(batch)["loss"].item(), reference(batch)["loss"].item()
-    fast.train(), reference.train()
+    fast.train()
+    reference.train()
     if abs(a - b) > 1e-4 * max(1.0, abs(a)):
         raise RuntimeError(f"SDPA and reference attention disagree: loss {a} vs {b}")
     return abs(a - b)
@@ -362,15 +387,16 @@ def print_tables(results: dict, counts: dict, ratios: dict, matmul: list[float],
               f"({lo:,.0f}-{hi:,.0f}) | {r['median_ms_per_step']:.0f} | {r['median_gflops']:.0f} "
               f"| {100 * r['fraction_of_matmul']:.0f}% |")
     print(f"\nfp32 matmul 2048^3: median {peak:.0f} GFLOP/s (rounds: {', '.join(f'{g:.0f}' for g in matmul)})\n")
-    print("| comparison | ratio of medians | per-round ratios | meaning |")
-    print("|---|---:|---|---|")
+    print("| comparison | ratio of medians | median per-round ratio | per-round ratios | meaning |")
+    print("|---|---:|---:|---|---|")
     meanings = {
         "attntrain / bert": ">1: attntrain trains faster than BERT",
         "attntrain / attntrain-ref": ">1: what SDPA buys over the explicit path",
     }
     for key, q in ratios.items():
         rounds = ", ".join(f"{x:.3f}" for x in q["per_round"])
-        print(f"| {key} | {q['ratio_of_medians']:.3f} | {rounds} | {meanings.get(key, '')} |")
+        print(f"| {key} | {q['ratio_of_medians']:.3f} | {q['median_per_round']:.3f} | {rounds} "
+              f"| {meanings.get(key, '')} |")
 
 
 def explain_parameters(counts: dict, args) -> dict:
@@ -416,6 +442,8 @@ def main() -> None:
     args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_at_start = list(os.getloadavg())
+    warn_if_shared(torch.get_num_threads())
     torch.manual_seed(args.seed)
     batch = make_batch(args, torch.Generator().manual_seed(args.seed))
 
@@ -447,7 +475,7 @@ def main() -> None:
 
     report = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "machine": machine_info(),
+        "machine": {**machine_info(), "loadavg_at_start": load_at_start, "loadavg_at_end": list(os.getloadavg())},
         "batch": {"padded_tokens": tokens(args), "real_tokens": int(batch["mask"].sum()),
                   "lengths": batch["mask"].sum(-1).tolist()},
         "notes": {

@@ -23,9 +23,15 @@ from attntrain.registry import lookup
 
 
 class FeedForward(nn.Module):
-    def __init__(self, width: int, hidden: int, dropout: float):
+    """Position-wise Linear -> GELU -> Linear.
+
+    No dropout on the hidden layer (as in BERT): it is the largest activation of the block, its mask
+    cost ~12% of a training step on CPU, and the block's residual dropout already regularises.
+    """
+
+    def __init__(self, width: int, hidden: int):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), Dropout(dropout), nn.Linear(hidden, width))
+        self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -106,7 +112,7 @@ def build_transformer(cfg) -> TransformerEncoder:
         Block(
             build_attention(cfg.width, cfg.num_heads, score=cfg.attention.score, normalize=cfg.attention.normalize,
                             dropout=cfg.attention.dropout, rotary=rotary),
-            FeedForward(cfg.width, cfg.ffn_dim, cfg.dropout) if cfg.ffn_dim else None,
+            FeedForward(cfg.width, cfg.ffn_dim) if cfg.ffn_dim else None,
             cfg.width,
             cfg.dropout,
         )
