@@ -195,6 +195,7 @@ class Trainer:
         else:
             p.bad_evals += 1
         append_jsonl(self.run.metrics, {"kind": "eval", "split": "dev", "step": p.step, **metrics})
+        self._evaluated_step = p.step
         log(f"step {p.step}: dev {t.metric} {value:.2f} (best {p.best:.2f} at step {p.best_step})")
         return t.patience is not None and p.bad_evals >= t.patience
 
@@ -256,7 +257,7 @@ class Trainer:
                 log(f"stopped by {stopped} at step {p.step}; resume with: attntrain fit --resume {self.run.path}")
                 return FitResult(str(self.run.path), stopped, p.step, p.best, {})
         bar.close()
-        if p.best is None or p.step % t.eval_every:
+        if p.best is None or getattr(self, "_evaluated_step", None) != p.step:
             self._evaluate_dev()
         self._save_if_needed()
         return FitResult(str(self.run.path), stopped, p.step, p.best, self.final_eval())
