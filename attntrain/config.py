@@ -31,21 +31,20 @@ def _table(module: str, name: str) -> dict:
     return getattr(importlib.import_module(module), name)
 
 
+def choice_of(module: str, table: str, field: str):
+    """A validator that checks `field` against a name -> component table (lazy import of `module`)."""
+    return field_validator(field)(lambda cls, v: check_choice(_table(module, table), v))
+
+
 class AttentionConfig(Section):
     score: str = "dot"  # how relevance alpha(q, k) is scored: dot | additive
     normalize: str = "softmax"  # how scores become weights: softmax | relu
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on attention weights (0 keeps SDPA's fast kernel)
     window: Optional[int] = Field(None, ge=1)  # local attention: attend only to |i - j| <= window
 
-    @field_validator("score")
-    @classmethod
-    def _score(cls, v: str) -> str:
-        return check_choice(_table("attntrain.model.attention", "SCORES"), v)
+    _score = choice_of("attntrain.model.attention", "SCORES", "score")
 
-    @field_validator("normalize")
-    @classmethod
-    def _normalize(cls, v: str) -> str:
-        return check_choice(_table("attntrain.model.attention", "NORMALIZERS"), v)
+    _normalize = choice_of("attntrain.model.attention", "NORMALIZERS", "normalize")
 
 
 class EmbedConfig(Section):
@@ -60,10 +59,7 @@ class EmbedConfig(Section):
     max_word_chars: int = Field(20, ge=1)  # longer words keep their first and last characters
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout on the input vectors
 
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        return check_choice(_table("attntrain.model.embed", "TEXT_VECTORS"), v)
+    _kind = choice_of("attntrain.model.embed", "TEXT_VECTORS", "kind")
 
 
 class EncoderConfig(Section):
@@ -77,15 +73,9 @@ class EncoderConfig(Section):
     max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
     attention: AttentionConfig = AttentionConfig()
 
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        return check_choice(_table("attntrain.model.encoder", "ENCODERS"), v)
+    _kind = choice_of("attntrain.model.encoder", "ENCODERS", "kind")
 
-    @field_validator("position")
-    @classmethod
-    def _position(cls, v: str) -> str:
-        return check_choice(_table("attntrain.model.positional", "POSITIONS"), v)
+    _position = choice_of("attntrain.model.positional", "POSITIONS", "position")
 
     @field_validator("num_heads")
     @classmethod
@@ -101,10 +91,7 @@ class HeadConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the output layer
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # cross-entropy label smoothing
 
-    @field_validator("kind")
-    @classmethod
-    def _kind(cls, v: str) -> str:
-        return check_choice(_table("attntrain.model.heads", "HEADS"), v)
+    _kind = choice_of("attntrain.model.heads", "HEADS", "kind")
 
 
 class ModelConfig(Section):
@@ -124,10 +111,7 @@ class DataConfig(Section):
     eval_limit: Optional[int] = Field(None, ge=1)  # use only the first N dev/test examples
     graph_mask: Literal["edges", "none"] = "edges"  # graphs: attend along edges (+ self loops) or to all nodes
 
-    @field_validator("task")
-    @classmethod
-    def _task(cls, v: str) -> str:
-        return check_choice(_table("attntrain.data", "TASKS"), v)
+    _task = choice_of("attntrain.data", "TASKS", "task")
 
 
 class TrainConfig(Section):
