@@ -69,6 +69,7 @@ class EncoderConfig(Section):
     num_heads: int = Field(4, ge=1)  # attention heads; width must be divisible by it
     ffn_dim: int = Field(1024, ge=0)  # hidden width of the position-wise feed-forward layer; 0 = none
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # residual dropout
+    residual: bool = True  # add each attention output to its input; false = replace (as GAT layers do)
     position: str = "sinusoidal"  # positional encoding: sinusoidal | learned | rotary | none
     max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
     attention: AttentionConfig = AttentionConfig()
@@ -117,6 +118,7 @@ class DataConfig(Section):
 class TrainConfig(Section):
     device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # mixed precision; auto = bf16 on CUDA, off on CPU
+    optimizer: Literal["adamw", "adam"] = "adamw"  # adamw: decoupled weight decay; adam: L2 penalty in the gradient
     lr: float = Field(1e-3, gt=0.0)  # peak learning rate
     weight_decay: float = Field(0.01, ge=0.0)  # AdamW decoupled weight decay (not on norms/biases)
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas

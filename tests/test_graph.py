@@ -28,16 +28,16 @@ def dense_mask(edges: torch.Tensor, nodes: int) -> torch.Tensor:
     return mask
 
 
-def encoder(score: str, normalize: str, layers: int = 2):
+def encoder(score: str, normalize: str, layers: int = 2, residual: bool = True):
     torch.manual_seed(0)
-    cfg = EncoderConfig(num_layers=layers, width=16, num_heads=4, ffn_dim=0, position="none",
+    cfg = EncoderConfig(num_layers=layers, width=16, num_heads=4, ffn_dim=0, position="none", residual=residual,
                         attention={"score": score, "normalize": normalize})
     return build_transformer(cfg).eval()
 
 
-@pytest.mark.parametrize("score,normalize", list(itertools.product(SCORES, NORMALIZERS)))
-def test_sparse_edge_attention_equals_dense_masked_attention(score, normalize):
-    model = encoder(score, normalize)
+@pytest.mark.parametrize("score,normalize,residual", list(itertools.product(SCORES, NORMALIZERS, [True, False])))
+def test_sparse_edge_attention_equals_dense_masked_attention(score, normalize, residual):
+    model = encoder(score, normalize, residual=residual)
     x = torch.randn(1, 6, 16)
     mask = torch.ones(1, 6, dtype=torch.bool)
     sparse = model(x, mask, edges=EDGES)
@@ -118,3 +118,22 @@ def test_missing_array_and_non_npz(tmp_path):
     junk.write_text("not a zip")
     with pytest.raises(UserError, match="not a readable .npz"):
         load_planetoid(junk)
+
+
+def test_seeds_report_mean_and_std_of_the_per_seed_results(tmp_path):
+    import json
+    import statistics
+
+    from attntrain.runs import fit_seeds
+
+    cfg = cora_config(tmp_path)
+    cfg.train.seeds, cfg.train.eval_every = 3, 3
+    result = fit_seeds(cfg)
+    per_seed = [json.loads((tmp_path / "cora" / f"seed-{s}" / "eval_test.json").read_text())["accuracy"]
+                for s in (1, 2, 3)]
+    assert result.metrics["test mean"]["accuracy"] == pytest.approx(statistics.fmean(per_seed))
+    assert result.metrics["test std"]["accuracy"] == pytest.approx(statistics.stdev(per_seed))
+    summary = json.loads((tmp_path / "cora" / "summary.json").read_text())
+    assert summary["seeds"] == [1, 2, 3]
+    again = fit_seeds(cfg)  # finished seeds are read back, not retrained
+    assert again.metrics == result.metrics

@@ -41,8 +41,9 @@ class Block(nn.Module):
     """Pre-norm Transformer block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
 
     def __init__(self, attention: MultiHeadAttention, feed_forward: Optional[FeedForward], width: int,
-                 dropout: float):
+                 dropout: float, residual: bool = True):
         super().__init__()
+        self.residual = residual
         self.attention_norm = nn.LayerNorm(width)
         self.attention = attention
         self.ffn_norm = nn.LayerNorm(width) if feed_forward is not None else None
@@ -50,7 +51,10 @@ class Block(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], edges: Optional[torch.Tensor] = None):
-        x = x + self.dropout(self.attention(self.attention_norm(x), mask, edges=edges))
+        mixed = self.dropout(self.attention(self.attention_norm(x), mask, edges=edges))
+        # Without the residual a vector is only what it gathered: on graphs this forces the
+        # neighbourhood smoothing that GAT/GCN rely on instead of memorising a node's own features.
+        x = x + mixed if self.residual else mixed
         if self.feed_forward is None:
             return x
         return x + self.dropout(self.feed_forward(self.ffn_norm(x)))
@@ -115,6 +119,7 @@ def build_transformer(cfg) -> TransformerEncoder:
             FeedForward(cfg.width, cfg.ffn_dim) if cfg.ffn_dim else None,
             cfg.width,
             cfg.dropout,
+            cfg.residual,
         )
         for _ in range(cfg.num_layers)
     ]

@@ -40,7 +40,7 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms and embedding tables (1-D or lookup parameters)."""
+    """AdamW (or Adam with L2); no weight decay on biases, norms and embedding tables."""
     tables = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters(recurse=False)}
     decay, no_decay = [], []
     for p in model.parameters():
@@ -48,7 +48,10 @@ def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
             (no_decay if p.dim() < 2 or id(p) in tables else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     fused = next(model.parameters()).device.type in ("cpu", "cuda")
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
+    # Adam adds weight_decay * w to the gradient (L2), so rarely-updated weights shrink fast: the
+    # regulariser GCN/GAT were tuned with. AdamW decays every weight by lr * weight_decay per step.
+    optimizer = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused)
 
 
 def lr_factor(step: int, *, total: int, warmup: int, schedule: str, min_ratio: float) -> float:

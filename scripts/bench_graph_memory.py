@@ -1,0 +1,75 @@
+"""Peak memory of one training step on Cora: attention along edges (sparse) vs over all node pairs.
+
+Each measurement runs in a fresh subprocess: build the cora_gat model, take the first N nodes of
+Cora (the induced subgraph: its edges among those nodes), run one forward + backward, and report
+the growth of peak resident memory (ru_maxrss) caused by that step. With `graph_mask: edges` the
+attention tensors hold one entry per edge and head; with `none` they hold N x N per head.
+
+    python scripts/bench_graph_memory.py                 # N = 677, 1354, 2708 (all of Cora)
+    python scripts/bench_graph_memory.py --out bench_results/graph_memory.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def measure(nodes: int, mask: str) -> dict:
+    """Runs inside the child process."""
+    import torch
+
+    from attntrain.config import load_config
+    from attntrain.data import build_task
+    from attntrain.model import build_model
+
+    torch.manual_seed(0)
+    cfg = load_config(REPO / "configs" / "cora_gat.yaml", [f"data.graph_mask={mask}", "train.seeds=1"])
+    task = build_task(cfg)
+    task.prepare()
+    model = build_model(cfg, task.info()).train()
+    batch = task.batch("train", [0])
+    batch["features"] = batch["features"][:, :nodes]
+    batch["mask"] = batch["mask"][:, :nodes]
+    batch["labels"] = batch["labels"][:, :nodes]
+    edges = task.graph()["edges"]
+    edges = edges[:, (edges < nodes).all(0)]
+    if mask == "edges":
+        batch["edges"] = edges
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    model(batch)["loss"].backward()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"nodes": nodes, "mask": mask, "edges": int(edges.shape[1]), "step_peak_mb": (after - before) / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[677, 1354, 2708])
+    parser.add_argument("--out", type=Path, default=REPO / "bench_results" / "graph_memory.json")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(int(args.child[0]), args.child[1])))
+        return
+    rows = []
+    for nodes in args.nodes:
+        for mask in ("edges", "none"):
+            out = subprocess.run([sys.executable, __file__, "--child", str(nodes), mask], capture_output=True,
+                                 text=True, check=True, cwd=REPO)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print("| nodes | edges (incl. self loops) | graph_mask | peak memory of one step (MiB) |")
+    print("|---:|---:|---|---:|")
+    for r in rows:
+        print(f"| {r['nodes']} | {r['edges']} | {r['mask']} | {r['step_peak_mb']:.1f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
