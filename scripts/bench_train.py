@@ -37,9 +37,9 @@ How to run
 Known architectural differences that remain (both models as their libraries define them)
     * attntrain is pre-norm with a final LayerNorm and a Linear projection from the word vectors to
       the model width; BERT is post-norm with a LayerNorm on the embeddings and token-type embeddings.
-    * attntrain has one more dropout per block (on the FFN hidden activation, B x T x ffn, 4x the
-      size of the others) and draws its dropout masks with its own byte-mask generator; BERT uses
-      nn.Dropout. `--dropout 0` removes both differences.
+    * attntrain draws its dropout masks with its own byte-mask generator (attntrain/model/dropout.py);
+      BERT uses nn.Dropout. Both drop at the same places (embeddings, attention output, FFN output,
+      classifier); `--dropout 0` removes the difference.
     * BERT's SDPA call gets a (B,1,T,T) bool mask from transformers' mask utilities; attntrain passes
       a (B,1,1,T) key-padding mask.
 """
