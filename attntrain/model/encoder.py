@@ -97,16 +97,6 @@ class TransformerEncoder(nn.Module):
             x = block(x, full_mask, edges)
         return self.norm(x)
 
-    def attention_weights(self, x: torch.Tensor, mask: torch.Tensor, attn_mask=None) -> list[torch.Tensor]:
-        """Per-layer attention matrices [(B,H,T,T)] for plots; runs the explicit path."""
-        full_mask = self.attention_mask(mask, attn_mask)
-        x = self.position(x)
-        weights = []
-        for block in self.blocks:
-            weights.append(block.attention.weights(block.attention_norm(x), full_mask))
-            x = block(x, full_mask)
-        return weights
-
 
 def build_transformer(cfg) -> TransformerEncoder:
     """cfg: EncoderConfig."""

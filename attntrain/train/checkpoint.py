@@ -15,7 +15,6 @@ replaced atomically afterwards. A kill at any moment leaves the previous checkpo
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -92,10 +91,3 @@ def load_checkpoint(folder: Path, model: torch.nn.Module) -> dict:
     load_weights(model, folder / "model.safetensors")
     return torch.load(folder / "trainer.pt", map_location="cpu", weights_only=True)
 
-
-def best_metadata(run: RunDir) -> dict:
-    from safetensors import safe_open
-
-    with safe_open(str(run.best), framework="pt") as f:
-        meta = f.metadata() or {}
-    return {k: json.loads(v) if v[:1] in "0123456789-[{" else v for k, v in meta.items()}

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from attntrain.config import Config, save_config
 from attntrain.data import build_task
 from attntrain.errors import UserError
-from attntrain.io import append_jsonl, atomic_write_json
+from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text
 from attntrain.model.build import build_model, count_parameters
 from attntrain.train.checkpoint import RunDir, load_checkpoint, load_weights, save_checkpoint, save_weights
 from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, lr_factor, move,
@@ -128,8 +128,6 @@ class Trainer:
             return
         kept = [line for line in self.run.metrics.read_text().splitlines()
                 if line.strip() and json.loads(line).get("step", 0) <= step]
-        from attntrain.io import atomic_write_text
-
         atomic_write_text(self.run.metrics, "".join(line + "\n" for line in kept))
 
     def _save(self) -> None:
