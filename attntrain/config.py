@@ -63,13 +63,17 @@ class EmbedConfig(Section):
 
 
 class EncoderConfig(Section):
-    kind: str = "transformer"  # encoder family
+    kind: str = "transformer"  # encoder family: transformer | cnn | rnn
     num_layers: int = Field(2, ge=1)  # number of self-attention blocks
     width: int = Field(256, ge=1)  # model width D
     num_heads: int = Field(4, ge=1)  # attention heads; width must be divisible by it
     ffn_dim: int = Field(1024, ge=0)  # hidden width of the position-wise feed-forward layer; 0 = none
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # residual dropout
     residual: bool = True  # add each attention output to its input; false = replace (as GAT layers do)
+    kernel_size: int = Field(3, ge=1)  # cnn: convolution width (odd, so the length is kept)
+    dilation: int = Field(1, ge=1)  # cnn: layer i uses dilation ** i (1 = plain stacked convolutions)
+    rnn_cell: Literal["lstm", "gru"] = "lstm"  # rnn: recurrent cell
+    bidirectional: bool = Field(True, validate_default=True)  # rnn: read both directions (each gets width / 2)
     position: str = "sinusoidal"  # positional encoding: sinusoidal | learned | rotary | none
     max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
     attention: AttentionConfig = AttentionConfig()
@@ -77,6 +81,20 @@ class EncoderConfig(Section):
     _kind = choice_of("attntrain.model.encoder", "ENCODERS", "kind")
 
     _position = choice_of("attntrain.model.positional", "POSITIONS", "position")
+
+    @field_validator("bidirectional")
+    @classmethod
+    def _even_width(cls, v: bool, info) -> bool:
+        if v and info.data.get("kind") == "rnn" and info.data.get("width", 0) % 2:
+            raise ValueError(f"a bidirectional rnn needs an even width (got {info.data['width']})")
+        return v
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd_kernel(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError("must be odd so that a convolution keeps the sequence length")
+        return v
 
     @field_validator("num_heads")
     @classmethod

@@ -18,6 +18,7 @@ from torch import nn
 from attntrain.model.dropout import Dropout
 
 from attntrain.model.attention import MultiHeadAttention, build_attention
+from attntrain.model.baselines import build_cnn, build_rnn
 from attntrain.model.positional import POSITIONS
 from attntrain.registry import lookup
 
@@ -116,4 +117,4 @@ def build_transformer(cfg) -> TransformerEncoder:
     return TransformerEncoder(position, blocks, cfg.width, window=cfg.attention.window)
 
 
-ENCODERS = {"transformer": build_transformer}
+ENCODERS = {"transformer": build_transformer, "cnn": build_cnn, "rnn": build_rnn}
