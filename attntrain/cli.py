@@ -73,6 +73,43 @@ def predict(
 
 
 @app.command()
+def compare(
+    targets: List[str] = typer.Argument(..., help="Run directories, or one CONFIG with --vary"),
+    vary: Optional[List[str]] = typer.Option(None, help="Sweep: KEY=v1,v2 (repeat for a grid); needs a CONFIG"),
+    set_: Optional[List[str]] = SetOption,
+    out: Path = typer.Option(Path("runs/compare"), help="Writes OUT.md and OUT.csv"),
+):
+    """Side-by-side table of runs (task, encoder, parameters, test metrics, time, tokens/s, memory)."""
+    from attntrain.compare import compare_table, run_sweep, summarize_run
+    from attntrain.io import atomic_write_text
+
+    if vary:
+        if len(targets) != 1 or not targets[0].endswith((".yaml", ".yml")):
+            raise UserError("--vary needs exactly one CONFIG file, e.g. attntrain compare configs/pos_ewt.yaml "
+                            "--vary model.encoder.kind=transformer,cnn,rnn")
+        targets = [str(p) for p in run_sweep(targets[0], vary, set_ or [])]
+    markdown, csv = compare_table([summarize_run(t) for t in targets])
+    atomic_write_text(out.with_suffix(".md"), markdown + "\n")
+    atomic_write_text(out.with_suffix(".csv"), csv)
+    typer.echo(markdown)
+    typer.echo(f"\nwrote {out.with_suffix('.md')} and {out.with_suffix('.csv')}")
+
+
+@app.command()
+def attention(
+    run_dir: Path = typer.Argument(..., help="Run directory of a transformer run"),
+    text: str = typer.Argument(..., help="Input to draw the attention weights for"),
+    layer: int = typer.Option(0, help="Layer (0 = first)"),
+    head: Optional[int] = typer.Option(None, help="One head; default: all heads of the layer"),
+    out: Optional[Path] = typer.Option(None, help="PNG path (default: RUN_DIR/attention_layer<L>[_head<H>].png)"),
+):
+    """Draw the attention matrix (alpha) of a layer as a labeled heatmap PNG."""
+    from attntrain.plots import attention_map
+
+    typer.echo(attention_map(run_dir, text, layer=layer, head=head, out=out))
+
+
+@app.command()
 def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption):
     """Check a config (keys, types, ranges, choices) without training."""
     from attntrain.config import load_config

@@ -32,7 +32,7 @@ def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: 
         overwrite: bool = False) -> FitResult:
     if resume is not None:
         cfg = run_config(resume, overrides)
-        return Trainer(cfg, RunDir(resume), resume=True).fit()
+        return _with_curves(Trainer(cfg, RunDir(resume), resume=True).fit())
     if config is None:
         raise UserError("fit needs a CONFIG file or --resume RUN_DIR")
     cfg = load_config(config, overrides)
@@ -45,7 +45,16 @@ def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: 
                             f"`attntrain fit --resume {run.path}`, pick another name with --set name=..., "
                             "or pass --overwrite")
         shutil.rmtree(run.path)
-    return Trainer(cfg, run, resume=False).fit()
+    return _with_curves(Trainer(cfg, run, resume=False).fit())
+
+
+def _with_curves(result: FitResult) -> FitResult:
+    """Every finished run also gets learning_curves.png."""
+    if result.metrics:
+        from attntrain.plots import learning_curves
+
+        learning_curves(result.run_dir)
+    return result
 
 
 def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
@@ -66,7 +75,7 @@ def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
         if all(run.eval_file(s).is_file() for s in splits):
             results[seed] = {s: json.loads(run.eval_file(s).read_text()) for s in splits}
             continue
-        result = Trainer(one, run, resume=run.latest() is not None).fit()
+        result = _with_curves(Trainer(one, run, resume=run.latest() is not None).fit())
         if not result.metrics:  # interrupted: stop here, the same command continues later
             return FitResult(str(parent), result.stopped, result.step, result.best, {})
         results[seed] = result.metrics

@@ -1,0 +1,176 @@
+"""Pictures of a run: learning curves from metrics.jsonl, attention maps of a trained model.
+
+Figures are drawn with matplotlib's object API on the Agg canvas, never through pyplot: nothing
+needs a display, no global backend is switched under a caller (a notebook keeps its own), and a
+figure is freed like any object instead of living on in pyplot's registry.
+Figure sizes are fixed in inches at DPI, so an image's pixel size follows from its layout alone.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from attntrain.compare import read_metrics
+from attntrain.config import read_yaml
+from attntrain.errors import UserError
+from attntrain.io import atomic_path
+from attntrain.runs import load_run
+from attntrain.train.checkpoint import RunDir
+from attntrain.train.loop import move
+
+DPI = 100
+CURVES_SIZE = (10.0, 4.0)  # inches: two panels side by side -> 1000 x 400 pixels
+PANEL_INCHES = 4.0  # one attention heatmap (grows for long sentences, see panel_inches)
+COLORBAR_INCHES = 1.0  # extra width for the shared colorbar
+TITLE_INCHES = 0.75  # extra height for the title
+HEADS_PER_ROW = 4
+
+
+def new_figure(size: tuple[float, float]) -> Figure:
+    """A figure on the Agg canvas; constrained layout fits labels without changing its size."""
+    figure = Figure(figsize=size, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    """Write atomically; the format comes from the suffix (png when there is none)."""
+    fmt = path.suffix[1:].lower() or "png"
+    if fmt not in figure.canvas.get_supported_filetypes():
+        supported = ", ".join(sorted(figure.canvas.get_supported_filetypes()))
+        raise UserError(f"{path}: cannot write a '.{fmt}' picture; use one of: {supported}")
+    # The temporary file ends in .tmp, so the format must be named rather than guessed.
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=fmt, dpi=DPI)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Learning curves
+
+
+def learning_curves(run_dir: str | Path, out: Optional[Path] = None) -> Path:
+    """Plot train loss and the dev metric (train.metric) against the step; writes learning_curves.png."""
+    run = RunDir(run_dir).require()
+    records = read_metrics(run.metrics)
+    if not records:
+        raise UserError(f"{run.metrics}: no records to plot yet")
+    config = read_yaml(run.config)
+    metric = config.get("train", {}).get("metric", "accuracy")
+    train = [r for r in records if r.get("kind") == "train" and "loss" in r]
+    dev = [r for r in records if r.get("kind") == "eval" and r.get("split") == "dev" and metric in r]
+
+    figure = new_figure(CURVES_SIZE)
+    loss_axes, metric_axes = figure.subplots(1, 2)
+    loss_axes.plot([r["step"] for r in train], [r["loss"] for r in train], marker=".", color="tab:blue")
+    loss_axes.set(xlabel="step", ylabel="train loss", title="training loss")
+    metric_axes.plot([r["step"] for r in dev], [r[metric] for r in dev], marker="o", color="tab:orange")
+    metric_axes.set(xlabel="step", ylabel=f"dev {metric}", title=f"dev {metric}")
+    for axes in (loss_axes, metric_axes):
+        axes.grid(alpha=0.3)
+    figure.suptitle(f"{run.path.name}: learning curves")
+    return save_figure(figure, Path(out) if out is not None else run.path / "learning_curves.png")
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention maps
+
+
+@torch.no_grad()
+def attention_weights(model, task, text: str,
+                      device: torch.device | str = "cpu") -> tuple[list[str], list[torch.Tensor]]:
+    """Tokens of `text` and the attention weights of every layer, each (H,T,T) (query x key).
+
+    Recomputes the encoder's forward pass block by block from its public parts, asking each
+    block's attention for its weight matrix (the explicit path) before running the block.
+    """
+    if task.input != "text":
+        raise UserError(f"attention maps are drawn over the words of a sentence; this run's task "
+                        f"has '{task.input}' input")
+    encoder = model.encoder
+    if not all(hasattr(encoder, part) for part in ("blocks", "position", "attention_mask")):
+        raise UserError("attention maps need model.encoder.kind: transformer; this run's encoder "
+                        f"({type(encoder).__name__}) has no attention layers")
+    example = task.parse_inputs([text])[0]
+    if task.is_empty(example):
+        raise UserError("attention map: the text has no tokens")
+    model.eval()
+    batch = move(task.collate([task.encode(example, max_len=None)]), device)
+    x, mask = model.embed(batch)  # (1,T,D), (1,T)
+    full_mask = encoder.attention_mask(mask, None)
+    x = encoder.position(x)
+    layers = []
+    for block in encoder.blocks:
+        layers.append(block.attention.weights(block.attention_norm(x), full_mask)[0].float().cpu())  # (H,T,T)
+        x = block(x, full_mask)
+    return list(example["words"]), layers
+
+
+def grid_shape(panels: int) -> tuple[int, int]:
+    """(rows, columns) of the heatmap grid: up to HEADS_PER_ROW panels per row."""
+    columns = min(panels, HEADS_PER_ROW)
+    return math.ceil(panels / columns), columns
+
+
+def panel_inches(tokens: int) -> float:
+    """Side of one heatmap: fixed for sentences up to 20 tokens, then 0.2 in per token (in 0.5 in steps)."""
+    return max(PANEL_INCHES, math.ceil(tokens * 0.2 * 2) / 2)
+
+
+def attention_figure_size(panels: int, tokens: int) -> tuple[float, float]:
+    """Figure size in inches for `panels` heatmaps of `tokens` x `tokens`."""
+    rows, columns = grid_shape(panels)
+    side = panel_inches(tokens)
+    return columns * side + COLORBAR_INCHES, rows * side + TITLE_INCHES
+
+
+def check_index(value: int, count: int, what: str) -> None:
+    if not 0 <= value < count:
+        raise UserError(f"--{what} {value}: this model has {count} {what}s; valid: 0..{count - 1}")
+
+
+def draw_heatmap(axes, weights: torch.Tensor, tokens: list[str], vmax: float, title: str):
+    """One (T,T) heatmap with the words on both axes; returns the image for the colorbar."""
+    image = axes.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=vmax)
+    positions = range(len(tokens))
+    size = 8 if len(tokens) <= 30 else 6
+    axes.set_xticks(positions, labels=tokens, rotation=90, fontsize=size)
+    axes.set_yticks(positions, labels=tokens, fontsize=size)
+    axes.set(xlabel="key (attended to)", ylabel="query (attending)", title=title)
+    return image
+
+
+def attention_map(run_dir: str | Path, text: str, *, layer: int = 0, head: Optional[int] = None,
+                  out: Optional[Path] = None) -> Path:
+    """Heatmap of the attention weights of one layer for `text`: one head, or all heads in a grid.
+
+    Writes `<run_dir>/attention_layer<L>[_head<H>].png` unless `out` is given; returns the path.
+    """
+    _, task, model, device = load_run(run_dir)
+    tokens, layers = attention_weights(model, task, text, device)
+    check_index(layer, len(layers), "layer")
+    weights = layers[layer]  # (H,T,T)
+    heads = range(weights.shape[0]) if head is None else [head]
+    if head is not None:
+        check_index(head, weights.shape[0], "head")
+    # One colour scale for every panel, so heads can be compared (ReLU weights need not reach 1).
+    vmax = max(float(weights[list(heads)].max()), 1e-6)
+
+    figure = new_figure(attention_figure_size(len(heads), len(tokens)))
+    rows, columns = grid_shape(len(heads))
+    grid = figure.subplots(rows, columns, squeeze=False).ravel()
+    for axes, index in zip(grid, heads):
+        image = draw_heatmap(axes, weights[index], tokens, vmax, f"head {index}")
+    for axes in grid[len(heads):]:
+        axes.set_visible(False)
+    figure.colorbar(image, ax=list(grid[: len(heads)]), label="attention weight")
+    which = f"head {head}" if head is not None else f"all {len(heads)} heads"
+    figure.suptitle(f"{Path(run_dir).name}: layer {layer}, {which}")
+    default = f"attention_layer{layer}" + (f"_head{head}" if head is not None else "") + ".png"
+    return save_figure(figure, Path(out) if out is not None else Path(run_dir) / default)
