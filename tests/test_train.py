@@ -132,7 +132,45 @@ def test_existing_run_directory_is_not_overwritten(ewt_root, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_raw(ewt_root, tmp_path / "runs", max_steps=2, eval_every=2)))
     assert fit_cli(str(config)).wait(timeout=300) == 0
+    curves = tmp_path / "runs" / "tiny" / "learning_curves.png"
+    assert curves.is_file() and curves.read_bytes()[:4] == b"\x89PNG"
     again = fit_cli(str(config))
     _, err = again.communicate(timeout=300)
     assert again.returncode == 2
     assert "already exists" in err and "--resume" in err
+
+
+def cli(*args, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "attntrain", *args], cwd=REPO, env=cli_env(), input=stdin,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_eval_predict_compare_attention(trained, tmp_path):
+    cfg, result = trained
+    run_dir = str(cfg.run_dir())
+    evaluated = cli("eval", run_dir, "--split", "dev")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"{result.metrics['dev']['accuracy']:.2f}" in evaluated.stdout
+    assert json.loads((cfg.run_dir() / "eval_dev.json").read_text())["accuracy"] == result.metrics["dev"]["accuracy"]
+
+    lines = "The cat sat .\n\nDogs bark !\n"
+    from_stdin = cli("predict", run_dir, stdin=lines)
+    path = tmp_path / "in.txt"
+    path.write_text(lines)
+    from_file = cli("predict", run_dir, "--file", str(path))
+    assert from_stdin.returncode == 0 and from_stdin.stdout == from_file.stdout
+    out = from_stdin.stdout.split("\n")
+    assert [len(line.split()) for line in out[:3]] == [4, 0, 3]
+    assert out[0].startswith("The/") and out[2].startswith("Dogs/")
+
+    compared = cli("compare", run_dir, "--out", str(tmp_path / "cmp"))
+    assert compared.returncode == 0, compared.stderr
+    assert f"{result.metrics['test']['accuracy']:.2f}" in compared.stdout
+    assert (tmp_path / "cmp.csv").read_text().count("\n") >= 2
+
+    png = tmp_path / "a.png"
+    drawn = cli("attention", run_dir, "The cat sat .", "--layer", "1", "--head", "0", "--out", str(png))
+    assert drawn.returncode == 0, drawn.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = cli("attention", run_dir, "The cat sat .", "--layer", "7")
+    assert bad.returncode == 2 and "valid: 0..1" in bad.stderr
