@@ -104,6 +104,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         self.progress = Progress()
+        self._saved_step: int | None = None  # step of the newest checkpoint written by this process
+        self._evaluated_step: int | None = None  # step of the newest dev evaluation
         if resume:
             self._restore()
 
@@ -142,7 +144,7 @@ class Trainer:
         self._saved_step = self.progress.step
 
     def _save_if_needed(self) -> None:
-        if getattr(self, "_saved_step", None) != self.progress.step:
+        if self._saved_step != self.progress.step:
             self._save()
 
     # ---- loop --------------------------------------------------------------------------------
@@ -255,7 +257,7 @@ class Trainer:
                 log(f"stopped by {stopped} at step {p.step}; resume with: attntrain fit --resume {self.run.path}")
                 return FitResult(str(self.run.path), stopped, p.step, p.best, {})
         bar.close()
-        if p.best is None or getattr(self, "_evaluated_step", None) != p.step:
+        if p.best is None or self._evaluated_step != p.step:
             self._evaluate_dev()
         self._save_if_needed()
         return FitResult(str(self.run.path), stopped, p.step, p.best, self.final_eval())
