@@ -58,6 +58,8 @@ class EmbedConfig(Section):
     char_kernel: int = Field(3, ge=1)  # width of the character CNN kernel
     max_word_chars: int = Field(20, ge=1)  # longer words keep their first and last characters
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout on the input vectors
+    image_position: Literal["sinusoidal", "learned", "none"] = "sinusoidal"  # images: 2-D encoding of the patch grid
+    shift: int = Field(0, ge=0)  # images: train-time random translation by up to N pixels (augmentation)
 
     _kind = choice_of("attntrain.model.embed", "TEXT_VECTORS", "kind")
 
@@ -106,7 +108,8 @@ class EncoderConfig(Section):
 
 
 class HeadConfig(Section):
-    kind: str = "tagging"  # output mode: tagging (a label per vector)
+    kind: str = "tagging"  # output mode: tagging (a label per vector) | sequence (one label per input)
+    pooling: Literal["cls", "mean", "attention"] = "mean"  # sequence: [CLS] vector, mean, or attention pooling
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the output layer
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # cross-entropy label smoothing
 
@@ -119,6 +122,15 @@ class ModelConfig(Section):
     head: HeadConfig = HeadConfig()
 
 
+class AudioConfig(Section):
+    sample_rate: int = Field(8000, ge=1)  # wavs at another rate are resampled to this one
+    window_ms: float = Field(25.0, gt=0)  # frame length: one vector per window
+    hop_ms: float = Field(10.0, gt=0)  # frame step (10 ms -> ~100 vectors per second)
+    features: Literal["raw", "logmel", "mfcc"] = "logmel"  # per-frame vector: samples, log-mel, or MFCC
+    n_mels: int = Field(40, ge=1)  # mel bands (logmel, mfcc)
+    n_mfcc: int = Field(13, ge=1)  # cepstral coefficients kept (mfcc)
+
+
 class DataConfig(Section):
     task: str = "ud_pos"  # what to read and predict (see `attntrain.data.TASKS`)
     root: Optional[str] = None  # data root; default $ATTNTRAIN_DATA, then ../shared/data
@@ -129,6 +141,12 @@ class DataConfig(Section):
     train_limit: Optional[int] = Field(None, ge=1)  # use only the first N training examples
     eval_limit: Optional[int] = Field(None, ge=1)  # use only the first N dev/test examples
     graph_mask: Literal["edges", "none"] = "edges"  # graphs: attend along edges (+ self loops) or to all nodes
+    label: str = "default"  # which label to predict when a dataset has several (fsdd: digit | speaker)
+    dev_size: int = Field(5000, ge=1)  # datasets without a dev split (mnist, imdb): hold out N training examples
+    phrases: bool = False  # sst2: add the GLUE SST-2 training phrases (dev/test sentences removed)
+    truncate: Literal["head", "head_tail"] = "head"  # inputs over max_len: keep the start, or start + end
+    patch: int = Field(7, ge=1)  # images: patch side in pixels (1 = a vector per pixel)
+    audio: AudioConfig = AudioConfig()
 
     _task = choice_of("attntrain.data", "TASKS", "task")
 

@@ -78,6 +78,28 @@ def learning_curves(run_dir: str | Path, out: Optional[Path] = None) -> Path:
     return save_figure(figure, Path(out) if out is not None else run.path / "learning_curves.png")
 
 
+def confusion_matrix(matrix: torch.Tensor, labels: list[str], out: Path, *, title: str = "") -> Path:
+    """Counts (L,L), rows = true label, columns = predicted, coloured by the share of each row."""
+    counts = matrix.double()
+    share = counts / counts.sum(1, keepdim=True).clamp(min=1)
+    side = min(max(4.0, 0.45 * len(labels) + 2.0), 12.0)
+    figure = new_figure((side + 1.0, side))
+    axes = figure.subplots()
+    image = axes.imshow(share.numpy(), cmap="Blues", vmin=0.0, vmax=1.0)
+    positions = range(len(labels))
+    axes.set_xticks(positions, labels=labels, rotation=90 if max(map(len, labels)) > 3 else 0)
+    axes.set_yticks(positions, labels=labels)
+    if len(labels) <= 20:
+        for i in positions:
+            for j in positions:
+                axes.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=8,
+                          color="white" if share[i, j] > 0.5 else "black")
+    accuracy = 100.0 * float(counts.diagonal().sum() / counts.sum().clamp(min=1))
+    axes.set(xlabel="predicted", ylabel="true", title=f"{title}  (accuracy {accuracy:.2f}%)")
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    return save_figure(figure, out)
+
+
 # ---------------------------------------------------------------------------------------------
 # Attention maps
 
@@ -85,31 +107,35 @@ def learning_curves(run_dir: str | Path, out: Optional[Path] = None) -> Path:
 @torch.no_grad()
 def attention_weights(model, task, text: str,
                       device: torch.device | str = "cpu") -> tuple[list[str], list[torch.Tensor]]:
-    """Tokens of `text` and the attention weights of every layer, each (H,T,T) (query x key).
+    """Position labels of the input and the attention weights of every layer, each (H,T,T) (query x key).
 
+    `text` is the natural input of the task (a sentence, a .wav path, an image path or test index).
     Recomputes the encoder's forward pass block by block from its public parts, asking each
     block's attention for its weight matrix (the explicit path) before running the block.
     """
-    if task.input != "text":
-        raise UserError(f"attention maps are drawn over the words of a sentence; this run's task "
-                        f"has '{task.input}' input")
+    if task.input not in ("text", "audio", "image"):
+        raise UserError(f"attention maps are drawn over a sentence, audio frames or image patches; this run's "
+                        f"task has '{task.input}' input")
     encoder = model.encoder
     if not all(hasattr(encoder, part) for part in ("blocks", "position", "attention_mask")):
         raise UserError("attention maps need model.encoder.kind: transformer; this run's encoder "
                         f"({type(encoder).__name__}) has no attention layers")
     example = task.parse_inputs([text])[0]
     if task.is_empty(example):
-        raise UserError("attention map: the text has no tokens")
+        raise UserError("attention map: the input is empty")
     model.eval()
-    batch = move(task.collate([task.encode(example, max_len=None)]), device)
-    x, mask = model.embed(batch)  # (1,T,D), (1,T)
+    item = task.encode(example, max_len=None)
+    batch = move(task.collate([item]), device)
+    x, mask = model.head.prefix(*model.embed(batch))  # (1,T,D), (1,T); a [CLS] vector may come first
+    labels = task.position_labels(example, item)
+    labels = ["[CLS]"] * (x.shape[1] - len(labels)) + labels
     full_mask = encoder.attention_mask(mask, None)
     x = encoder.position(x)
     layers = []
     for block in encoder.blocks:
         layers.append(block.attention.weights(block.attention_norm(x), full_mask)[0].float().cpu())  # (H,T,T)
         x = block(x, full_mask)
-    return list(example["words"]), layers
+    return labels, layers
 
 
 def grid_shape(panels: int) -> tuple[int, int]:
@@ -119,8 +145,8 @@ def grid_shape(panels: int) -> tuple[int, int]:
 
 
 def panel_inches(tokens: int) -> float:
-    """Side of one heatmap: fixed for sentences up to 20 tokens, then 0.2 in per token (in 0.5 in steps)."""
-    return max(PANEL_INCHES, math.ceil(tokens * 0.2 * 2) / 2)
+    """Side of one heatmap: fixed up to 20 positions, then 0.2 in per position (in 0.5 in steps), at most 12 in."""
+    return min(max(PANEL_INCHES, math.ceil(tokens * 0.2 * 2) / 2), 12.0)
 
 
 def attention_figure_size(panels: int, tokens: int) -> tuple[float, float]:
@@ -136,12 +162,17 @@ def check_index(value: int, count: int, what: str) -> None:
 
 
 def draw_heatmap(axes, weights: torch.Tensor, tokens: list[str], vmax: float, title: str):
-    """One (T,T) heatmap with the words on both axes; returns the image for the colorbar."""
+    """One (T,T) heatmap with the position labels on both axes; returns the image for the colorbar.
+
+    Long inputs (audio frames) label every k-th position so the labels stay readable.
+    """
     image = axes.imshow(weights.numpy(), cmap="viridis", vmin=0.0, vmax=vmax)
-    positions = range(len(tokens))
+    every = max(1, math.ceil(len(tokens) / 40))
+    positions = range(0, len(tokens), every)
+    shown = [tokens[i] for i in positions]
     size = 8 if len(tokens) <= 30 else 6
-    axes.set_xticks(positions, labels=tokens, rotation=90, fontsize=size)
-    axes.set_yticks(positions, labels=tokens, fontsize=size)
+    axes.set_xticks(positions, labels=shown, rotation=90, fontsize=size)
+    axes.set_yticks(positions, labels=shown, fontsize=size)
     axes.set(xlabel="key (attended to)", ylabel="query (attending)", title=title)
     return image
 

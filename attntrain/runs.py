@@ -15,7 +15,7 @@ from attntrain.errors import UserError
 from attntrain.io import atomic_write_json
 from attntrain.model.build import build_model
 from attntrain.train.checkpoint import RunDir, load_weights
-from attntrain.train.loop import amp_dtype, evaluate, move, resolve_device
+from attntrain.train.loop import amp_dtype, evaluate_meter, move, resolve_device, save_artifacts
 from attntrain.train.trainer import FitResult, Trainer
 
 
@@ -124,7 +124,9 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
     cfg, task, model, device = load_run(run_dir, checkpoint=checkpoint)
     if split not in task.splits:
         raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
-    metrics = evaluate(model, task, split, device, amp=amp_dtype(device, cfg.train.amp), progress=True)
+    meter = evaluate_meter(model, task, split, device, amp=amp_dtype(device, cfg.train.amp), progress=True)
+    metrics = meter.compute()
+    save_artifacts(run_dir, split, meter, task.info())
     atomic_write_json(RunDir(run_dir).eval_file(split), metrics)
     return metrics
 

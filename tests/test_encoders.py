@@ -23,19 +23,25 @@ VARIANTS = [
 TEXT_INFO = {"input": "text", "num_words": 50, "num_chars": 20, "num_labels": 5}
 
 
-def text_batch(lengths: list[int], T: int) -> dict:
+def text_batch(lengths: list[int], T: int, head: str = "tagging") -> dict:
     torch.manual_seed(1)
     mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]
+    labels = (torch.randint(0, 5, (len(lengths), T)).masked_fill(~mask, -100) if head == "tagging"
+              else torch.randint(0, 5, (len(lengths),)))
     return {
         "words": torch.randint(2, 50, (len(lengths), T)) * mask,
         "chars": torch.randint(1, 20, (len(lengths), T, 4)) * mask[..., None],
         "mask": mask,
-        "labels": torch.randint(0, 5, (len(lengths), T)).masked_fill(~mask, -100),
+        "labels": labels,
     }
 
 
-def test_every_encoder_kind_is_covered():
+OUTPUT_SHAPE = {"tagging": (2, 7, 5), "sequence": (2, 5)}
+
+
+def test_every_encoder_kind_and_head_is_covered():
     assert {v["kind"] for v in VARIANTS} == set(ENCODERS)
+    assert set(OUTPUT_SHAPE) == set(HEADS)
 
 
 @pytest.mark.parametrize("encoder,head", list(itertools.product(range(len(VARIANTS)), HEADS)))
@@ -44,9 +50,9 @@ def test_each_encoder_with_each_head_runs_forward_and_backward(encoder, head):
                      "encoder": {"num_layers": 2, "width": 16, "num_heads": 2, "ffn_dim": 32, **VARIANTS[encoder]},
                      "head": {"kind": head}}}
     model = build_model(build_config(raw, "test"), TEXT_INFO).train()
-    out = model(text_batch([7, 3], 7))
+    out = model(text_batch([7, 3], 7, head))
     out["loss"].backward()
-    assert out["logits"].shape == (2, 7, 5)
+    assert out["logits"].shape == OUTPUT_SHAPE[head]
     grads = [p.grad for p in model.encoder.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from attntrain.data.fsdd import FsddTask
 from attntrain.data.graph import PlanetoidTask
+from attntrain.data.mnist import MnistTask
+from attntrain.data.sentiment import ImdbTask, Sst2Task
 from attntrain.data.tagging import UdPosTask
 from attntrain.data.task import Task
 from attntrain.registry import lookup
 
-TASKS: dict[str, type[Task]] = {"ud_pos": UdPosTask, "planetoid": PlanetoidTask}
+TASKS: dict[str, type[Task]] = {"ud_pos": UdPosTask, "planetoid": PlanetoidTask, "sst2": Sst2Task,
+                                "imdb": ImdbTask, "fsdd": FsddTask, "mnist": MnistTask}
 
 
 def build_task(cfg) -> Task:

@@ -7,8 +7,6 @@ so rare and unseen words still get useful vectors. A token is out-of-vocabulary 
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from pathlib import Path
 
 import torch
@@ -17,16 +15,10 @@ from attntrain.data.batching import pad_stack
 from attntrain.data.conll import UPOS, load_conllu_dataset
 from attntrain.data.root import dataset_dir
 from attntrain.data.task import Task
+from attntrain.data.text import TextVocab, tokenize
 from attntrain.data.vocab import Vocab
 from attntrain.errors import UserError
 from attntrain.model.heads import IGNORE
-
-# Splits "don't" into "do n't" and peels punctuation off words, close to UD English tokenisation.
-_TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+(?:[-.@/]\w+)*|[^\w\s]")
-
-
-def tokenize(line: str) -> list[str]:
-    return _TOKEN.findall(line)
 
 
 class UdPosTask(Task):
@@ -34,8 +26,8 @@ class UdPosTask(Task):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.words = self.chars = self.labels = None
-        self.seen: set[str] = set()
+        self.text = TextVocab(cfg.model.embed)
+        self.labels = Vocab(UPOS, unk=False)
 
     def _file(self, split: str) -> Path:
         folder = dataset_dir(self.cfg.data.root, self.cfg.data.dataset)
@@ -47,66 +39,30 @@ class UdPosTask(Task):
     def read_split(self, split: str) -> list[dict]:
         return load_conllu_dataset(self._file(split)).to_list()
 
-    def _form(self, word: str) -> str:
-        return word.lower() if self.cfg.model.embed.lowercase else word
-
     def prepare(self, state: dict | None = None) -> None:
         if state is not None:
-            self.words = Vocab.from_json(state["words"])
-            self.chars = Vocab.from_json(state["chars"])
-            self.labels = Vocab.from_json(state["labels"])
-            self.seen = set(state["seen"])
+            self.text.load(state)
             return
         train = self.read_split("train")
         if self.cfg.data.train_limit is not None:
             train = train[: self.cfg.data.train_limit]
-        word_counts = Counter(self._form(w) for ex in train for w in ex["words"])
-        char_counts = Counter(c for ex in train for w in ex["words"] for c in w)
-        self.words = Vocab.build(word_counts, min_freq=self.cfg.model.embed.min_freq)
-        self.chars = Vocab.build(char_counts)
-        self.labels = Vocab(UPOS, unk=False)
-        self.seen = set(word_counts)
+        self.text.build(ex["words"] for ex in train)
 
     def state(self) -> dict:
-        return {"words": self.words.to_json(), "chars": self.chars.to_json(), "labels": self.labels.to_json(),
-                "seen": sorted(self.seen)}
+        return {**self.text.state(), "labels": self.labels.to_json()}
 
     def info(self) -> dict:
-        return {"input": "text", "num_words": len(self.words), "num_chars": len(self.chars),
-                "num_labels": len(self.labels), "labels": self.labels.items}
-
-    def _char_ids(self, word: str) -> list[int]:
-        limit = self.cfg.model.embed.max_word_chars
-        if len(word) > limit:  # keep prefix and suffix, which carry the morphology
-            word = word[: limit // 2] + word[-(limit - limit // 2):]
-        return self.chars.ids(word)
+        return {**self.text.info(), "num_labels": len(self.labels), "labels": self.labels.items}
 
     def encode(self, example: dict, *, max_len: int | None) -> dict:
         words = example["words"][:max_len] if max_len else example["words"]
-        forms = [self._form(w) for w in words]
-        item = {
-            "length": len(words),
-            "words": torch.tensor(self.words.ids(forms), dtype=torch.long),
-            "chars": pad_stack([torch.tensor(self._char_ids(w) or [0]) for w in words]) if words
-            else torch.zeros(0, 1, dtype=torch.long),  # (T,C)
-            "oov": torch.tensor([f not in self.seen for f in forms], dtype=torch.bool),
-        }
+        item = self.text.encode(words)
         if "upos" in example:
             item["labels"] = torch.tensor(self.labels.ids(example["upos"][: len(words)]), dtype=torch.long)
         return item
 
     def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        B, T = len(items), max(it["length"] for it in items)
-        C = max(it["chars"].shape[1] for it in items)
-        chars = torch.zeros(B, T, C, dtype=torch.long)
-        for b, it in enumerate(items):
-            chars[b, : it["length"], : it["chars"].shape[1]] = it["chars"]
-        batch = {
-            "words": pad_stack([it["words"] for it in items]),
-            "chars": chars,
-            "mask": pad_stack([torch.ones(it["length"], dtype=torch.bool) for it in items], value=False),
-            "oov": pad_stack([it["oov"] for it in items], value=False),
-        }
+        batch = self.text.collate(items)
         if "labels" in items[0]:
             batch["labels"] = pad_stack([it["labels"] for it in items], value=IGNORE)
         return batch

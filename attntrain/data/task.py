@@ -20,6 +20,7 @@ class Task:
     input: str = "text"  # input kind, a key of attntrain.model.embed.INPUTS
     splits: tuple[str, ...] = ("train", "dev", "test")
     predict_batch_size: int = 32  # inputs per forward pass in `predict`
+    truncate_eval: bool = False  # apply data.max_len to dev/test too (one label per input); tagging never does
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -62,6 +63,10 @@ class Task:
         """One prediction as text for the terminal."""
         raise NotImplementedError
 
+    def position_labels(self, example: dict, item: dict) -> list[str]:
+        """A short name per input vector (axis labels of attention maps): the words for text."""
+        return list(example["words"])[: item["length"]]
+
     # ---- shared ------------------------------------------------------------------------------
     def split(self, name: str) -> list[dict]:
         """Encoded examples of a split (encoded once, kept in memory)."""
@@ -70,7 +75,7 @@ class Task:
             limit = self.cfg.data.train_limit if name == "train" else self.cfg.data.eval_limit
             if limit is not None:
                 raw = raw[:limit]
-            max_len = self.cfg.data.max_len if name == "train" else None
+            max_len = self.cfg.data.max_len if name == "train" or self.truncate_eval else None
             self._encoded[name] = [self.encode(ex, max_len=max_len) for ex in raw]
         return self._encoded[name]
 

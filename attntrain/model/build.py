@@ -24,7 +24,7 @@ class Model(nn.Module):
         self.head = head
 
     def features(self, batch: dict) -> torch.Tensor:
-        x, mask = self.embed(batch)  # (B,T,D), (B,T)
+        x, mask = self.head.prefix(*self.embed(batch))  # (B,T,D), (B,T); a [CLS] vector may come first
         return self.encoder(x, mask, batch.get("attn_mask"), batch.get("edges"))  # (B,T,D)
 
     def forward(self, batch: dict) -> dict:

@@ -101,8 +101,8 @@ def build_text_embed(cfg, info: dict, width: int) -> TextEmbed:
     return TextEmbed(words, cfg.word_dim, chars, char_out, width, word_dropout=cfg.word_dropout, dropout=cfg.dropout)
 
 
-class GraphEmbed(nn.Module):
-    """Node features (1,N,F) -> input dropout -> linear projection to the model width (1,N,D)."""
+class VectorEmbed(nn.Module):
+    """Given vectors (B,T,F) (graph node features, audio frame features) -> dropout -> linear (B,T,D)."""
 
     def __init__(self, num_features: int, width: int, *, dropout: float):
         super().__init__()
@@ -113,8 +113,61 @@ class GraphEmbed(nn.Module):
         return self.project(self.dropout(batch["features"])), batch["mask"]
 
 
-def build_graph_embed(cfg, info: dict, width: int) -> GraphEmbed:
-    return GraphEmbed(info["num_features"], width, dropout=cfg.dropout)
+def build_vector_embed(cfg, info: dict, width: int) -> VectorEmbed:
+    return VectorEmbed(info["num_features"], width, dropout=cfg.dropout)
 
 
-INPUTS = {"text": build_text_embed, "graph": build_graph_embed}
+def random_shift(images: torch.Tensor, shift: int) -> torch.Tensor:
+    """Translate each image (B,H,W) by up to `shift` pixels in each direction, filling with zeros."""
+    B, H, W = images.shape
+    padded = F.pad(images, (shift, shift, shift, shift))  # (B,H+2s,W+2s)
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, B, 1, 1), device=images.device)
+    rows = (torch.arange(H, device=images.device)[None, :, None] + dy).expand(B, H, W)  # (B,H,W)
+    cols = (torch.arange(W, device=images.device)[None, None, :] + dx).expand(B, H, W)
+    return padded[torch.arange(B, device=images.device)[:, None, None], rows, cols]
+
+
+class ImageEmbed(nn.Module):
+    """Images (B,H,W) -> patches (B,N,P*P) -> linear (B,N,D) + a 2-D position encoding of the patch grid.
+
+    Patches are cut here, not in the data, so that a train-time random shift (augmentation) moves
+    pixels across patch borders the way a real translation does.
+    """
+
+    def __init__(self, patch: int, grid: tuple[int, int], width: int, *, position: str, shift: int, dropout: float):
+        super().__init__()
+        from attntrain.data.images import sinusoid_table_2d
+
+        self.patch, self.shift = patch, shift
+        self.project = nn.Linear(patch * patch, width)
+        rows, cols = grid
+        if position == "sinusoidal":
+            self.register_buffer("position", sinusoid_table_2d(rows, cols, width), persistent=False)
+        elif position == "learned":
+            self.position = nn.Parameter(torch.randn(rows * cols, width) * 0.02)
+        else:
+            self.position = None
+        self.dropout = Dropout(dropout)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        from attntrain.data.images import patchify
+
+        images = batch["images"]
+        if self.training and self.shift:
+            images = random_shift(images, self.shift)
+        x = self.project(patchify(images, self.patch))  # (B,N,P*P) -> (B,N,D)
+        if self.position is not None:
+            x = x + self.position
+        return self.dropout(x), batch["mask"]
+
+
+IMAGE_POSITIONS = ("sinusoidal", "learned", "none")
+
+
+def build_image_embed(cfg, info: dict, width: int) -> ImageEmbed:
+    return ImageEmbed(info["patch"], tuple(info["grid"]), width, position=cfg.image_position, shift=cfg.shift,
+                      dropout=cfg.dropout)
+
+
+INPUTS = {"text": build_text_embed, "graph": build_vector_embed, "audio": build_vector_embed,
+          "image": build_image_embed}

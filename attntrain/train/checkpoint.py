@@ -7,7 +7,8 @@ runs/<name>/
     best.safetensors     weights of the best dev checkpoint (metadata: step, metric)
     checkpoints/step-N/  model.safetensors + trainer.pt (optimizer, scheduler, RNG, data position)
     checkpoints/latest   name of the newest complete step-N folder
-    eval_<split>.json    metrics written by `attntrain eval`
+    eval_<split>.json    metrics of the best checkpoint (end of training, `attntrain eval`)
+    confusion_<split>.json/.png   sequence labels: confusion matrix (rows true, columns predicted)
 
 A checkpoint folder is written under a temporary name and renamed when complete; `latest` is
 replaced atomically afterwards. A kill at any moment leaves the previous checkpoint usable.

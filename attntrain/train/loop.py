@@ -76,9 +76,14 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss / (2**20 if sys.platform == "darwin" else 2**10)
 
 
-@torch.no_grad()
 def evaluate(model, task, split: str, device: torch.device, *, amp=None, progress: bool = False) -> dict:
     """The head's metrics (and mean loss) over a whole split, in length-sorted batches."""
+    return evaluate_meter(model, task, split, device, amp=amp, progress=progress).compute()
+
+
+@torch.no_grad()
+def evaluate_meter(model, task, split: str, device: torch.device, *, amp=None, progress: bool = False):
+    """Run a whole split through the model; returns the head's filled meter (metrics, confusion, ...)."""
     was_training = model.training
     model.eval()
     meter = model.head.new_meter()
@@ -89,4 +94,20 @@ def evaluate(model, task, split: str, device: torch.device, *, amp=None, progres
             out = model(batch)
         meter.update(out["logits"], batch, out.get("loss"))
     model.train(was_training)
-    return meter.compute()
+    return meter
+
+
+def save_artifacts(run_dir, split: str, meter, info: dict) -> None:
+    """Write what a meter holds beyond scalar metrics: the confusion matrix as JSON and PNG."""
+    confusion = getattr(meter, "confusion", None)
+    if confusion is None:
+        return
+    from pathlib import Path
+
+    from attntrain.io import atomic_write_json
+    from attntrain.plots import confusion_matrix
+
+    labels = info.get("labels") or [str(i) for i in range(confusion.shape[0])]
+    atomic_write_json(Path(run_dir) / f"confusion_{split}.json", {"labels": labels, "matrix": confusion.tolist(),
+                                                                   "rows": "true label", "columns": "predicted"})
+    confusion_matrix(confusion, labels, Path(run_dir) / f"confusion_{split}.png", title=f"{Path(run_dir).name}: {split}")

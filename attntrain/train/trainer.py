@@ -25,8 +25,8 @@ from attntrain.errors import UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text
 from attntrain.model.build import build_model, count_parameters
 from attntrain.train.checkpoint import RunDir, load_checkpoint, load_weights, save_checkpoint, save_weights
-from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, lr_factor, move,
-                                  peak_memory_mb, resolve_device)
+from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_meter, lr_factor, move,
+                                  peak_memory_mb, resolve_device, save_artifacts)
 
 
 def log(message: str) -> None:
@@ -267,7 +267,9 @@ class Trainer:
         load_weights(self.model, self.run.best)
         results = {}
         for split in self.cfg.train.eval_splits:
-            metrics = evaluate(self.model, self.task, split, self.device, amp=self.amp)
+            meter = evaluate_meter(self.model, self.task, split, self.device, amp=self.amp)
+            metrics = meter.compute()
+            save_artifacts(self.run.path, split, meter, self.task.info())
             metrics.update(step=self.progress.best_step, train_seconds=round(self.progress.elapsed, 1),
                            peak_memory_mb=round(peak_memory_mb(self.device), 1))
             atomic_write_json(self.run.eval_file(split), metrics)

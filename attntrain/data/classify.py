@@ -1,0 +1,58 @@
+"""Whole-sequence labels: the shared part of every task whose input gets one label (a class).
+
+A subclass reads examples {"input"..., "label": class name} and turns one input into tensors; this
+base keeps the class list, adds the label tensor to batches and prints predictions with their
+probability.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attntrain.data.task import Task
+from attntrain.errors import UserError
+
+
+class ClassifyTask(Task):
+    truncate_eval = True
+    labels_to_predict: tuple[str, ...] = ("default",)  # values `data.label` may take
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        if cfg.data.label not in self.labels_to_predict:
+            raise UserError(f"data.label: '{cfg.data.label}' is not a label of task '{cfg.data.task}'; "
+                            f"choose one of: {', '.join(self.labels_to_predict)}")
+        self.classes: list[str] = []
+        self._class_ids: dict[str, int] = {}
+
+    def set_classes(self, classes: list[str]) -> None:
+        self.classes = list(classes)
+        self._class_ids = {c: i for i, c in enumerate(self.classes)}
+
+    def label_id(self, name: str) -> int:
+        return self._class_ids[name]
+
+    def info(self) -> dict:
+        return {"num_labels": len(self.classes), "labels": self.classes}
+
+    def with_label(self, item: dict, example: dict) -> dict:
+        if example.get("label") is not None:
+            item["labels"] = torch.tensor(self.label_id(example["label"]))
+        return item
+
+    def collate_labels(self, batch: dict, items: list[dict]) -> dict:
+        if "labels" in items[0]:
+            batch["labels"] = torch.stack([it["labels"] for it in items])  # (B,)
+        return batch
+
+    def describe(self, example: dict, prediction: tuple[int, float]) -> str:
+        label, prob = prediction
+        return f"{self.classes[label]}\t{prob:.3f}"
+
+
+def holdout(n: int, dev_size: int, *, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Split range(n) into (train, dev) index lists with a fixed permutation (independent of the run seed)."""
+    if dev_size >= n:
+        raise UserError(f"data.dev_size: {dev_size} leaves no training examples (the split has {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[dev_size:]), sorted(perm[:dev_size])

@@ -1,0 +1,89 @@
+"""Text as a sequence of token vectors: word and character vocabularies, encoding and padding.
+
+Shared by every text task (tagging, sentence classification): words are looked up in a vocabulary
+built from the training split (optionally case-folded), characters of each word feed the character
+CNN, and a word is out-of-vocabulary (OOV) when its form never occurs in train.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Iterable
+
+import torch
+
+from attntrain.data.batching import pad_stack
+from attntrain.data.vocab import Vocab
+
+# Splits "don't" into "do n't" and peels punctuation off words, close to UD / PTB English tokenisation.
+_TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+(?:[-.@/]\w+)*|[^\w\s]")
+
+
+def tokenize(line: str) -> list[str]:
+    return _TOKEN.findall(line)
+
+
+class TextVocab:
+    """Word + character vocabularies of a text task, configured by `model.embed` (EmbedConfig)."""
+
+    def __init__(self, embed_cfg):
+        self.cfg = embed_cfg
+        self.words = self.chars = None
+        self.seen: set[str] = set()
+
+    def form(self, word: str) -> str:
+        return word.lower() if self.cfg.lowercase else word
+
+    def build(self, sentences: Iterable[list[str]]) -> None:
+        word_counts, char_counts = Counter(), Counter()
+        for words in sentences:
+            word_counts.update(self.form(w) for w in words)
+            if self.cfg.char_dim:
+                char_counts.update(c for w in words for c in w)
+        self.words = Vocab.build(word_counts, min_freq=self.cfg.min_freq)
+        self.chars = Vocab.build(char_counts)
+        self.seen = set(word_counts)
+
+    def state(self) -> dict:
+        return {"words": self.words.to_json(), "chars": self.chars.to_json(), "seen": sorted(self.seen)}
+
+    def load(self, state: dict) -> None:
+        self.words = Vocab.from_json(state["words"])
+        self.chars = Vocab.from_json(state["chars"])
+        self.seen = set(state["seen"])
+
+    def info(self) -> dict:
+        return {"input": "text", "num_words": len(self.words), "num_chars": len(self.chars)}
+
+    def _char_ids(self, word: str) -> list[int]:
+        limit = self.cfg.max_word_chars
+        if len(word) > limit:  # keep prefix and suffix, which carry the morphology
+            word = word[: limit // 2] + word[-(limit - limit // 2):]
+        return self.chars.ids(word)
+
+    def encode(self, words: list[str]) -> dict:
+        """Tokens -> {"length", "words" (T,), "chars" (T,C), "oov" (T,)}."""
+        forms = [self.form(w) for w in words]
+        item = {"length": len(words), "words": torch.tensor(self.words.ids(forms), dtype=torch.long),
+                "oov": torch.tensor([f not in self.seen for f in forms], dtype=torch.bool)}
+        if self.cfg.char_dim:
+            item["chars"] = (pad_stack([torch.tensor(self._char_ids(w) or [0]) for w in words]) if words
+                             else torch.zeros(0, 1, dtype=torch.long))
+        return item
+
+    def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """Encoded items -> {"words" (B,T), "chars" (B,T,C), "mask" (B,T), "oov" (B,T)}."""
+        batch = {
+            "words": pad_stack([it["words"] for it in items]),
+            "mask": pad_stack([torch.ones(it["length"], dtype=torch.bool) for it in items], value=False),
+            "oov": pad_stack([it["oov"] for it in items], value=False),
+        }
+        if self.cfg.char_dim:
+            B, T = batch["words"].shape
+            C = max(it["chars"].shape[1] for it in items)
+            chars = torch.zeros(B, T, C, dtype=torch.long)
+            for b, it in enumerate(items):
+                chars[b, : it["length"], : it["chars"].shape[1]] = it["chars"]
+            batch["chars"] = chars
+        return batch
