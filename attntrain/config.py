@@ -47,6 +47,13 @@ class AttentionConfig(Section):
     _normalize = choice_of("attntrain.model.attention", "NORMALIZERS", "normalize")
 
 
+def odd_width(v: int) -> int:
+    """Convolution widths must be odd (or 0 = off) so that the sequence length is kept."""
+    if v % 2 == 0 and v != 0:
+        raise ValueError("must be odd so that a convolution keeps the sequence length")
+    return v
+
+
 class EmbedConfig(Section):
     kind: str = "learned"  # text input vectors: learned (embedding table) | onehot (one-hot -> linear)
     word_dim: int = Field(128, ge=1)  # width of the word vector before projection to the model width
@@ -58,10 +65,13 @@ class EmbedConfig(Section):
     char_kernel: int = Field(3, ge=1)  # width of the character CNN kernel
     max_word_chars: int = Field(20, ge=1)  # longer words keep their first and last characters
     dropout: float = Field(0.1, ge=0.0, lt=1.0)  # dropout on the input vectors
+    ngram: int = Field(0, ge=0)  # text: width of a convolution over neighbouring word vectors (local n-grams); 0 = off
     image_position: Literal["sinusoidal", "learned", "none"] = "sinusoidal"  # images: 2-D encoding of the patch grid
     shift: int = Field(0, ge=0)  # images: train-time random translation by up to N pixels (augmentation)
 
     _kind = choice_of("attntrain.model.embed", "TEXT_VECTORS", "kind")
+
+    _odd_ngram = field_validator("ngram")(lambda cls, v: odd_width(v))
 
 
 class EncoderConfig(Section):
@@ -91,12 +101,7 @@ class EncoderConfig(Section):
             raise ValueError(f"a bidirectional rnn needs an even width (got {info.data['width']})")
         return v
 
-    @field_validator("kernel_size")
-    @classmethod
-    def _odd_kernel(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError("must be odd so that a convolution keeps the sequence length")
-        return v
+    _odd_kernel = field_validator("kernel_size")(lambda cls, v: odd_width(v))
 
     @field_validator("num_heads")
     @classmethod
@@ -165,6 +170,7 @@ class TrainConfig(Section):
     max_steps: Optional[int] = Field(None, ge=1)  # optimizer steps; overrides max_epochs when set
     grad_clip: Optional[float] = Field(1.0, gt=0.0)  # clip the global gradient norm; null disables
     accumulate: int = Field(1, ge=1)  # batches per optimizer step
+    ema: Optional[float] = Field(None, gt=0.0, lt=1.0)  # evaluate/keep an exponential moving average of the weights (decay per step, e.g. 0.999)
     eval_every: int = Field(500, ge=1)  # evaluate on dev every N optimizer steps (and at the end)
     log_every: int = Field(50, ge=1)  # write a train record to metrics.jsonl every N steps
     metric: str = "accuracy"  # dev metric that picks the best checkpoint

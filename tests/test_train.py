@@ -92,8 +92,10 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_interrupted_then_resumed_equals_uninterrupted(ewt_root, tmp_path, how):
     config = tmp_path / "tiny.yaml"
+    # The SIGTERM variant also averages weights (train.ema): the average must survive the restart too.
+    ema = 0.9 if how == "sigterm" else None
     config.write_text(yaml.safe_dump(tiny_raw(ewt_root, tmp_path / "runs", max_steps=60, eval_every=10,
-                                              log_every=1)))
+                                              log_every=1, ema=ema)))
     straight = fit_cli(str(config), "--set", "name=straight")
     out, err = straight.communicate(timeout=600)
     assert straight.returncode == 0, err
@@ -126,6 +128,21 @@ def test_interrupted_then_resumed_equals_uninterrupted(ewt_root, tmp_path, how):
     test_a = json.loads((tmp_path / "runs" / "straight" / "eval_test.json").read_text())
     test_b = json.loads((broken_dir / "eval_test.json").read_text())
     assert test_a["accuracy"] == test_b["accuracy"]
+
+
+def test_ema_weights_are_evaluated_and_kept_as_best(tiny_config):
+    cfg = tiny_config("ema", max_steps=20, eval_every=20, ema=0.9)
+    Trainer(cfg, RunDir(cfg.run_dir()), resume=False).fit()
+    run = RunDir(cfg.run_dir())
+    best, raw = load_file(str(run.best)), load_file(str(run.latest() / "model.safetensors"))
+    ema = torch.load(run.latest() / "trainer.pt", weights_only=True)["ema"]
+    names = list(best)
+    assert any(not torch.equal(best[k], raw[k]) for k in names)  # the average is not the last weights
+    from attntrain.model.build import build_model
+
+    model_names = [n for n, _ in build_model(cfg, Trainer(cfg, run, resume=True).task.info()).named_parameters()]
+    for name, tensor in zip(model_names, ema):
+        torch.testing.assert_close(best[name], tensor)
 
 
 def test_existing_run_directory_is_not_overwritten(ewt_root, tmp_path):

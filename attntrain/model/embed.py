@@ -70,10 +70,12 @@ class TextEmbed(nn.Module):
     """Word vectors (+ character CNN features) -> projection to the model width."""
 
     def __init__(self, words: nn.Module, word_dim: int, chars: CharCNN | None, char_out: int, width: int,
-                 *, word_dropout: float, dropout: float):
+                 *, word_dropout: float, dropout: float, ngram: int = 0):
         super().__init__()
         self.words = words
         self.chars = chars
+        # Optional local n-gram features: a convolution over neighbouring word vectors, added to each.
+        self.ngram = nn.Conv1d(word_dim + char_out, word_dim + char_out, ngram, padding=ngram // 2) if ngram else None
         self.project = nn.Linear(word_dim + char_out, width)
         self.word_dropout = word_dropout
         self.dropout = Dropout(dropout)
@@ -87,8 +89,11 @@ class TextEmbed(nn.Module):
         parts = [self.words(ids)]
         if self.chars is not None:
             parts.append(self.chars(batch["chars"]))
-        x = self.project(torch.cat(parts, dim=-1))  # (B,T,word_dim+filters) -> (B,T,D)
-        return self.dropout(x), mask
+        x = torch.cat(parts, dim=-1)  # (B,T,E) with E = word_dim + filters
+        if self.ngram is not None:
+            x = x * mask.unsqueeze(-1).to(x.dtype)  # padding must not leak into real positions
+            x = x + F.relu(self.ngram(x.transpose(1, 2))).transpose(1, 2)  # (B,E,T) conv -> (B,T,E)
+        return self.dropout(self.project(x)), mask  # (B,T,D)
 
 
 def build_text_embed(cfg, info: dict, width: int) -> TextEmbed:
@@ -98,7 +103,8 @@ def build_text_embed(cfg, info: dict, width: int) -> TextEmbed:
     if cfg.char_dim > 0:
         chars = CharCNN(info["num_chars"], cfg.char_dim, cfg.char_filters, cfg.char_kernel)
     char_out = cfg.char_filters if chars is not None else 0
-    return TextEmbed(words, cfg.word_dim, chars, char_out, width, word_dropout=cfg.word_dropout, dropout=cfg.dropout)
+    return TextEmbed(words, cfg.word_dim, chars, char_out, width, word_dropout=cfg.word_dropout, dropout=cfg.dropout,
+                     ngram=cfg.ngram)
 
 
 class VectorEmbed(nn.Module):

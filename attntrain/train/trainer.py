@@ -8,6 +8,7 @@ therefore replays the same updates as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -104,6 +105,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         self.progress = Progress()
+        # Exponential moving average of the weights (train.ema): what gets evaluated and kept as best.
+        self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.train.ema else None
         self._saved_step: int | None = None  # step of the newest checkpoint written by this process
         self._evaluated_step: int | None = None  # step of the newest dev evaluation
         if resume:
@@ -118,6 +121,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
+        if self.ema is not None:
+            self.ema = [t.to(self.device) for t in state["ema"]]
         torch.set_rng_state(state["rng"])
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -139,6 +144,7 @@ class Trainer:
             "progress": self.progress.__dict__,
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "ema": self.ema,
         }
         save_checkpoint(self.run, self.model, state)
         self._saved_step = self.progress.step
@@ -178,20 +184,45 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            # Early on the average follows the weights closely (decay ramps up to train.ema).
+            decay = min(self.cfg.train.ema, (1 + self.progress.step) / (10 + self.progress.step))
+            torch._foreach_lerp_(self.ema, [p.detach() for p in self.model.parameters()], 1.0 - decay)
         return total_loss, tokens
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Inside the block the model holds the EMA weights (when train.ema is set), then its own again."""
+        if self.ema is None:
+            yield
+            return
+        params = list(self.model.parameters())
+        own = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            torch._foreach_copy_(params, self.ema)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(params, own)
+
+    def _improves(self, value: float) -> bool:
+        best = self.progress.best
+        return best is None or (value > best if self.cfg.train.metric_mode == "max" else value < best)
 
     def _evaluate_dev(self) -> bool:
         """Evaluate on dev, keep the best weights; returns True when early stopping triggers."""
         t, p = self.cfg.train, self.progress
-        metrics = evaluate(self.model, self.task, "dev", self.device, amp=self.amp)
+        with self.averaged_weights():
+            metrics = evaluate(self.model, self.task, "dev", self.device, amp=self.amp)
+            if t.metric in metrics and self._improves(metrics[t.metric]):
+                save_weights(self.model, self.run.best, {"step": p.step, t.metric: metrics[t.metric]})
         if t.metric not in metrics:
             raise UserError(f"train.metric: '{t.metric}' is not reported by this head; available: "
                             f"{', '.join(metrics)}")
         value = metrics[t.metric]
-        improved = p.best is None or (value > p.best if t.metric_mode == "max" else value < p.best)
-        if improved:
+        if self._improves(value):
             p.best, p.best_step, p.bad_evals = value, p.step, 0
-            save_weights(self.model, self.run.best, {"step": p.step, t.metric: value})
         else:
             p.bad_evals += 1
         append_jsonl(self.run.metrics, {"kind": "eval", "split": "dev", "step": p.step, **metrics})
