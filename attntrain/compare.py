@@ -23,7 +23,7 @@ from attntrain.errors import UserError
 
 # eval_<split>.json keys that are not quality metrics: counts, the checkpoint step, and the
 # resource figures that get their own columns.
-NOT_METRICS = {"step", "tokens", "train_seconds", "peak_memory_mb"}
+NOT_METRICS = {"step", "tokens", "examples", "train_seconds", "peak_memory_mb"}
 
 # Keys of the saved config that may differ between two runs of the same set-up (where and how
 # fast it ran), ignored when run_sweep decides whether an existing run directory is the variant.

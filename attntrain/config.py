@@ -75,12 +75,13 @@ class EmbedConfig(Section):
 
 
 class EncoderConfig(Section):
-    kind: str = "transformer"  # encoder family: transformer | cnn | rnn
+    kind: str = "transformer"  # encoder family: transformer | cnn | rnn | gat
     num_layers: int = Field(2, ge=1)  # number of self-attention blocks
     width: int = Field(256, ge=1)  # model width D
     num_heads: int = Field(4, ge=1)  # attention heads; width must be divisible by it
+    output_heads: int = Field(1, ge=1)  # gat: heads of the last layer, each over the whole width, averaged
     ffn_dim: int = Field(1024, ge=0)  # hidden width of the position-wise feed-forward layer; 0 = none
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # residual dropout
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # residual dropout (gat: dropout on each layer input)
     residual: bool = True  # add each attention output to its input; false = replace (as GAT layers do)
     kernel_size: int = Field(3, ge=1)  # cnn: convolution width (odd, so the length is kept)
     dilation: int = Field(1, ge=1)  # cnn: layer i uses dilation ** i (1 = plain stacked convolutions)

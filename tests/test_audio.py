@@ -173,7 +173,7 @@ def test_mel_filterbank_covers_the_spectrum_with_unit_peaks():
 # errors
 
 def test_unknown_feature_kind_names_the_key_and_choices():
-    with pytest.raises(UserError, match=r"data\.features.*'spectro'.*raw, logmel, mfcc"):
+    with pytest.raises(UserError, match=r"data\.audio\.features.*'spectro'.*raw, logmel, mfcc"):
         audio.FrameFeatures("spectro", sample_rate=RATE)
 
 

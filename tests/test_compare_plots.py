@@ -226,7 +226,7 @@ def test_attention_map_errors(sweep, monkeypatch):
         plots.attention_map(run_dirs[0], SENTENCE, layer=2)
     with pytest.raises(UserError, match=r"4 heads; valid: 0\.\.3"):
         plots.attention_map(run_dirs[0], SENTENCE, head=4)
-    with pytest.raises(UserError, match="no tokens"):
+    with pytest.raises(UserError, match="input is empty"):
         plots.attention_map(run_dirs[0], "   ")
 
     def without_attention(run_dir):

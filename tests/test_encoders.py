@@ -19,6 +19,7 @@ VARIANTS = [
     {"kind": "cnn", "kernel_size": 3, "dilation": 2},
     {"kind": "rnn", "rnn_cell": "lstm", "bidirectional": True},
     {"kind": "rnn", "rnn_cell": "gru", "bidirectional": False},
+    {"kind": "gat", "output_heads": 2},
 ]
 TEXT_INFO = {"input": "text", "num_words": 50, "num_chars": 20, "num_labels": 5}
 

@@ -15,6 +15,7 @@ from attntrain.errors import UserError
 from attntrain.model import build_model
 from attntrain.model.attention import NORMALIZERS, SCORES
 from attntrain.model.encoder import build_transformer
+from attntrain.model.gat import build_gat
 from tests.conftest import shared_data
 
 # A 6-node graph: 0-1, 1-2, 3-4 (both directions) + self loops; node 5 is isolated.
@@ -137,3 +138,66 @@ def test_seeds_report_mean_and_std_of_the_per_seed_results(tmp_path):
     assert summary["seeds"] == [1, 2, 3]
     again = fit_seeds(cfg)  # finished seeds are read back, not retrained
     assert again.metrics == result.metrics
+
+
+def gat_encoder(normalize: str = "softmax", layers: int = 3):
+    """3 layers: the first attends over its input, the middle one projects, the last averages 2 heads."""
+    torch.manual_seed(0)
+    cfg = EncoderConfig(kind="gat", num_layers=layers, width=16, num_heads=4, output_heads=2,
+                        attention={"normalize": normalize, "dropout": 0.5}, dropout=0.5)
+    return build_gat(cfg)
+
+
+def test_gat_forward_backward_on_a_tiny_graph():
+    model = gat_encoder().train()
+    x = torch.randn(1, 6, 16, requires_grad=True)
+    out = model(x, torch.ones(1, 6, dtype=torch.bool), edges=EDGES)
+    out.square().sum().backward()
+    assert out.shape == (1, 6, 16) and torch.isfinite(out).all()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert [type(layer.project).__name__ for layer in model.layers] == ["Identity", "Linear", "Identity"]
+
+
+@pytest.mark.parametrize("normalize", list(NORMALIZERS))
+def test_gat_non_neighbour_features_do_not_reach_a_node(normalize):
+    """Node 0's component is {0, 1, 2}: changing nodes 3, 4, 5 must leave nodes 0..2 untouched."""
+    model = gat_encoder(normalize).eval()
+    x = torch.randn(1, 6, 16)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    changed = x.clone()
+    changed[0, 3:] = torch.randn(3, 16)
+    a, b = model(x, mask, edges=EDGES), model(changed, mask, edges=EDGES)
+    torch.testing.assert_close(a[0, :3], b[0, :3])
+    assert not torch.allclose(a[0, 3:5], b[0, 3:5])
+    full_a, full_b = model(x, mask), model(changed, mask)  # without edges, everything reaches node 0
+    assert not torch.allclose(full_a[0, 0], full_b[0, 0])
+
+
+@pytest.mark.parametrize("normalize", list(NORMALIZERS))
+def test_gat_edge_path_equals_dense_path(normalize):
+    """The edge list of a complete graph (with self loops) = dense attention over all nodes; any edge
+    list = dense attention under the matching mask."""
+    model = gat_encoder(normalize).eval()
+    x = torch.randn(1, 6, 16)
+    mask = torch.ones(1, 6, dtype=torch.bool)
+    complete = torch.tensor(list(itertools.product(range(6), repeat=2))).T  # (2,36) incl. (i, i)
+    torch.testing.assert_close(model(x, mask, edges=complete), model(x, mask), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model(x, mask, edges=EDGES), model(x, mask, attn_mask=dense_mask(EDGES, 6)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_gat_cora_model_uses_the_embed_projection_as_first_layer(tmp_path):
+    raw = {"name": "cora", "runs_dir": str(tmp_path), "data": {"task": "planetoid", "dataset": "cora"},
+           "model": {"encoder": {"kind": "gat", "num_layers": 2, "width": 16, "num_heads": 2}},
+           "train": {"max_steps": 3, "progress": False}}
+    cfg = build_config(raw, "test")
+    task = build_task(cfg)
+    task.prepare()
+    model = build_model(cfg, task.info())
+    out = model(task.batch("train", [0]))
+    out["loss"].backward()
+    assert out["logits"].shape == (1, 2708, 7)
+    assert model.embed.project.weight.grad.abs().sum() > 0
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.encoder.modules())  # W1 = Embed, W2 = Head

@@ -19,6 +19,7 @@ from attntrain.model.dropout import Dropout
 
 from attntrain.model.attention import MultiHeadAttention, build_attention
 from attntrain.model.baselines import build_cnn, build_rnn
+from attntrain.model.gat import build_gat
 from attntrain.model.positional import POSITIONS
 from attntrain.registry import lookup
 
@@ -117,4 +118,4 @@ def build_transformer(cfg) -> TransformerEncoder:
     return TransformerEncoder(position, blocks, cfg.width, window=cfg.attention.window)
 
 
-ENCODERS = {"transformer": build_transformer, "cnn": build_cnn, "rnn": build_rnn}
+ENCODERS = {"transformer": build_transformer, "cnn": build_cnn, "rnn": build_rnn, "gat": build_gat}
