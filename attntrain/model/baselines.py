@@ -20,7 +20,7 @@ from attntrain.model.dropout import Dropout
 
 def _no_graph(edges: Optional[torch.Tensor]) -> None:
     if edges is not None:
-        raise ValueError("graph edges need model.encoder.kind: transformer (CNN/RNN read a sequence)")
+        raise ValueError("graph edges need model.encoder.kind: transformer or gat (CNN/RNN read a sequence)")
 
 
 class ConvBlock(nn.Module):
