@@ -1,0 +1,34 @@
+"""The byte-mask dropout: drop rate, rescaling, gradient, identity at eval."""
+
+from __future__ import annotations
+
+import torch
+
+from attntrain.model.dropout import Dropout, dropout
+
+
+def test_drop_rate_and_rescale_keep_the_expectation():
+    torch.manual_seed(0)
+    x = torch.ones(400, 500)
+    y = dropout(x, 0.6, training=True)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - round(0.6 * 256) / 256) < 0.005  # rate, rounded to 1/256
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 256 / (256 - round(0.6 * 256))))
+    assert abs(y.mean().item() - 1.0) < 0.01
+
+
+def test_gradient_flows_only_through_kept_entries():
+    torch.manual_seed(1)
+    x = torch.randn(64, 32, requires_grad=True)
+    y = dropout(x, 0.5, training=True)
+    y.sum().backward()
+    kept = y.detach() != 0
+    assert torch.equal(x.grad != 0, kept)
+    assert torch.allclose(x.grad[kept], torch.full_like(x.grad[kept], 2.0))
+
+
+def test_eval_mode_and_zero_rate_are_identity():
+    x = torch.randn(5, 7)
+    layer = Dropout(0.3).eval()
+    assert layer(x) is x
+    assert dropout(x, 0.0, training=True) is x
