@@ -182,6 +182,7 @@ class TrainConfig(Section):
     save_every: Optional[int] = Field(None, ge=1)  # checkpoint every N steps; default: at every evaluation
     seeds: int = Field(1, ge=1)  # repeat training with seeds seed, seed+1, ... and report mean and std
     progress: bool = True  # show tqdm progress bars
+    tensorboard: bool = False  # also write scalars to runs/<name>/tensorboard/ (needs the tensorboard extra)
 
 
 class Config(Section):

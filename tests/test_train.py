@@ -130,6 +130,31 @@ def test_interrupted_then_resumed_equals_uninterrupted(ewt_root, tmp_path, how):
     assert test_a["accuracy"] == test_b["accuracy"]
 
 
+def test_tensorboard_scalars_match_metrics_jsonl(tiny_config):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config("tb", max_steps=10, eval_every=5, tensorboard=True)
+    Trainer(cfg, RunDir(cfg.run_dir()), resume=False).fit()
+    events = EventAccumulator(str(cfg.run_dir() / "tensorboard"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    expected = [(r["step"], r["loss"]) for r in records(cfg.run_dir(), "train")]
+    assert [s for s, _ in logged] == [s for s, _ in expected] == [5, 10]
+    assert [v for _, v in logged] == pytest.approx([v for _, v in expected], rel=1e-6)
+    dev = [r["accuracy"] for r in records(cfg.run_dir(), "eval")]
+    assert [e.value for e in events.Scalars("eval_dev/accuracy")] == pytest.approx(dev, rel=1e-6)
+    assert "final_test/accuracy" in events.Tags()["scalars"]
+
+
+def test_tensorboard_missing_is_a_clear_error(monkeypatch):
+    from attntrain.errors import UserError
+    from attntrain.train.trainer import open_tensorboard
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    with pytest.raises(UserError, match=r"pip install 'attntrain\[tensorboard\]'"):
+        open_tensorboard(Path("unused"))
+
+
 def test_ema_weights_are_evaluated_and_kept_as_best(tiny_config):
     cfg = tiny_config("ema", max_steps=20, eval_every=20, ema=0.9)
     Trainer(cfg, RunDir(cfg.run_dir()), resume=False).fit()

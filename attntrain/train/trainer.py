@@ -35,6 +35,16 @@ def log(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
+def open_tensorboard(folder):
+    """A TensorBoard SummaryWriter; the package is optional (pip install 'attntrain[tensorboard]')."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("train.tensorboard: true needs the tensorboard package; "
+                        "install it with: pip install 'attntrain[tensorboard]'") from None
+    return SummaryWriter(str(folder))
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
@@ -107,10 +117,22 @@ class Trainer:
         self.progress = Progress()
         # Exponential moving average of the weights (train.ema): what gets evaluated and kept as best.
         self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.train.ema else None
+        self.tensorboard = open_tensorboard(run.path / "tensorboard") if cfg.train.tensorboard else None
         self._saved_step: int | None = None  # step of the newest checkpoint written by this process
         self._evaluated_step: int | None = None  # step of the newest dev evaluation
         if resume:
             self._restore()
+
+    # ---- records -----------------------------------------------------------------------------
+    def _record(self, record: dict) -> None:
+        """One metrics.jsonl line; with train.tensorboard its numbers also go to runs/<name>/tensorboard/."""
+        append_jsonl(self.run.metrics, record)
+        if self.tensorboard is not None and record["kind"] != "start":
+            prefix = record["kind"] if record["kind"] == "train" else f"{record['kind']}_{record['split']}"
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "epoch"):
+                    self.tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
+            self.tensorboard.flush()
 
     # ---- state -------------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -225,7 +247,7 @@ class Trainer:
             p.best, p.best_step, p.bad_evals = value, p.step, 0
         else:
             p.bad_evals += 1
-        append_jsonl(self.run.metrics, {"kind": "eval", "split": "dev", "step": p.step, **metrics})
+        self._record({"kind": "eval", "split": "dev", "step": p.step, **metrics})
         self._evaluated_step = p.step
         log(f"step {p.step}: dev {t.metric} {value:.2f} (best {p.best:.2f} at step {p.best_step})")
         return t.patience is not None and p.bad_evals >= t.patience
@@ -240,7 +262,7 @@ class Trainer:
             record = {"kind": "start", "step": 0, "parameters": params, "device": str(self.device),
                       "train_examples": len(self.task.split("train")), "batches_per_epoch": len(batches0),
                       "padding_fraction": self.task.padding("train", batches0), "total_steps": total}
-            append_jsonl(self.run.metrics, record)
+            self._record(record)
             log(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
                        f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%")
         stopped = "finished"
@@ -262,7 +284,7 @@ class Trainer:
                     window_loss, window_tokens = window_loss + loss, window_tokens + tokens
                     if p.step % t.log_every == 0 or p.step == total:
                         speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
-                        append_jsonl(self.run.metrics, {"kind": "train", "step": p.step, "epoch": p.epoch,
+                        self._record({"kind": "train", "step": p.step, "epoch": p.epoch,
                                                         "loss": window_loss / ((p.step - 1) % t.log_every + 1),
                                                         "lr": lr, "tokens_per_s": speed, "elapsed": p.elapsed})
                         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
@@ -304,6 +326,6 @@ class Trainer:
             metrics.update(step=self.progress.best_step, train_seconds=round(self.progress.elapsed, 1),
                            peak_memory_mb=round(peak_memory_mb(self.device), 1))
             atomic_write_json(self.run.eval_file(split), metrics)
-            append_jsonl(self.run.metrics, {"kind": "final", "split": split, "step": self.progress.step, **metrics})
+            self._record({"kind": "final", "split": split, "step": self.progress.step, **metrics})
             results[split] = metrics
         return results
