@@ -5,9 +5,10 @@ from __future__ import annotations
 from attntrain.data.graph import PlanetoidTask
 from attntrain.data.tagging import UdPosTask
 from attntrain.data.task import Task
+from attntrain.data.translation import TranslationTask
 from attntrain.registry import lookup
 
-TASKS: dict[str, type[Task]] = {"ud_pos": UdPosTask, "planetoid": PlanetoidTask}
+TASKS: dict[str, type[Task]] = {"ud_pos": UdPosTask, "planetoid": PlanetoidTask, "translation": TranslationTask}
 
 
 def build_task(cfg) -> Task:

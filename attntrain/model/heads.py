@@ -82,4 +82,11 @@ def build_tagging_head(cfg, info: dict, width: int) -> TaggingHead:
     return TaggingHead(width, info["num_labels"], dropout=cfg.dropout, label_smoothing=cfg.label_smoothing)
 
 
-HEADS = {"tagging": build_tagging_head}
+def build_seq2seq_head(cfg, info: dict, width: int):
+    """Encoder-decoder head (attntrain/model/seq2seq.py, imported here on use: it imports this file)."""
+    from attntrain.model.seq2seq import build_seq2seq_head as build
+
+    return build(cfg, info, width)
+
+
+HEADS = {"tagging": build_tagging_head, "seq2seq": build_seq2seq_head}
