@@ -75,6 +75,11 @@ class Subwords:
         """Ids -> text; special tokens (padding, <s>, </s>) are dropped."""
         return self.tokenizer.decode([i for i in ids if i >= len(SPECIALS)], skip_special_tokens=True)
 
+    def byte_ids(self) -> list[int]:
+        """Ids of the 256 single-byte symbols (from them any text can be spelled)."""
+        vocab = self.tokenizer.get_vocab()
+        return sorted(vocab[symbol] for symbol in pre_tokenizers.ByteLevel.alphabet())
+
     def tokens(self, ids: list[int]) -> list[str]:
         """The subword strings of ids (byte symbols as the tokenizer shows them), for inspection."""
         return [self.tokenizer.id_to_token(i) for i in ids]

@@ -45,6 +45,17 @@ def read_lines(path: Path) -> list[str]:
     return [line.rstrip("\r") for line in lines]
 
 
+def output_vocabulary(target: Subwords, texts: list[str]) -> list[int]:
+    """Ids the decoder may output: </s>, the 256 byte symbols, and every subword of the training targets.
+
+    With a joint vocabulary about half of the subwords only ever occur on the source side; leaving
+    them out of the softmax halves the cost of the output layer. The byte symbols keep every string
+    spellable, so a target subword never seen in training can still be produced piece by piece.
+    """
+    seen = {i for ids in target.encode_batch(texts) for i in ids}
+    return sorted(seen | set(target.byte_ids()) | {EOS})
+
+
 class TranslationTask(Task):
     input = "subwords"
     predict_batch_size = 16  # sentences per search; small so that `predict` streams its output
@@ -54,6 +65,7 @@ class TranslationTask(Task):
         self.settings = cfg.data.translation
         self.source: Subwords | None = None
         self.target: Subwords | None = None
+        self.output_ids: list[int] = []  # target ids the decoder may output (see output_vocabulary)
 
     # ---- files ---------------------------------------------------------------------------------
     def _path(self, split: str, lang: str) -> Path:
@@ -77,6 +89,7 @@ class TranslationTask(Task):
             self.source = Subwords.from_json(state["source_tokenizer"])
             self.target = (self.source if state["joint_vocab"]
                            else Subwords.from_json(state["target_tokenizer"]))
+            self.output_ids = list(state["output_ids"])
             return
         train = self.read_split("train")
         if self.cfg.data.train_limit is not None:
@@ -88,19 +101,20 @@ class TranslationTask(Task):
             self.source = self.target = Subwords.train(sources + targets, size)
         else:
             self.source, self.target = Subwords.train(sources, size), Subwords.train(targets, size)
+        self.output_ids = output_vocabulary(self.target, targets)
 
     def state(self) -> dict:
         joint = self.source is self.target
         state = {"source_lang": self.settings.source, "target_lang": self.settings.target, "joint_vocab": joint,
-                 "source_tokenizer": self.source.to_json()}
+                 "source_tokenizer": self.source.to_json(), "output_ids": self.output_ids}
         if not joint:
             state["target_tokenizer"] = self.target.to_json()
         return state
 
     def info(self) -> dict:
         return {"input": "subwords", "num_words": len(self.source), "num_targets": len(self.target),
-                "joint_vocab": self.source is self.target, "detokenize": self.detokenize,
-                "run_dir": str(self.cfg.run_dir())}
+                "output_ids": self.output_ids, "joint_vocab": self.source is self.target,
+                "detokenize": self.detokenize, "run_dir": str(self.cfg.run_dir())}
 
     # ---- examples and batches ------------------------------------------------------------------
     def encode(self, example: dict, *, max_len: int | None) -> dict:

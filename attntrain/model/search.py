@@ -18,9 +18,10 @@ import torch
 
 class Stepper(Protocol):
     device: torch.device
+    output_ids: torch.Tensor  # (V,) the token id of each log-prob column
 
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (R,t): <s> + the prefix of every row -> (R,V) log-probs of the next token."""
+        """tokens (R,t): <s> + the prefix of every row (token ids) -> (R,V) log-probs of the next token."""
 
     def select(self, rows: torch.Tensor) -> None:
         """Keep these rows (R',) long, in this order, for the next call."""
@@ -40,7 +41,7 @@ def greedy_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: in
     tokens = torch.full((N, 1), bos, dtype=torch.long, device=device)  # (R,t)
     results: list[list[int]] = [[] for _ in range(N)]
     for t in range(max(max_lengths, default=0)):
-        best = stepper.logprobs(tokens).argmax(-1)  # (R,)
+        best = stepper.output_ids[stepper.logprobs(tokens).argmax(-1)]  # (R,) token ids
         tokens = torch.cat([tokens, best[:, None]], dim=1)  # (R,t+1)
         done = (best == eos) | (limits[alive] <= t + 1)
         if not bool(done.any()):
@@ -74,6 +75,7 @@ def beam_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: int,
     scores = torch.zeros(N, K, device=device)  # (n,K) summed log-probs
     scores[:, 1:] = float("-inf")  # at the start only beam 0 is live: K copies of <s> would fill the beam with ties
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(N)]
+    eos_column = int((stepper.output_ids == eos).nonzero()[0, 0])
     counts = torch.zeros(N, dtype=torch.long, device=device)
     for t in range(max(max_lengths, default=0)):
         n = alive.numel()
@@ -82,12 +84,12 @@ def beam_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: int,
         at_limit = limits[alive] <= t + 1  # (n,)
         if bool(at_limit.any()):  # the last allowed token is </s>
             rows = at_limit.repeat_interleave(K)
-            eos_logprobs = logprobs[rows, eos]
+            eos_logprobs = logprobs[rows, eos_column]
             logprobs[rows] = float("-inf")
-            logprobs[rows, eos] = eos_logprobs
+            logprobs[rows, eos_column] = eos_logprobs
         candidates = (scores.unsqueeze(2) + logprobs.view(n, K, V)).view(n, K * V)  # (n,K*V)
         top_scores, top_index = candidates.topk(2 * K, dim=1)  # (n,2K), best first
-        parent, word = top_index // V, top_index % V
+        parent, word = top_index // V, stepper.output_ids[top_index % V]  # (n,2K) beam, token id
         is_eos = word == eos
         ends = is_eos[:, :K] & torch.isfinite(top_scores[:, :K])  # (n,K)
         for i, k in ends.nonzero().tolist():

@@ -1,13 +1,15 @@
 """Seq2seq head: the output mode where the model decides how many labels to emit (translation).
 
-# B batch, T target time, S source time, D model width, V target vocabulary, R decoding rows
+# B batch, T target time, S source time, D model width, V target vocabulary, V_out the ids the softmax covers,
+# N real target tokens of a batch, R decoding rows
 
 Model = Head(Encoder(Embed(batch))) still holds: the encoder output (B,S,D) is the decoder's memory.
 The head owns the target embedding, a Transformer decoder, the output projection (tied to the target
 embedding, or to the shared source/target table), the label-smoothed loss, the search and the BLEU
 meter. Its forward returns a `Seq2seqOutput`, which travels through the trainer where other heads'
 logits do (to `loss`, the meter and `predict`):
-  training:           logits (B,T,V) of the teacher-forced target
+  training:           decoder states (N,D) at the N real target positions (teacher-forced); the
+                      loss projects them to logits (N,V_out) chunk by chunk
   eval (model.eval):  + the searched token ids of every sentence (greedy or beam, cached or not)
 """
 
@@ -34,9 +36,49 @@ from attntrain.model.search import beam_search, greedy_search
 from attntrain.registry import lookup
 
 
+class SmoothedCrossEntropy(torch.autograd.Function):
+    """Summed label-smoothed cross-entropy of logits (N,V) against labels (N,) (IGNORE rows skipped).
+
+    Per row: logsumexp(z) - (1 - eps) z_label - eps mean(z), i.e. F.cross_entropy with
+    label_smoothing=eps (the reference it is tested against), whose gradient
+    softmax(z) - (1 - eps) onehot - eps / V is written once, in place, instead of in several passes.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+        valid = labels != IGNORE  # (N,)
+        safe = labels.clamp(min=0)
+        lse = torch.logsumexp(logits, dim=-1)  # (N,)
+        picked = logits.gather(1, safe[:, None]).squeeze(1)  # (N,)
+        per_row = lse - (1.0 - smoothing) * picked - smoothing * logits.mean(-1)
+        ctx.save_for_backward(logits, safe, valid, lse)
+        ctx.smoothing = smoothing
+        return (per_row * valid).sum()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logits, safe, valid, lse = ctx.saved_tensors
+        eps, V = ctx.smoothing, logits.shape[1]
+        scale = grad * valid  # (N,) zero on ignored rows
+        out = (logits - lse[:, None]).exp_()  # softmax (N,V)
+        out.sub_(eps / V).mul_(scale[:, None])
+        out.scatter_add_(1, safe[:, None], (-(1.0 - eps) * scale)[:, None])
+        return out, None, None
+
+
+def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Mean over the non-IGNORE rows: F.cross_entropy(logits, labels, ignore_index=IGNORE, label_smoothing=...)."""
+    return SmoothedCrossEntropy.apply(logits, labels, smoothing) / (labels != IGNORE).sum().clamp(min=1)
+
+
+# Rows of logits per chunk in the loss: a chunk stays under 16 MiB, below glibc's 32 MiB mmap limit, so
+# its memory is reused from step to step instead of being mapped (and page-faulted) afresh each time.
+CHUNK_FLOATS = 1 << 22
+
+
 @dataclass
 class Seq2seqOutput:
-    logits: Optional[torch.Tensor] = None  # (B,T,V) teacher-forced, when the batch has a target
+    states: Optional[torch.Tensor] = None  # (N,D) decoder output at the N real target positions (teacher-forced)
     tokens: Optional[list[list[int]]] = None  # searched ids per sentence, without <s> / </s> (eval mode)
     beam: Optional[int] = None  # beam width the tokens were searched with (1 = greedy)
 
@@ -55,12 +97,13 @@ class CachedStepper:
     """Feeds only the newest token of each row; earlier keys/values come from the decoder's cache."""
 
     def __init__(self, head: "Seq2seqHead", memory: torch.Tensor, memory_mask: torch.Tensor):
-        self.head, self.device = head, memory.device
+        self.head, self.device, self.output_ids = head, memory.device, head.output_ids
+        self.weight = head.output_weight()  # (V,D), gathered once per search
         self.cache = head.decoder.start(memory, memory_mask)  # cross-attention keys/values: once
 
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         state = self.head.decoder.step(self.head.embed_target(tokens[:, -1:]), self.cache)  # (R,1,D)
-        return self.head.logits(state[:, 0]).float().log_softmax(-1)  # (R,V)
+        return self.head.logits(state[:, 0], self.weight).float().log_softmax(-1)  # (R,V)
 
     def select(self, rows: torch.Tensor) -> None:
         self.cache = self.cache.select(rows)
@@ -70,12 +113,13 @@ class RecomputeStepper:
     """Reference path: runs the decoder over the whole prefix at every step (no cache)."""
 
     def __init__(self, head: "Seq2seqHead", memory: torch.Tensor, memory_mask: torch.Tensor):
-        self.head, self.device = head, memory.device
+        self.head, self.device, self.output_ids = head, memory.device, head.output_ids
+        self.weight = head.output_weight()
         self.memory, self.memory_mask = memory, memory_mask
 
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         states = self.head.decoder(self.head.embed_target(tokens), self.memory, self.memory_mask)  # (R,t,D)
-        return self.head.logits(states[:, -1]).float().log_softmax(-1)  # (R,V)
+        return self.head.logits(states[:, -1], self.weight).float().log_softmax(-1)  # (R,V)
 
     def select(self, rows: torch.Tensor) -> None:
         self.memory = self.memory.index_select(0, rows)
@@ -85,14 +129,20 @@ class RecomputeStepper:
 class Seq2seqHead(nn.Module):
     """Decoder over the encoder memory: features (B,S,D) + batch -> Seq2seqOutput."""
 
-    def __init__(self, target_embed: nn.Embedding, decoder: TransformerDecoder, output: Optional[nn.Linear], *,
-                 tie: str, dropout: float, label_smoothing: float, search: SearchSettings,
+    def __init__(self, target_embed: nn.Embedding, decoder: TransformerDecoder, output: Optional[nn.Linear],
+                 output_ids: list[int], *, tie: str, dropout: float, label_smoothing: float, search: SearchSettings,
                  detokenize: Callable[[list[int]], str], output_dir: Optional[str] = None):
         super().__init__()
         self.target_embed = target_embed
         self.scale = math.sqrt(target_embed.embedding_dim)
         self.decoder = decoder
-        self.output = output  # None: logits use the target embedding table (tied)
+        self.output = output  # (D -> V_out) or None: logits use the rows `output_ids` of the target embedding
+        # The softmax covers only the ids the target side uses (V_out of V); labels map to their column.
+        ids = torch.tensor(output_ids, dtype=torch.long)
+        column = torch.full((target_embed.num_embeddings,), IGNORE, dtype=torch.long)
+        column[ids] = torch.arange(len(ids))
+        self.register_buffer("output_ids", ids, persistent=False)  # (V_out,) column -> token id
+        self.register_buffer("label_column", column, persistent=False)  # (V,) token id -> column or IGNORE
         self.tie = tie
         self.dropout = Dropout(dropout)
         self.label_smoothing = label_smoothing
@@ -117,11 +167,16 @@ class Seq2seqHead(nn.Module):
     def embed_target(self, ids: torch.Tensor) -> torch.Tensor:
         return self.target_embed(ids) * self.scale  # (B,T) -> (B,T,D)
 
-    def logits(self, states: torch.Tensor) -> torch.Tensor:
+    def output_weight(self) -> Optional[torch.Tensor]:
+        """(V_out,D) rows of the tied table that the softmax covers; None with an untied output layer."""
+        return None if self.output is not None else self.target_embed.weight.index_select(0, self.output_ids)
+
+    def logits(self, states: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(...,D) -> (...,V_out); `weight` is output_weight(), when the caller already has it."""
         states = self.dropout(states)
-        if self.output is None:
-            return F.linear(states, self.target_embed.weight)  # (...,D) -> (...,V)
-        return self.output(states)
+        if self.output is not None:
+            return self.output(states)
+        return F.linear(states, self.output_weight() if weight is None else weight)
 
     def max_lengths(self, memory_mask: torch.Tensor) -> list[int]:
         """Output limit per sentence: max_len_ratio * source tokens + max_len_extra (and the position table)."""
@@ -135,7 +190,7 @@ class Seq2seqHead(nn.Module):
         out = Seq2seqOutput()
         if "target_in" in batch:
             states = self.decoder(self.embed_target(batch["target_in"]), features, batch["mask"])  # (B,T,D)
-            out.logits = self.logits(states)  # (B,T,V)
+            out.states = states[batch["labels"] != IGNORE]  # (N,D): padding never reaches the output layer
         if not self.training:
             out.beam = self.search.dev_beam_size if batch.get("split") == "dev" else self.search.beam_size
             out.tokens = self.generate(features, batch["mask"], beam=out.beam)
@@ -153,12 +208,15 @@ class Seq2seqHead(nn.Module):
         return beam_search(stepper, limits, bos=BOS, eos=EOS, beam=beam, length_penalty=self.search.length_penalty)
 
     def loss(self, output: Seq2seqOutput, batch: dict) -> torch.Tensor:
-        return F.cross_entropy(
-            output.logits.flatten(0, 1).float(),  # (B,T,V) -> (B*T,V)
-            batch["labels"].flatten(),
-            ignore_index=IGNORE,
-            label_smoothing=self.label_smoothing,
-        )
+        """Label-smoothed cross-entropy per real target token; logits (N,V_out) are made chunk by chunk."""
+        labels = batch["labels"]
+        columns = self.label_column[labels[labels != IGNORE]]  # (N,); IGNORE for an id the softmax lacks
+        weight = self.output_weight()
+        rows = max(1, CHUNK_FLOATS // len(self.output_ids))
+        total = sum(SmoothedCrossEntropy.apply(self.logits(output.states[i:i + rows], weight).float(),
+                                               columns[i:i + rows], self.label_smoothing)
+                    for i in range(0, len(columns), rows))
+        return total / (columns != IGNORE).sum().clamp(min=1)
 
     def predict(self, output: Seq2seqOutput, batch: dict) -> list[list[int]]:
         """Target ids of each sentence (the task turns them into text)."""
@@ -202,10 +260,12 @@ def build_seq2seq_head(cfg, info: dict, width: int) -> Seq2seqHead:
                         "side, which needs data.translation.joint_vocab: true (or use 'decoder')")
     target_embed = nn.Embedding(info["num_targets"], width, padding_idx=PAD)
     nn.init.normal_(target_embed.weight, std=width**-0.5)
-    output = nn.Linear(width, info["num_targets"]) if settings.tie_embeddings == "none" else None
+    output_ids = info.get("output_ids") or list(range(info["num_targets"]))
+    output = nn.Linear(width, len(output_ids)) if settings.tie_embeddings == "none" else None
     search = SearchSettings(beam_size=settings.beam_size, dev_beam_size=settings.dev_beam_size,
                             length_penalty=settings.length_penalty, max_len_ratio=settings.max_len_ratio,
                             max_len_extra=settings.max_len_extra, cache=settings.cache)
-    return Seq2seqHead(target_embed, build_decoder(info["encoder"], settings), output, tie=settings.tie_embeddings,
+    return Seq2seqHead(target_embed, build_decoder(info["encoder"], settings), output, output_ids,
+                       tie=settings.tie_embeddings,
                        dropout=cfg.dropout, label_smoothing=cfg.label_smoothing, search=search,
                        detokenize=info.get("detokenize", lambda ids: " ".join(map(str, ids))), output_dir=info.get("run_dir"))
