@@ -44,29 +44,50 @@ def memory_attention_mask(memory_mask: torch.Tensor) -> Optional[torch.Tensor]:
 
 @dataclass
 class LayerCache:
-    """One block's cached keys/values: self-attention (R,H,t,E) grows by one per step; cross (R,H,S,E) is fixed."""
+    """One block's cached keys/values.
+
+    Self-attention (R,H,t,E): one row per decoding row, one position more per step. Cross-attention
+    (n,H,S,E): one row per sentence, projected once; the `group` consecutive rows of a sentence (its
+    beams) read it together as `group` queries, so beams never copy the encoder memory.
+    """
 
     self_keys: Optional[torch.Tensor]
     self_values: Optional[torch.Tensor]
     cross_keys: torch.Tensor
     cross_values: torch.Tensor
 
-    def select(self, rows: torch.Tensor) -> "LayerCache":
-        pick = (lambda t: None if t is None else t.index_select(0, rows))  # noqa: E731
-        return LayerCache(pick(self.self_keys), pick(self.self_values), pick(self.cross_keys),
-                          pick(self.cross_values))
-
 
 @dataclass
 class DecoderCache:
     layers: list[LayerCache]
-    memory_mask: Optional[torch.Tensor]  # (R,1,1,S) bool or None
+    memory_mask: Optional[torch.Tensor]  # (n,1,1,S) bool or None
     length: int = 0  # target tokens already fed
+    group: int = 1  # consecutive rows that share a sentence (beams)
+
+    def expand(self, beams: int) -> "DecoderCache":
+        """Every row becomes `beams` consecutive rows (the start of beam search)."""
+        def repeat(t):
+            return None if t is None else t.repeat_interleave(beams, dim=0)
+
+        layers = [LayerCache(repeat(c.self_keys), repeat(c.self_values), c.cross_keys, c.cross_values)
+                  for c in self.layers]
+        return DecoderCache(layers, self.memory_mask, self.length, self.group * beams)
 
     def select(self, rows: torch.Tensor) -> "DecoderCache":
-        """Keep / reorder rows (beam reordering, dropping finished sentences)."""
-        mask = None if self.memory_mask is None else self.memory_mask.index_select(0, rows)
-        return DecoderCache([layer.select(rows) for layer in self.layers], mask, self.length)
+        """Keep / reorder rows (beam reordering, dropping finished sentences).
+
+        `rows` must keep sentences together: rows[i * group : (i + 1) * group] come from one sentence.
+        """
+        sentences = rows[:: self.group] // self.group  # (n',) the sentence of each kept group
+        unchanged = sentences.numel() == self.layers[0].cross_keys.shape[0] and bool(
+            (sentences == torch.arange(sentences.numel(), device=rows.device)).all())
+
+        def per_sentence(t):
+            return t if t is None or unchanged else t.index_select(0, sentences)
+
+        layers = [LayerCache(c.self_keys.index_select(0, rows), c.self_values.index_select(0, rows),
+                             per_sentence(c.cross_keys), per_sentence(c.cross_values)) for c in self.layers]
+        return DecoderCache(layers, per_sentence(self.memory_mask), self.length, self.group)
 
 
 class DecoderBlock(nn.Module):
@@ -101,16 +122,19 @@ class DecoderBlock(nn.Module):
         return LayerCache(None, None, keys, values)
 
     def step(self, x: torch.Tensor, cache: LayerCache, memory_mask: Optional[torch.Tensor],
-             position: int) -> torch.Tensor:
+             position: int, group: int = 1) -> torch.Tensor:
         """x (R,1,D): the newest token at `position`; appends its key/value to `cache` (in place).
 
+        The `group` consecutive rows of a sentence attend to its memory as `group` queries of one row.
         Inference only: no dropout (the model is in eval mode when it decodes).
         """
         x = x + self._self_attention_step(self.self_norm(x), cache, position)
         attention = self.cross_attention
-        query = split_heads(attention.query(self.cross_norm(x)), attention.num_heads)  # (R,H,1,E)
-        mixed = attention.attend(query, cache.cross_keys, cache.cross_values, memory_mask)
-        x = x + attention.out(merge_heads(mixed))
+        R, _, D = x.shape
+        queries = attention.query(self.cross_norm(x)).view(R // group, group, D)  # (R,1,D) -> (n,K,D)
+        mixed = attention.attend(split_heads(queries, attention.num_heads), cache.cross_keys, cache.cross_values,
+                                 memory_mask)  # (n,H,K,E)
+        x = x + attention.out(merge_heads(mixed)).view(R, 1, D)  # (n,K,D) -> (R,1,D)
         return self._feed_forward(x)
 
     def _self_attention_step(self, x: torch.Tensor, cache: LayerCache, position: int) -> torch.Tensor:
@@ -156,6 +180,6 @@ class TransformerDecoder(nn.Module):
         position = cache.length
         x = self.position(x, offset=position)
         for block, layer in zip(self.blocks, cache.layers):
-            x = block.step(x, layer, cache.memory_mask, position)
+            x = block.step(x, layer, cache.memory_mask, position, cache.group)
         cache.length += 1
         return self.norm(x)

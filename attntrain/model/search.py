@@ -23,8 +23,11 @@ class Stepper(Protocol):
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (R,t): <s> + the prefix of every row (token ids) -> (R,V) log-probs of the next token."""
 
+    def expand(self, beams: int) -> None:
+        """Every row becomes `beams` consecutive rows (the beams of one sentence)."""
+
     def select(self, rows: torch.Tensor) -> None:
-        """Keep these rows (R',) long, in this order, for the next call."""
+        """Keep these rows (R',) long, in this order, for the next call; the beams of a sentence stay together."""
 
 
 def _without_eos(ids: list[int], eos: int) -> list[int]:
@@ -69,7 +72,7 @@ def beam_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: int,
     device, K = stepper.device, beam
     N = len(max_lengths)
     limits = torch.tensor(max_lengths, device=device)
-    stepper.select(torch.arange(N, device=device).repeat_interleave(K))  # N rows -> N*K rows
+    stepper.expand(K)  # N rows -> N*K rows
     alive = torch.arange(N, device=device)  # sentence of each group of K rows (n,)
     tokens = torch.full((N * K, 1), bos, dtype=torch.long, device=device)  # (n*K,t)
     scores = torch.zeros(N, K, device=device)  # (n,K) summed log-probs

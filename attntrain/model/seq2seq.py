@@ -105,6 +105,9 @@ class CachedStepper:
         state = self.head.decoder.step(self.head.embed_target(tokens[:, -1:]), self.cache)  # (R,1,D)
         return self.head.logits(state[:, 0], self.weight).float().log_softmax(-1)  # (R,V)
 
+    def expand(self, beams: int) -> None:
+        self.cache = self.cache.expand(beams)
+
     def select(self, rows: torch.Tensor) -> None:
         self.cache = self.cache.select(rows)
 
@@ -120,6 +123,10 @@ class RecomputeStepper:
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         states = self.head.decoder(self.head.embed_target(tokens), self.memory, self.memory_mask)  # (R,t,D)
         return self.head.logits(states[:, -1], self.weight).float().log_softmax(-1)  # (R,V)
+
+    def expand(self, beams: int) -> None:
+        self.memory = self.memory.repeat_interleave(beams, dim=0)
+        self.memory_mask = self.memory_mask.repeat_interleave(beams, dim=0)
 
     def select(self, rows: torch.Tensor) -> None:
         self.memory = self.memory.index_select(0, rows)
