@@ -182,6 +182,27 @@ def test_fused_smoothed_loss_matches_cross_entropy():
         torch.testing.assert_close(grad_ours, grad_ref)
 
 
+def test_chunked_loss_over_target_subwords_matches_the_plain_loss(m30k_root, tmp_path, monkeypatch):
+    """The head's loss (target-side softmax, padding skipped, chunks, in-place gradient) is plain cross-entropy."""
+    import attntrain.model.seq2seq as seq2seq
+
+    task, model = random_model(m30k_root, tmp_path)
+    batch = task.batch("train", list(range(16)))
+    head = model.head
+    assert len(head.output_ids) < len(task.target)  # the softmax covers fewer ids than the vocabulary
+    monkeypatch.setattr(seq2seq, "CHUNK_FLOATS", 50 * len(head.output_ids))  # 50 rows per chunk
+    output = model(batch)["logits"]
+    loss = head.loss(output, batch)
+    labels = batch["labels"][batch["labels"] != -100]
+    reference = F.cross_entropy(head.logits(output.states), head.label_column[labels], ignore_index=-100,
+                                label_smoothing=head.label_smoothing)
+    assert output.states.shape[0] == len(labels) > 150
+    torch.testing.assert_close(loss, reference)
+    grad, = torch.autograd.grad(loss, output.states)
+    grad_ref, = torch.autograd.grad(reference, output.states)
+    torch.testing.assert_close(grad, grad_ref)
+
+
 @pytest.mark.parametrize("variant", range(len(ENCODER_VARIANTS)))
 def test_every_encoder_variant_serves_as_source_encoder(m30k_root, tmp_path, variant):
     task, model = random_model(m30k_root, tmp_path, encoder=ENCODER_VARIANTS[variant],

@@ -45,14 +45,15 @@ class SmoothedCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, smoothing: float,
+                reuse_logits: bool = False) -> torch.Tensor:
         valid = labels != IGNORE  # (N,)
         safe = labels.clamp(min=0)
         lse = torch.logsumexp(logits, dim=-1)  # (N,)
         picked = logits.gather(1, safe[:, None]).squeeze(1)  # (N,)
         per_row = lse - (1.0 - smoothing) * picked - smoothing * logits.mean(-1)
         ctx.save_for_backward(logits, safe, valid, lse)
-        ctx.smoothing = smoothing
+        ctx.smoothing, ctx.reuse_logits = smoothing, reuse_logits
         return (per_row * valid).sum()
 
     @staticmethod
@@ -60,10 +61,11 @@ class SmoothedCrossEntropy(torch.autograd.Function):
         logits, safe, valid, lse = ctx.saved_tensors
         eps, V = ctx.smoothing, logits.shape[1]
         scale = grad * valid  # (N,) zero on ignored rows
-        out = (logits - lse[:, None]).exp_()  # softmax (N,V)
-        out.sub_(eps / V).mul_(scale[:, None])
+        # softmax (N,V); with reuse_logits it overwrites the logits, a temporary the caller never reads again
+        out = logits.sub_(lse[:, None]) if ctx.reuse_logits else logits - lse[:, None]
+        out.exp_().sub_(eps / V).mul_(scale[:, None])
         out.scatter_add_(1, safe[:, None], (-(1.0 - eps) * scale)[:, None])
-        return out, None, None
+        return out, None, None, None
 
 
 def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -221,7 +223,7 @@ class Seq2seqHead(nn.Module):
         weight = self.output_weight()
         rows = max(1, CHUNK_FLOATS // len(self.output_ids))
         total = sum(SmoothedCrossEntropy.apply(self.logits(output.states[i:i + rows], weight).float(),
-                                               columns[i:i + rows], self.label_smoothing)
+                                               columns[i:i + rows], self.label_smoothing, True)
                     for i in range(0, len(columns), rows))
         return total / (columns != IGNORE).sum().clamp(min=1)
 
