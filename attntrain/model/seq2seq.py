@@ -73,6 +73,11 @@ def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing
     return SmoothedCrossEntropy.apply(logits, labels, smoothing) / (labels != IGNORE).sum().clamp(min=1)
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """Softmax and loss in fp32 under autocast (bf16/fp16 logits); a float64 model keeps float64."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 # Rows of logits per chunk in the loss: a chunk stays under 16 MiB, below glibc's 32 MiB mmap limit, so
 # its memory is reused from step to step instead of being mapped (and page-faulted) afresh each time.
 CHUNK_FLOATS = 1 << 22
@@ -105,7 +110,7 @@ class CachedStepper:
 
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         state = self.head.decoder.step(self.head.embed_target(tokens[:, -1:]), self.cache)  # (R,1,D)
-        return self.head.logits(state[:, 0], self.weight).float().log_softmax(-1)  # (R,V)
+        return at_least_fp32(self.head.logits(state[:, 0], self.weight)).log_softmax(-1)  # (R,V)
 
     def expand(self, beams: int) -> None:
         self.cache = self.cache.expand(beams)
@@ -124,7 +129,7 @@ class RecomputeStepper:
 
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
         states = self.head.decoder(self.head.embed_target(tokens), self.memory, self.memory_mask)  # (R,t,D)
-        return self.head.logits(states[:, -1], self.weight).float().log_softmax(-1)  # (R,V)
+        return at_least_fp32(self.head.logits(states[:, -1], self.weight)).log_softmax(-1)  # (R,V)
 
     def expand(self, beams: int) -> None:
         self.memory = self.memory.repeat_interleave(beams, dim=0)
@@ -222,7 +227,7 @@ class Seq2seqHead(nn.Module):
         columns = self.label_column[labels[labels != IGNORE]]  # (N,); IGNORE for an id the softmax lacks
         weight = self.output_weight()
         rows = max(1, CHUNK_FLOATS // len(self.output_ids))
-        total = sum(SmoothedCrossEntropy.apply(self.logits(output.states[i:i + rows], weight).float(),
+        total = sum(SmoothedCrossEntropy.apply(at_least_fp32(self.logits(output.states[i:i + rows], weight)),
                                                columns[i:i + rows], self.label_smoothing, True)
                     for i in range(0, len(columns), rows))
         return total / (columns != IGNORE).sum().clamp(min=1)
