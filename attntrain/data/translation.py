@@ -155,6 +155,10 @@ class TranslationTask(Task):
     def is_empty(self, example: dict) -> bool:
         return not example["source"].strip()
 
+    def position_labels(self, example: dict, item: dict) -> list[str]:
+        """The source subwords (axis labels of attention maps over the encoder)."""
+        return self.source.tokens(item["source"].tolist())
+
     def detokenize(self, ids: list[int]) -> str:
         """Target ids -> text on one line (the model was trained on whitespace-normalised targets)."""
         return normalize_space(self.target.decode(ids))
