@@ -85,8 +85,11 @@ class DecoderCache:
         def per_sentence(t):
             return t if t is None or unchanged else t.index_select(0, sentences)
 
-        layers = [LayerCache(c.self_keys.index_select(0, rows), c.self_values.index_select(0, rows),
-                             per_sentence(c.cross_keys), per_sentence(c.cross_values)) for c in self.layers]
+        def per_row(t):
+            return None if t is None else t.index_select(0, rows)
+
+        layers = [LayerCache(per_row(c.self_keys), per_row(c.self_values), per_sentence(c.cross_keys),
+                             per_sentence(c.cross_values)) for c in self.layers]
         return DecoderCache(layers, per_sentence(self.memory_mask), self.length, self.group)
 
 
