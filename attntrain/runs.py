@@ -125,7 +125,8 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
     overrides = [] if beam is None else [f"model.head.decoder.{key}={beam}" for key in ("beam_size", "dev_beam_size")]
     cfg, task, model, device = load_run(run_dir, checkpoint=checkpoint, overrides=overrides)
     if beam is not None and cfg.model.head.kind != "seq2seq":
-        raise UserError(f"--beam: only seq2seq runs search for their output; {run_dir} has head '{cfg.model.head.kind}'")
+        raise UserError(f"--beam: only seq2seq runs search for their output; {run_dir} has model.head.kind "
+                        f"'{cfg.model.head.kind}'")
     if split not in task.splits:
         raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
     metrics = evaluate(model, task, split, device, amp=amp_dtype(device, cfg.train.amp), progress=True)

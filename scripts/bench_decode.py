@@ -44,7 +44,7 @@ from attntrain.runs import load_run
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="configs/multi30k_de_en.yaml", help="config whose model is benchmarked")
-    p.add_argument("--run", default=None, help="a trained run directory (its best checkpoint) instead of random weights")
+    p.add_argument("--run", default=None, help="a trained run directory (best checkpoint) instead of random weights")
     p.add_argument("--split", default="dev", help="split whose first sentences are translated")
     p.add_argument("--sentences", type=int, default=200, help="sentences translated per measurement")
     p.add_argument("--beam", type=int, default=5, help="beam width of the beam-search rows")

@@ -277,8 +277,9 @@ def test_predict_handles_empty_and_overlong_input(trained):
 
 
 def cli(*args, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "attntrain", *args], cwd=REPO, env={**cli_env(), "OMP_NUM_THREADS": "1"},
-                          input=stdin, capture_output=True, text=True, timeout=300)
+    env = {**cli_env(), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "attntrain", *args], cwd=REPO, env=env, input=stdin,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_cli_predict_streams_lines_and_eval_prints_signature(trained, tmp_path):

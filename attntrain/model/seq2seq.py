@@ -282,4 +282,5 @@ def build_seq2seq_head(cfg, info: dict, width: int) -> Seq2seqHead:
     return Seq2seqHead(target_embed, build_decoder(info["encoder"], settings), output, output_ids,
                        tie=settings.tie_embeddings,
                        dropout=cfg.dropout, label_smoothing=cfg.label_smoothing, search=search,
-                       detokenize=info.get("detokenize", lambda ids: " ".join(map(str, ids))), output_dir=info.get("run_dir"))
+                       detokenize=info.get("detokenize", lambda ids: " ".join(map(str, ids))),
+                       output_dir=info.get("run_dir"))
