@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/pos_ewt_quick.yaml
 
-.PHONY: venv demo test bench fit clean
+.PHONY: venv demo test bench bench-decode fit clean
 
 # torch first, pinned to the CPU wheel on local disk: a bare `torch` requirement would pull a CUDA build.
 $(BIN)/attntrain: pyproject.toml
@@ -28,6 +28,10 @@ test: venv
 bench: venv  ## training throughput vs Hugging Face BERT (installs the bench extra)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python scripts/bench_train.py
+	$(MAKE) bench-decode
+
+bench-decode: venv  ## seq2seq decoding: greedy and beam 5, key/value cache vs recomputing the prefix
+	$(BIN)/python scripts/bench_decode.py --threads 1
 
 clean:
 	rm -rf $(VENV) runs bench_results

@@ -44,11 +44,12 @@ def eval_(
     run_dir: Path = typer.Argument(..., help="Run directory, e.g. runs/pos_ewt"),
     split: str = typer.Option("test", help="Split to evaluate"),
     checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
+    beam: Optional[int] = typer.Option(None, min=1, help="seq2seq: beam width (1 = greedy); default from the config"),
 ):
     """Evaluate a run's checkpoint on a split; writes eval_<split>.json into the run directory."""
     from attntrain.runs import eval_run, format_table
 
-    typer.echo(format_table({split: eval_run(run_dir, split, checkpoint=checkpoint)}))
+    typer.echo(format_table({split: eval_run(run_dir, split, checkpoint=checkpoint, beam=beam)}))
 
 
 @app.command()

@@ -54,6 +54,33 @@ def odd_width(v: int) -> int:
     return v
 
 
+class TranslationConfig(Section):
+    """data.translation: sentence pairs read from <split>.<lang>.gz files (task: translation)."""
+
+    source: str = "de"  # source language: file suffix of the input side
+    target: str = "en"  # target language: file suffix of the output side
+    joint_vocab: bool = True  # one BPE vocabulary for both languages (required by tie_embeddings: all)
+    vocab_size: int = Field(8000, ge=300)  # BPE vocabulary size (each, when separate), specials and 256 bytes included
+
+
+class DecoderConfig(Section):
+    """model.head.decoder: the decoder and the search of the seq2seq head.
+
+    Width, heads, attention scoring/normalisation and positional encoding follow model.encoder.
+    """
+
+    num_layers: int = Field(3, ge=1)  # blocks of masked self-attention + cross-attention + feed-forward
+    ffn_dim: int = Field(1024, ge=0)  # feed-forward hidden width; 0 = none
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)  # residual and target-embedding dropout
+    tie_embeddings: Literal["none", "decoder", "all"] = "decoder"  # decoder: input = output embedding; all: + source
+    beam_size: int = Field(5, ge=1)  # beam width of test evaluation, `attntrain eval` and `predict`; 1 = greedy
+    dev_beam_size: int = Field(1, ge=1)  # beam width of dev evaluations (which choose the best checkpoint)
+    length_penalty: float = Field(1.0, ge=0.0)  # beam: finished hypotheses rank by log-prob / length ** this
+    max_len_ratio: float = Field(1.5, gt=0.0)  # output stops after max_len_ratio * source tokens + max_len_extra
+    max_len_extra: int = Field(10, ge=1)  # constant part of the output length limit
+    cache: bool = True  # decode with a key/value cache; false recomputes the prefix each step (tests, benchmarks)
+
+
 class EmbedConfig(Section):
     kind: str = "learned"  # text input vectors: learned (embedding table) | onehot (one-hot -> linear)
     word_dim: int = Field(128, ge=1)  # width of the word vector before projection to the model width
@@ -114,10 +141,11 @@ class EncoderConfig(Section):
 
 
 class HeadConfig(Section):
-    kind: str = "tagging"  # output mode: tagging (a label per vector) | sequence (one label per input)
+    kind: str = "tagging"  # output mode: tagging (a label per vector) | sequence (one label per input) | seq2seq
     pooling: Literal["cls", "mean", "attention"] = "mean"  # sequence: [CLS] vector, mean, or attention pooling
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the output layer
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # cross-entropy label smoothing
+    decoder: DecoderConfig = DecoderConfig()  # kind seq2seq: the decoder and its search
 
     _kind = choice_of("attntrain.model.heads", "HEADS", "kind")
 
@@ -141,6 +169,7 @@ class DataConfig(Section):
     task: str = "ud_pos"  # what to read and predict (see `attntrain.data.TASKS`)
     root: Optional[str] = None  # data root; default $ATTNTRAIN_DATA, then ../shared/data
     dataset: str = "ud_en_ewt"  # folder under the data root
+    translation: TranslationConfig = TranslationConfig()  # task translation: languages and subword vocabulary
     max_tokens: int = Field(4000, ge=1)  # training batch size in (padded) tokens
     eval_max_tokens: int = Field(8000, ge=1)  # evaluation batch size in (padded) tokens
     max_len: int = Field(256, ge=1)  # longer sequences are truncated (training) or split (never dropped)

@@ -98,9 +98,10 @@ def summarise(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
     return summary
 
 
-def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None):
+def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None,
+             overrides: list[str] = ()):
     """(cfg, task, model, device) of a finished or interrupted run, ready for evaluation."""
-    cfg = run_config(run_dir)
+    cfg = run_config(run_dir, overrides)
     run = RunDir(run_dir)
     dev = resolve_device(device or cfg.train.device)
     task = build_task(cfg)
@@ -120,8 +121,12 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
     return cfg, task, model, dev
 
 
-def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best") -> dict:
-    cfg, task, model, device = load_run(run_dir, checkpoint=checkpoint)
+def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best", beam: int | None = None) -> dict:
+    overrides = [] if beam is None else [f"model.head.decoder.{key}={beam}" for key in ("beam_size", "dev_beam_size")]
+    cfg, task, model, device = load_run(run_dir, checkpoint=checkpoint, overrides=overrides)
+    if beam is not None and cfg.model.head.kind != "seq2seq":
+        raise UserError(f"--beam: only seq2seq runs search for their output; {run_dir} has model.head.kind "
+                        f"'{cfg.model.head.kind}'")
     if split not in task.splits:
         raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
     meter = evaluate_meter(model, task, split, device, amp=amp_dtype(device, cfg.train.amp), progress=True)

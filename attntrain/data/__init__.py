@@ -8,10 +8,12 @@ from attntrain.data.mnist import MnistTask
 from attntrain.data.sentiment import ImdbTask, Sst2Task
 from attntrain.data.tagging import UdPosTask
 from attntrain.data.task import Task
+from attntrain.data.translation import TranslationTask
 from attntrain.registry import lookup
 
 TASKS: dict[str, type[Task]] = {"ud_pos": UdPosTask, "planetoid": PlanetoidTask, "sst2": Sst2Task,
-                                "imdb": ImdbTask, "fsdd": FsddTask, "mnist": MnistTask}
+                                "imdb": ImdbTask, "fsdd": FsddTask, "mnist": MnistTask,
+                                "translation": TranslationTask}
 
 
 def build_task(cfg) -> Task:

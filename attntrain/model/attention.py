@@ -99,7 +99,8 @@ class MultiHeadAttention(nn.Module):
     """Multi-head attention: project to Q, K, V, attend per head, merge heads, project out.
 
     forward(x (B,T,D), mask (B,1|H,1|T,T) bool, True = may attend, memory (B,S,D) or None)
-    -> (B,T,D). With `memory`, keys and values come from it (cross-attention).
+    -> (B,T,D). With `memory`, keys and values come from it (cross-attention); `causal` lets position
+    i attend only to positions <= i (decoder self-attention).
     """
 
     def __init__(
@@ -136,6 +137,7 @@ class MultiHeadAttention(nn.Module):
         mask: Optional[torch.Tensor] = None,
         memory: Optional[torch.Tensor] = None,
         edges: Optional[torch.Tensor] = None,
+        causal: bool = False,
     ) -> torch.Tensor:
         B, T, D = x.shape
         if edges is not None:
@@ -145,7 +147,7 @@ class MultiHeadAttention(nn.Module):
         k, v = (self._heads(t) for t in self.key_value(source).chunk(2, dim=-1))
         if self.rotary is not None and memory is None:
             q, k = self.rotary(q), self.rotary(k)
-        mixed = self.attend(q, k, v, mask)  # (B,H,T,E)
+        mixed = self.attend(q, k, v, mask, causal=causal)  # (B,H,T,E)
         return self.out(mixed.transpose(1, 2).reshape(B, T, D))
 
     def attend_edges(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
@@ -163,9 +165,19 @@ class MultiHeadAttention(nn.Module):
         mixed = torch.zeros_like(q).index_add_(0, target, weights[..., None] * v[source])  # (N,H,E)
         return mixed.view(1, N, D)
 
-    def attend(self, q, k, v, mask: Optional[torch.Tensor], reference: bool = False) -> torch.Tensor:
-        """q (B,H,T,E), k/v (B,H,S,E), mask bool broadcastable to (B,H,T,S) -> (B,H,T,E)."""
+    def attend(self, q, k, v, mask: Optional[torch.Tensor], reference: bool = False,
+               causal: bool = False) -> torch.Tensor:
+        """q (B,H,T,E), k/v (B,H,S,E), mask bool broadcastable to (B,H,T,S) -> (B,H,T,E).
+
+        `causal`: query i also sees only keys j <= i (T == S; a decoder's masked self-attention).
+        """
         p = self.dropout if self.training else 0.0
+        if causal and mask is None and self.fast and not reference:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # flash kernel, no mask tensor
+        if causal:
+            T, S = q.shape[-2], k.shape[-2]
+            lower = torch.ones(T, S, dtype=torch.bool, device=q.device).tril()  # (T,S)
+            mask = lower if mask is None else mask & lower
         if self.fast and not reference:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
         weights = self.normalize.dense(self.score(q, k), mask)  # (B,H,T,S)

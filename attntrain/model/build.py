@@ -40,7 +40,12 @@ def build_model(cfg, info: dict) -> Model:
     width = cfg.model.encoder.width
     embed = lookup(INPUTS, info["input"], "input kind")(cfg.model.embed, info, width)
     encoder = lookup(ENCODERS, cfg.model.encoder.kind, "model.encoder.kind")(cfg.model.encoder)
-    head = lookup(HEADS, cfg.model.head.kind, "model.head.kind")(cfg.model.head, info, width)
+    # Heads also see the encoder settings: a seq2seq decoder shares its width, heads, attention and positions.
+    head = lookup(HEADS, cfg.model.head.kind, "model.head.kind")(cfg.model.head, {**info, "encoder": cfg.model.encoder},
+                                                                 width)
+    share = getattr(head, "share_embedding", None)
+    if share is not None:  # seq2seq with tie_embeddings: all uses one table for source and target
+        share(embed)
     return Model(embed, encoder, head)
 
 

@@ -50,6 +50,28 @@ class OneHotVectors(nn.Module):
 TEXT_VECTORS = {"learned": LearnedVectors, "onehot": OneHotVectors}
 
 
+class SubwordEmbed(nn.Module):
+    """Subword ids (B,T) -> table vectors scaled by sqrt(D) (B,T,D) + dropout; no projection.
+
+    The table has the model width so that a seq2seq head can share it (tie_embeddings: all); the
+    sqrt(D) scale makes vectors of initial norm ~sqrt(D), the size of a sinusoidal position vector.
+    """
+
+    def __init__(self, vocab_size: int, width: int, *, dropout: float):
+        super().__init__()
+        self.table = nn.Embedding(vocab_size, width, padding_idx=PAD)
+        nn.init.normal_(self.table.weight, std=width**-0.5)
+        self.scale = width**0.5
+        self.dropout = Dropout(dropout)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dropout(self.table(batch["words"]) * self.scale), batch["mask"]
+
+
+def build_subword_embed(cfg, info: dict, width: int) -> SubwordEmbed:
+    return SubwordEmbed(info["num_words"], width, dropout=cfg.dropout)
+
+
 class CharCNN(nn.Module):
     """Max-pooled convolution over a token's characters: (B,T,C) ids -> (B,T,filters)."""
 
@@ -176,4 +198,4 @@ def build_image_embed(cfg, info: dict, width: int) -> ImageEmbed:
 
 
 INPUTS = {"text": build_text_embed, "graph": build_vector_embed, "audio": build_vector_embed,
-          "image": build_image_embed}
+          "image": build_image_embed, "subwords": build_subword_embed}

@@ -181,4 +181,12 @@ def build_sequence_head(cfg, info: dict, width: int) -> SequenceHead:
                         label_smoothing=cfg.label_smoothing)
 
 
-HEADS = {"tagging": build_tagging_head, "sequence": build_sequence_head}
+
+def build_seq2seq_head(cfg, info: dict, width: int):
+    """Encoder-decoder head (attntrain/model/seq2seq.py, imported here on use: it imports this file)."""
+    from attntrain.model.seq2seq import build_seq2seq_head as build
+
+    return build(cfg, info, width)
+
+
+HEADS = {"tagging": build_tagging_head, "sequence": build_sequence_head, "seq2seq": build_seq2seq_head}

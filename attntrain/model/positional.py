@@ -4,6 +4,8 @@
 
 Absolute encodings (sinusoidal, learned) are added to the input vectors. Rotary encodes position by
 rotating queries and keys inside attention, so it reaches the scores as a relative offset.
+`offset` is the position of the first vector: a decoder that feeds one new token per step (with a
+key/value cache) passes the number of tokens already decoded.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class NoPosition(nn.Module):
     def __init__(self, width: int, max_len: int, num_heads: int):
         super().__init__()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         return x
 
 
@@ -46,11 +48,11 @@ class SinusoidalPosition(nn.Module):
         self.width = width
         self.register_buffer("table", sinusoid_table(max_len, width), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
-        if T > self.table.shape[0]:
-            self.table = sinusoid_table(T, self.width).to(self.table.device)
-        return x + self.table[:T].to(x.dtype)  # (B,T,D) + (T,D)
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        end = offset + x.shape[1]
+        if end > self.table.shape[0]:
+            self.table = sinusoid_table(end, self.width).to(self.table.device)
+        return x + self.table[offset:end].to(x.dtype)  # (B,T,D) + (T,D)
 
 
 class LearnedPosition(nn.Module):
@@ -63,11 +65,11 @@ class LearnedPosition(nn.Module):
         self.table = nn.Embedding(max_len, width)
         nn.init.normal_(self.table.weight, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
-        if T > self.table.num_embeddings:
-            raise ValueError(f"sequence of {T} positions exceeds model.encoder.max_len={self.table.num_embeddings}")
-        return x + self.table.weight[:T]
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        end = offset + x.shape[1]
+        if end > self.table.num_embeddings:
+            raise ValueError(f"sequence of {end} positions exceeds model.encoder.max_len={self.table.num_embeddings}")
+        return x + self.table.weight[offset:end]
 
 
 class RotaryPosition(nn.Module):
@@ -86,11 +88,12 @@ class RotaryPosition(nn.Module):
         inv_freq = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
         self.register_buffer("inv_freq", inv_freq, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         if x.dim() == 3:  # input vectors: nothing to add
             return x
         T = x.shape[-2]
-        angles = torch.outer(torch.arange(T, device=x.device, dtype=torch.float32), self.inv_freq)  # (T,E/2)
+        index = torch.arange(offset, offset + T, device=x.device, dtype=torch.float32)
+        angles = torch.outer(index, self.inv_freq)  # (T,E/2)
         cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
         even, odd = x[..., 0::2], x[..., 1::2]  # (B,H,T,E/2) each
         return torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1).flatten(-2)

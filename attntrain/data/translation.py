@@ -1,0 +1,167 @@
+"""Translation: line-aligned sentence pairs <split>.<lang>.gz (Multi30k layout) -> subword ids.
+
+Source and target text is raw (original case, untokenised); a byte-level BPE learned on the training
+split turns it into subwords and back (attntrain.data.subword). Runs of whitespace in the inputs are
+collapsed to one space; references for BLEU are kept exactly as in the files.
+
+A batch holds the source ids `words` (B,S) with `mask` (B,S), the decoder input `target_in` (B,T)
+(<s> + target), the `labels` (B,T) (target + </s>, padding = IGNORE), the raw `references`, and the
+example `indices` and `split` name, so hypotheses can be written back in file order.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import torch
+
+from attntrain.data.batching import pad_stack
+from attntrain.data.root import dataset_dir
+from attntrain.data.subword import BOS, EOS, PAD, Subwords
+from attntrain.data.task import Task
+from attntrain.errors import UserError
+from attntrain.model.heads import IGNORE
+
+FILES = {"train": "train", "dev": "val", "test": "test_2016_flickr"}  # split -> file stem under raw/
+
+
+def normalize_space(text: str) -> str:
+    return " ".join(text.split())
+
+
+def read_lines(path: Path) -> list[str]:
+    """Lines of a gzip'd UTF-8 text file (a final newline does not make an extra empty line)."""
+    if not path.is_file():
+        raise UserError(f"translation data file not found: {path}")
+    try:
+        with gzip.open(path, "rt", encoding="utf-8", newline="\n") as f:
+            text = f.read()
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read as gzip'd UTF-8 text ({e})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def output_vocabulary(target: Subwords, texts: list[str]) -> list[int]:
+    """Ids the decoder may output: </s>, the 256 byte symbols, and every subword of the training targets.
+
+    With a joint vocabulary about half of the subwords only ever occur on the source side; leaving
+    them out of the softmax halves the cost of the output layer. The byte symbols keep every string
+    spellable, so a target subword never seen in training can still be produced piece by piece.
+    """
+    seen = {i for ids in target.encode_batch(texts) for i in ids}
+    return sorted(seen | set(target.byte_ids()) | {EOS})
+
+
+class TranslationTask(Task):
+    input = "subwords"
+    predict_batch_size = 16  # sentences per search; small so that `predict` streams its output
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.settings = cfg.data.translation
+        self.source: Subwords | None = None
+        self.target: Subwords | None = None
+        self.output_ids: list[int] = []  # target ids the decoder may output (see output_vocabulary)
+
+    # ---- files ---------------------------------------------------------------------------------
+    def _path(self, split: str, lang: str) -> Path:
+        folder = dataset_dir(self.cfg.data.root, self.cfg.data.dataset)
+        return folder / "raw" / f"{FILES[split]}.{lang}.gz"
+
+    def read_split(self, split: str) -> list[dict]:
+        if split not in FILES:
+            raise UserError(f"unknown split '{split}'; this task has {', '.join(FILES)}")
+        source_path = self._path(split, self.settings.source)
+        target_path = self._path(split, self.settings.target)
+        sources, targets = read_lines(source_path), read_lines(target_path)
+        if len(sources) != len(targets):
+            raise UserError(f"{target_path}: {len(targets)} lines, but {source_path} has {len(sources)}; "
+                            "the two sides of a split must be line-aligned")
+        return [{"source": s, "target": t} for s, t in zip(sources, targets)]
+
+    # ---- vocabulary ----------------------------------------------------------------------------
+    def prepare(self, state: dict | None = None) -> None:
+        if state is not None:
+            self.source = Subwords.from_json(state["source_tokenizer"])
+            self.target = (self.source if state["joint_vocab"]
+                           else Subwords.from_json(state["target_tokenizer"]))
+            self.output_ids = list(state["output_ids"])
+            return
+        train = self.read_split("train")
+        if self.cfg.data.train_limit is not None:
+            train = train[: self.cfg.data.train_limit]
+        sources = [normalize_space(ex["source"]) for ex in train]
+        targets = [normalize_space(ex["target"]) for ex in train]
+        size = self.settings.vocab_size
+        if self.settings.joint_vocab:
+            self.source = self.target = Subwords.train(sources + targets, size)
+        else:
+            self.source, self.target = Subwords.train(sources, size), Subwords.train(targets, size)
+        self.output_ids = output_vocabulary(self.target, targets)
+
+    def state(self) -> dict:
+        joint = self.source is self.target
+        state = {"source_lang": self.settings.source, "target_lang": self.settings.target, "joint_vocab": joint,
+                 "source_tokenizer": self.source.to_json(), "output_ids": self.output_ids}
+        if not joint:
+            state["target_tokenizer"] = self.target.to_json()
+        return state
+
+    def info(self) -> dict:
+        return {"input": "subwords", "num_words": len(self.source), "num_targets": len(self.target),
+                "output_ids": self.output_ids, "joint_vocab": self.source is self.target,
+                "detokenize": self.detokenize, "run_dir": str(self.cfg.run_dir())}
+
+    # ---- examples and batches ------------------------------------------------------------------
+    def encode(self, example: dict, *, max_len: int | None) -> dict:
+        # Sources are always capped (also at test/predict time): an over-long input is cut, not an error.
+        limit = self.cfg.data.max_len
+        source = self.source.encode(normalize_space(example["source"]))[: limit - 1] + [EOS]
+        item = {"source": torch.tensor(source, dtype=torch.long), "length": len(source)}
+        if "target" in example:
+            target = self.target.encode(normalize_space(example["target"]))
+            if max_len is not None:
+                target = target[:max_len]
+            item["target"] = torch.tensor(target, dtype=torch.long)
+            item["reference"] = example["target"]
+            item["length"] = max(len(source), len(target) + 1)  # padded slots the batch will hold
+        return item
+
+    def collate(self, items: list[dict]) -> dict:
+        batch = {
+            "words": pad_stack([it["source"] for it in items], value=PAD),
+            "mask": pad_stack([torch.ones(len(it["source"]), dtype=torch.bool) for it in items], value=False),
+        }
+        if "target" in items[0]:
+            bos, eos = torch.tensor([BOS]), torch.tensor([EOS])
+            batch["target_in"] = pad_stack([torch.cat([bos, it["target"]]) for it in items], value=PAD)
+            batch["labels"] = pad_stack([torch.cat([it["target"], eos]) for it in items], value=IGNORE)
+            batch["references"] = [it["reference"] for it in items]
+        return batch
+
+    def batch(self, name: str, indices: list[int]) -> dict:
+        batch = super().batch(name, indices)
+        batch["indices"], batch["split"] = list(indices), name
+        return batch
+
+    # ---- predict -------------------------------------------------------------------------------
+    def parse_inputs(self, lines: list[str]) -> list[dict]:
+        return [{"source": line} for line in lines]
+
+    def is_empty(self, example: dict) -> bool:
+        return not example["source"].strip()
+
+    def position_labels(self, example: dict, item: dict) -> list[str]:
+        """The source subwords (axis labels of attention maps over the encoder)."""
+        return self.source.tokens(item["source"].tolist())
+
+    def detokenize(self, ids: list[int]) -> str:
+        """Target ids -> text on one line (the model was trained on whitespace-normalised targets)."""
+        return normalize_space(self.target.decode(ids))
+
+    def describe(self, example: dict, prediction: list[int]) -> str:
+        return self.detokenize(prediction)
