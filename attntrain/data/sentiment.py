@@ -118,8 +118,7 @@ class Sst2Task(TextClassifyTask):
         return phrases, dropped
 
     def read_split(self, split: str) -> list[dict]:
-        name = {"train": "train", "dev": "dev", "test": "test"}[split]
-        examples = self._read_stsa(name)
+        examples = self._read_stsa(split)
         if split == "train" and self.cfg.data.phrases:
             exclude = {" ".join(ex["words"]) for s in ("dev", "test") for ex in self._read_stsa(s)}
             phrases, dropped = self._read_phrases(exclude)

@@ -189,9 +189,6 @@ class ImageEmbed(nn.Module):
         return self.dropout(x), batch["mask"]
 
 
-IMAGE_POSITIONS = ("sinusoidal", "learned", "none")
-
-
 def build_image_embed(cfg, info: dict, width: int) -> ImageEmbed:
     return ImageEmbed(info["patch"], tuple(info["grid"]), width, position=cfg.image_position, shift=cfg.shift,
                       dropout=cfg.dropout)
