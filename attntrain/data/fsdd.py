@@ -33,6 +33,7 @@ class FsddTask(ClassifyTask):
         self.features = FrameFeatures(audio.features, sample_rate=audio.sample_rate, window_ms=audio.window_ms,
                                       hop_ms=audio.hop_ms, n_mels=audio.n_mels, n_mfcc=audio.n_mfcc)
         self.mean = self.std = None
+        self._train_frames: dict[str, torch.Tensor] = {}  # training features computed by prepare()
 
     def _files(self) -> list[Path]:
         folder = dataset_dir(self.cfg.data.root, self.cfg.data.dataset) / "recordings"
@@ -58,14 +59,14 @@ class FsddTask(ClassifyTask):
             self.set_classes(state["classes"])
             self.mean, self.std = torch.tensor(state["mean"]), torch.tensor(state["std"])
             return
-        train = self.read_split("train")
-        limit = self.cfg.data.train_limit
-        train = train[:limit] if limit else train
+        everything = self.read_split("train")
+        train = self.split_raw("train")
         if self.cfg.data.label == "digit":
             self.set_classes(DIGITS)
         else:
-            self.set_classes(sorted({ex["label"] for ex in self.read_split("train")}))
-        frames = torch.cat([self.frames(ex["path"]) for ex in train])  # (sum T, F)
+            self.set_classes(sorted({ex["label"] for ex in everything}))
+        self._train_frames = {ex["path"]: self.frames(ex["path"]) for ex in train}  # reused by encode
+        frames = torch.cat(list(self._train_frames.values()))  # (sum T, F)
         self.mean, self.std = frames.mean(0), frames.std(0).clamp(min=1e-5)
 
     def state(self) -> dict:
@@ -76,7 +77,8 @@ class FsddTask(ClassifyTask):
         return {"input": "audio", "num_features": self.features.dim, **super().info()}
 
     def encode(self, example: dict, *, max_len: int | None) -> dict:
-        x = (self.frames(example["path"]) - self.mean) / self.std
+        cached = self._train_frames.pop(example["path"], None)
+        x = ((self.frames(example["path"]) if cached is None else cached) - self.mean) / self.std
         x = x[:max_len] if max_len else x
         return self.with_label({"length": x.shape[0], "features": x}, example)
 

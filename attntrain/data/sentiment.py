@@ -48,11 +48,6 @@ class TextClassifyTask(ClassifyTask):
         train = self.split_raw("train")
         self.text.build(ex["words"] for ex in train)
 
-    def split_raw(self, split: str) -> list[dict]:
-        raw = self.read_split(split)
-        limit = self.cfg.data.train_limit if split == "train" else self.cfg.data.eval_limit
-        return raw[:limit] if limit is not None else raw
-
     def state(self) -> dict:
         return self.text.state()
 

@@ -43,9 +43,7 @@ class UdPosTask(Task):
         if state is not None:
             self.text.load(state)
             return
-        train = self.read_split("train")
-        if self.cfg.data.train_limit is not None:
-            train = train[: self.cfg.data.train_limit]
+        train = self.split_raw("train")
         self.text.build(ex["words"] for ex in train)
 
     def state(self) -> dict:

@@ -68,13 +68,16 @@ class Task:
         return list(example["words"])[: item["length"]]
 
     # ---- shared ------------------------------------------------------------------------------
+    def split_raw(self, name: str) -> list[dict]:
+        """The raw examples of a split, cut to `data.train_limit` / `data.eval_limit`."""
+        raw = self.read_split(name)
+        limit = self.cfg.data.train_limit if name == "train" else self.cfg.data.eval_limit
+        return raw[:limit] if limit is not None else raw
+
     def split(self, name: str) -> list[dict]:
         """Encoded examples of a split (encoded once, kept in memory)."""
         if name not in self._encoded:
-            raw = self.read_split(name)
-            limit = self.cfg.data.train_limit if name == "train" else self.cfg.data.eval_limit
-            if limit is not None:
-                raw = raw[:limit]
+            raw = self.split_raw(name)
             max_len = self.cfg.data.max_len if name == "train" or self.truncate_eval else None
             self._encoded[name] = [self.encode(ex, max_len=max_len) for ex in raw]
         return self._encoded[name]

@@ -91,9 +91,7 @@ class TranslationTask(Task):
                            else Subwords.from_json(state["target_tokenizer"]))
             self.output_ids = list(state["output_ids"])
             return
-        train = self.read_split("train")
-        if self.cfg.data.train_limit is not None:
-            train = train[: self.cfg.data.train_limit]
+        train = self.split_raw("train")
         sources = [normalize_space(ex["source"]) for ex in train]
         targets = [normalize_space(ex["target"]) for ex in train]
         size = self.settings.vocab_size
