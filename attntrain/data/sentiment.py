@@ -42,11 +42,7 @@ class TextClassifyTask(ClassifyTask):
         self.set_classes(SENTIMENT)
 
     def prepare(self, state: dict | None = None) -> None:
-        if state is not None:
-            self.text.load(state)
-            return
-        train = self.split_raw("train")
-        self.text.build(ex["words"] for ex in train)
+        self.text.prepare(state, lambda: self.split_raw("train"))
 
     def state(self) -> dict:
         return self.text.state()

@@ -40,11 +40,7 @@ class UdPosTask(Task):
         return load_conllu_dataset(self._file(split)).to_list()
 
     def prepare(self, state: dict | None = None) -> None:
-        if state is not None:
-            self.text.load(state)
-            return
-        train = self.split_raw("train")
-        self.text.build(ex["words"] for ex in train)
+        self.text.prepare(state, lambda: self.split_raw("train"))
 
     def state(self) -> dict:
         return {**self.text.state(), "labels": self.labels.to_json()}

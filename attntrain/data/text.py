@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 
@@ -44,6 +44,13 @@ class TextVocab:
         self.words = Vocab.build(word_counts, min_freq=self.cfg.min_freq)
         self.chars = Vocab.build(char_counts)
         self.seen = set(word_counts)
+
+    def prepare(self, state: dict | None, train: Callable[[], list[dict]]) -> None:
+        """Load a saved vocabulary, or build one from the words of the training examples."""
+        if state is not None:
+            self.load(state)
+        else:
+            self.build(ex["words"] for ex in train())
 
     def state(self) -> dict:
         return {"words": self.words.to_json(), "chars": self.chars.to_json(), "seen": sorted(self.seen)}
