@@ -69,7 +69,8 @@ def predict(
         lines = text
     else:
         lines = sys.stdin
-    for out in run_predict(run_dir, lines):
+    interactive = lines is sys.stdin and sys.stdin.isatty()  # answer each line as it is typed
+    for out in run_predict(run_dir, lines, batch_size=1 if interactive else None):
         typer.echo(out)
 
 

@@ -137,9 +137,14 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
 
 
 @torch.no_grad()
-def predict(run_dir: str | Path, lines: Iterable[str]) -> Iterator[str]:
-    """Stream predictions for raw inputs, one output line per input line (empty in -> empty out)."""
+def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = None) -> Iterator[str]:
+    """Stream predictions for raw inputs, one output line per input line (empty in -> empty out).
+
+    Inputs are run `batch_size` at a time (default: the task's `predict_batch_size`); 1 answers each
+    line before the next is read, as an interactive terminal wants.
+    """
     cfg, task, model, device = load_run(run_dir)
+    batch_size = batch_size or task.predict_batch_size
     pending: list[str] = []
 
     def flush():
@@ -157,7 +162,7 @@ def predict(run_dir: str | Path, lines: Iterable[str]) -> Iterator[str]:
 
     for line in lines:
         pending.append(line.rstrip("\n"))
-        if len(pending) >= task.predict_batch_size:
+        if len(pending) >= batch_size:
             yield from flush()
     if pending:
         yield from flush()

@@ -276,6 +276,21 @@ def test_predict_handles_empty_and_overlong_input(trained):
     assert 0 < len(task.target.encode(outputs[3])) <= limit + 5  # the source was cut, the output bounded
 
 
+def test_predict_one_at_a_time_answers_before_reading_on(trained):
+    cfg, _ = trained
+    read: list[str] = []
+
+    def typed():  # a terminal: the next line exists only after the previous answer was printed
+        for line in ["Ein Hund rennt.", "Zwei Frauen lachen."]:
+            read.append(line)
+            yield line
+
+    stream = runs.predict(cfg.run_dir(), typed(), batch_size=1)
+    first = next(stream)
+    assert first and read == ["Ein Hund rennt."]
+    assert next(stream) and len(read) == 2
+
+
 def cli(*args, stdin: str | None = None) -> subprocess.CompletedProcess:
     env = {**cli_env(), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "attntrain", *args], cwd=REPO, env=env, input=stdin,
