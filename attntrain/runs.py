@@ -15,7 +15,7 @@ from attntrain.errors import UserError
 from attntrain.io import atomic_write_json
 from attntrain.model.build import build_model
 from attntrain.train.checkpoint import RunDir, load_weights
-from attntrain.train.loop import amp_dtype, evaluate_meter, move, resolve_device, save_artifacts
+from attntrain.train.loop import amp_dtype, evaluate_split, move, resolve_device
 from attntrain.train.trainer import FitResult, Trainer
 
 
@@ -122,16 +122,14 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
 
 
 def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best", beam: int | None = None) -> dict:
+    kind = run_config(run_dir).model.head.kind
+    if beam is not None and kind != "seq2seq":
+        raise UserError(f"--beam: only seq2seq runs search for their output; {run_dir} has model.head.kind '{kind}'")
     overrides = [] if beam is None else [f"model.head.decoder.{key}={beam}" for key in ("beam_size", "dev_beam_size")]
     cfg, task, model, device = load_run(run_dir, checkpoint=checkpoint, overrides=overrides)
-    if beam is not None and cfg.model.head.kind != "seq2seq":
-        raise UserError(f"--beam: only seq2seq runs search for their output; {run_dir} has model.head.kind "
-                        f"'{cfg.model.head.kind}'")
     if split not in task.splits:
         raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
-    meter = evaluate_meter(model, task, split, device, amp=amp_dtype(device, cfg.train.amp), progress=True)
-    metrics = meter.compute()
-    save_artifacts(run_dir, split, meter, task.info())
+    metrics = evaluate_split(model, task, split, device, run_dir, amp=amp_dtype(device, cfg.train.amp), progress=True)
     atomic_write_json(RunDir(run_dir).eval_file(split), metrics)
     return metrics
 

@@ -95,6 +95,27 @@ SCORES: dict[str, type[nn.Module]] = {"dot": DotScore, "additive": AdditiveScore
 NORMALIZERS: dict[str, object] = {"softmax": Softmax(), "relu": ReluNorm()}
 
 
+def window_mask(T: int, window: int, device=None) -> torch.Tensor:
+    """(T,T) bool: position i may attend to j when |i - j| <= window (local attention)."""
+    index = torch.arange(T, device=device)
+    return (index[None, :] - index[:, None]).abs() <= window
+
+
+def attention_mask(mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
+                   window: Optional[int] = None) -> Optional[torch.Tensor]:
+    """Key padding (B,S), an optional window and an extra (B,T,S) mask as one bool (B,1,1|T,S) mask,
+    or None when everything may be attended to (SDPA's fastest path)."""
+    full = None if bool(mask.all()) else mask[:, None, None, :]  # (B,S) -> (B,1,1,S)
+    extra = []
+    if window is not None and window < mask.shape[1]:
+        extra.append(window_mask(mask.shape[1], window, mask.device)[None, None])  # (1,1,T,T)
+    if attn_mask is not None:
+        extra.append(attn_mask[:, None])  # (B,T,S) -> (B,1,T,S)
+    for m in extra:
+        full = m if full is None else full & m
+    return full
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head attention: project to Q, K, V, attend per head, merge heads, project out.
 
@@ -127,9 +148,14 @@ class MultiHeadAttention(nn.Module):
         # SDPA computes exactly softmax(QK^T / sqrt(E)) V, so it may only stand in for dot + softmax.
         self.fast = fast and isinstance(score, DotScore) and isinstance(normalize, Softmax)
 
-    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
         return x.view(B, T, self.num_heads, self.head_dim).transpose(1, 2)  # (B,T,D) -> (B,H,T,E)
+
+    @staticmethod
+    def merge_heads(x: torch.Tensor) -> torch.Tensor:
+        B, H, T, E = x.shape
+        return x.transpose(1, 2).reshape(B, T, H * E)  # (B,H,T,E) -> (B,T,D)
 
     def forward(
         self,
@@ -143,12 +169,12 @@ class MultiHeadAttention(nn.Module):
         if edges is not None:
             return self.out(self.attend_edges(x, edges))
         source = x if memory is None else memory
-        q = self._heads(self.query(x))
-        k, v = (self._heads(t) for t in self.key_value(source).chunk(2, dim=-1))
+        q = self.split_heads(self.query(x))
+        k, v = (self.split_heads(t) for t in self.key_value(source).chunk(2, dim=-1))
         if self.rotary is not None and memory is None:
             q, k = self.rotary(q), self.rotary(k)
         mixed = self.attend(q, k, v, mask, causal=causal)  # (B,H,T,E)
-        return self.out(mixed.transpose(1, 2).reshape(B, T, D))
+        return self.out(self.merge_heads(mixed))
 
     def attend_edges(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """Attention along the edges of one graph: memory O(edges), not O(nodes^2).
@@ -186,8 +212,8 @@ class MultiHeadAttention(nn.Module):
 
     def weights(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The attention matrix alpha' (B,H,T,T) for inspection and plots (explicit path)."""
-        q = self._heads(self.query(x))
-        k, _ = (self._heads(t) for t in self.key_value(x).chunk(2, dim=-1))
+        q = self.split_heads(self.query(x))
+        k, _ = (self.split_heads(t) for t in self.key_value(x).chunk(2, dim=-1))
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
         return self.normalize.dense(self.score(q, k), mask)

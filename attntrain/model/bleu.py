@@ -16,13 +16,13 @@ from sacrebleu.metrics import BLEU, CHRF
 from attntrain.io import atomic_write_text
 
 
-def corpus_scores(hypotheses: list[str], references: list[str]) -> dict:
-    """BLEU, lowercased BLEU and chrF of a corpus, with signatures (one reference per sentence)."""
+def corpus_scores(hypotheses: list[str], references: list[str]) -> tuple[dict, dict]:
+    """BLEU, lowercased BLEU and chrF of a corpus, and their signatures (one reference per sentence)."""
     scores, signatures = {}, {}
     for name, metric in (("bleu", BLEU()), ("bleu_lc", BLEU(lowercase=True)), ("chrf", CHRF())):
         scores[name] = metric.corpus_score(hypotheses, [references]).score
         signatures[f"{name}_signature"] = str(metric.get_signature())
-    return {**scores, **signatures}
+    return scores, signatures
 
 
 class TranslationMeter:
@@ -54,12 +54,11 @@ class TranslationMeter:
     def compute(self) -> dict:
         order = sorted(self.hypotheses)
         hypotheses = [self.hypotheses[i] for i in order]
-        scores = corpus_scores(hypotheses, [self.references[i] for i in order])
-        out = {key: value for key, value in scores.items() if not key.endswith("_signature")}
-        out.update(beam=self.beam, sentences=len(order))
+        scores, signatures = corpus_scores(hypotheses, [self.references[i] for i in order])
+        out = {**scores, "beam": self.beam, "sentences": len(order)}
         if self.batches:
             out["loss"] = self.loss_sum / self.batches
-        out.update((key, value) for key, value in scores.items() if key.endswith("_signature"))
+        out.update(signatures)
         if self.output_dir is not None and self.split is not None and Path(self.output_dir).is_dir():
             atomic_write_text(Path(self.output_dir) / f"hyp_{self.split}.txt",
                               "".join(h + "\n" for h in hypotheses))

@@ -22,24 +22,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from attntrain.model.attention import MultiHeadAttention
+from attntrain.model.attention import MultiHeadAttention, attention_mask
 from attntrain.model.dropout import Dropout
 from attntrain.model.encoder import FeedForward
-
-
-def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    B, T, D = x.shape
-    return x.view(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B,T,D) -> (B,H,T,E)
-
-
-def merge_heads(x: torch.Tensor) -> torch.Tensor:
-    B, H, T, E = x.shape
-    return x.transpose(1, 2).reshape(B, T, H * E)  # (B,H,T,E) -> (B,T,D)
-
-
-def memory_attention_mask(memory_mask: torch.Tensor) -> Optional[torch.Tensor]:
-    """(B,S) bool -> (B,1,1,S) key-padding mask, or None when nothing is padded (SDPA's fastest path)."""
-    return None if bool(memory_mask.all()) else memory_mask[:, None, None, :]
 
 
 @dataclass
@@ -121,7 +106,7 @@ class DecoderBlock(nn.Module):
     def start(self, memory: torch.Tensor) -> LayerCache:
         """Project the encoder memory (B,S,D) to cross-attention keys/values once."""
         attention = self.cross_attention
-        keys, values = (split_heads(t, attention.num_heads) for t in attention.key_value(memory).chunk(2, dim=-1))
+        keys, values = (attention.split_heads(t) for t in attention.key_value(memory).chunk(2, dim=-1))
         return LayerCache(None, None, keys, values)
 
     def step(self, x: torch.Tensor, cache: LayerCache, memory_mask: Optional[torch.Tensor],
@@ -135,16 +120,15 @@ class DecoderBlock(nn.Module):
         attention = self.cross_attention
         R, _, D = x.shape
         queries = attention.query(self.cross_norm(x)).view(R // group, group, D)  # (R,1,D) -> (n,K,D)
-        mixed = attention.attend(split_heads(queries, attention.num_heads), cache.cross_keys, cache.cross_values,
+        mixed = attention.attend(attention.split_heads(queries), cache.cross_keys, cache.cross_values,
                                  memory_mask)  # (n,H,K,E)
-        x = x + attention.out(merge_heads(mixed)).view(R, 1, D)  # (n,K,D) -> (R,1,D)
+        x = x + attention.out(attention.merge_heads(mixed)).view(R, 1, D)  # (n,K,D) -> (R,1,D)
         return self._feed_forward(x)
 
     def _self_attention_step(self, x: torch.Tensor, cache: LayerCache, position: int) -> torch.Tensor:
         attention = self.self_attention
-        H = attention.num_heads
-        query = split_heads(attention.query(x), H)  # (R,H,1,E)
-        key, value = (split_heads(t, H) for t in attention.key_value(x).chunk(2, dim=-1))
+        query = attention.split_heads(attention.query(x))  # (R,H,1,E)
+        key, value = (attention.split_heads(t) for t in attention.key_value(x).chunk(2, dim=-1))
         if attention.rotary is not None:  # rotated at its own position, as the full pass does
             query, key = attention.rotary(query, offset=position), attention.rotary(key, offset=position)
         if cache.self_keys is not None:
@@ -152,7 +136,7 @@ class DecoderBlock(nn.Module):
             value = torch.cat([cache.self_values, value], dim=2)
         cache.self_keys, cache.self_values = key, value
         # The newest token may see every cached one: no mask, which is what causal means for the last row.
-        return attention.out(merge_heads(attention.attend(query, key, value, None)))
+        return attention.out(attention.merge_heads(attention.attend(query, key, value, None)))
 
 
 class TransformerDecoder(nn.Module):
@@ -169,14 +153,14 @@ class TransformerDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
         """x (B,T,D) target vectors, memory (B,S,D), memory_mask (B,S) bool -> (B,T,D)."""
-        mask = memory_attention_mask(memory_mask)
+        mask = attention_mask(memory_mask)
         x = self.dropout(self.position(x))
         for block in self.blocks:
             x = block(x, memory, mask)
         return self.norm(x)
 
     def start(self, memory: torch.Tensor, memory_mask: torch.Tensor) -> DecoderCache:
-        return DecoderCache([block.start(memory) for block in self.blocks], memory_attention_mask(memory_mask))
+        return DecoderCache([block.start(memory) for block in self.blocks], attention_mask(memory_mask))
 
     def step(self, x: torch.Tensor, cache: DecoderCache) -> torch.Tensor:
         """x (R,1,D) the newest target vector -> (R,1,D); the cache grows by one position. Inference only."""

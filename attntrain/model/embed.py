@@ -19,13 +19,19 @@ from attntrain.registry import lookup
 PAD, UNK = 0, 1  # reserved ids in every vocabulary
 
 
+def embedding_table(vocab_size: int, dim: int) -> nn.Embedding:
+    """A trained vector per vocabulary entry, N(0, 1/dim) at the start; PAD stays zero."""
+    table = nn.Embedding(vocab_size, dim, padding_idx=PAD)
+    nn.init.normal_(table.weight, std=dim**-0.5)
+    return table
+
+
 class LearnedVectors(nn.Module):
     """A trained vector per vocabulary entry."""
 
     def __init__(self, vocab_size: int, dim: int):
         super().__init__()
-        self.table = nn.Embedding(vocab_size, dim, padding_idx=PAD)
-        nn.init.normal_(self.table.weight, std=dim**-0.5)
+        self.table = embedding_table(vocab_size, dim)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.table(ids)
@@ -59,8 +65,7 @@ class SubwordEmbed(nn.Module):
 
     def __init__(self, vocab_size: int, width: int, *, dropout: float):
         super().__init__()
-        self.table = nn.Embedding(vocab_size, width, padding_idx=PAD)
-        nn.init.normal_(self.table.weight, std=width**-0.5)
+        self.table = embedding_table(vocab_size, width)
         self.scale = width**0.5
         self.dropout = Dropout(dropout)
 

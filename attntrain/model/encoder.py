@@ -17,7 +17,7 @@ from torch import nn
 
 from attntrain.model.dropout import Dropout
 
-from attntrain.model.attention import MultiHeadAttention, build_attention
+from attntrain.model.attention import MultiHeadAttention, attention_mask, build_attention
 from attntrain.model.baselines import build_cnn, build_rnn
 from attntrain.model.gat import build_gat
 from attntrain.model.positional import POSITIONS
@@ -62,12 +62,6 @@ class Block(nn.Module):
         return x + self.dropout(self.feed_forward(self.ffn_norm(x)))
 
 
-def window_mask(T: int, window: int, device=None) -> torch.Tensor:
-    """(T,T) bool: position i may attend to j when |i - j| <= window (local attention)."""
-    index = torch.arange(T, device=device)
-    return (index[None, :] - index[:, None]).abs() <= window
-
-
 class TransformerEncoder(nn.Module):
     """Positional encoding + N self-attention blocks + final norm."""
 
@@ -79,17 +73,8 @@ class TransformerEncoder(nn.Module):
         self.window = window
 
     def attention_mask(self, mask: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-        """Combine padding, window and extra masks into one bool (B,1,T|1,T) mask, or None if all true."""
-        T = mask.shape[1]
-        full = None if bool(mask.all()) else mask[:, None, None, :]  # (B,T) -> (B,1,1,T)
-        extra = []
-        if self.window is not None and self.window < T:
-            extra.append(window_mask(T, self.window, mask.device)[None, None])  # (1,1,T,T)
-        if attn_mask is not None:
-            extra.append(attn_mask[:, None])  # (B,T,T) -> (B,1,T,T)
-        for m in extra:
-            full = m if full is None else full & m
-        return full
+        """Padding, window and extra masks as one bool (B,1,T|1,T) mask, or None if all true."""
+        return attention_mask(mask, attn_mask, self.window)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 edges: Optional[torch.Tensor] = None) -> torch.Tensor:

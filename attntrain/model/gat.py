@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attntrain.errors import UserError
-from attntrain.model.attention import NORMALIZERS
+from attntrain.model.attention import NORMALIZERS, attention_mask
 from attntrain.model.dropout import Dropout, dropout
 from attntrain.registry import lookup
 
@@ -132,18 +132,9 @@ class GATEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    @staticmethod
-    def attention_mask(mask: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-        """Padding and extra mask as one bool (B,1,1|N,N) mask over keys, or None when all is allowed."""
-        full = None if bool(mask.all()) else mask[:, None, None, :]  # (B,N) -> (B,1,1,N)
-        if attn_mask is not None:
-            extra = attn_mask[:, None]  # (B,N,N) -> (B,1,N,N)
-            full = extra if full is None else full & extra
-        return full
-
     def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 edges: Optional[torch.Tensor] = None) -> torch.Tensor:
-        full_mask = None if edges is not None else self.attention_mask(mask, attn_mask)
+        full_mask = None if edges is not None else attention_mask(mask, attn_mask)
         for layer in self.layers:
             x = layer(x, full_mask, edges)
         return x

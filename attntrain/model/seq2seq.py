@@ -23,12 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attntrain.data.subword import BOS, EOS, PAD
+from attntrain.data.subword import BOS, EOS
+from attntrain.config import DecoderConfig
 from attntrain.errors import UserError
 from attntrain.model.attention import build_attention
 from attntrain.model.bleu import TranslationMeter
 from attntrain.model.decoder import DecoderBlock, TransformerDecoder
 from attntrain.model.dropout import Dropout
+from attntrain.model.embed import embedding_table
 from attntrain.model.encoder import FeedForward
 from attntrain.model.heads import IGNORE
 from attntrain.model.positional import POSITIONS
@@ -90,16 +92,6 @@ class Seq2seqOutput:
     beam: Optional[int] = None  # beam width the tokens were searched with (1 = greedy)
 
 
-@dataclass
-class SearchSettings:
-    beam_size: int = 5
-    dev_beam_size: int = 1
-    length_penalty: float = 1.0
-    max_len_ratio: float = 1.5
-    max_len_extra: int = 10
-    cache: bool = True
-
-
 class CachedStepper:
     """Feeds only the newest token of each row; earlier keys/values come from the decoder's cache."""
 
@@ -144,7 +136,7 @@ class Seq2seqHead(nn.Module):
     """Decoder over the encoder memory: features (B,S,D) + batch -> Seq2seqOutput."""
 
     def __init__(self, target_embed: nn.Embedding, decoder: TransformerDecoder, output: Optional[nn.Linear],
-                 output_ids: list[int], *, tie: str, dropout: float, label_smoothing: float, search: SearchSettings,
+                 output_ids: list[int], *, tie: str, dropout: float, label_smoothing: float, search: DecoderConfig,
                  detokenize: Callable[[list[int]], str], output_dir: Optional[str] = None):
         super().__init__()
         self.target_embed = target_embed
@@ -160,7 +152,7 @@ class Seq2seqHead(nn.Module):
         self.tie = tie
         self.dropout = Dropout(dropout)
         self.label_smoothing = label_smoothing
-        self.search = search
+        self.search = search  # model.head.decoder: beam sizes, length penalty and limit, cache
         self.detokenize = detokenize
         self.output_dir = output_dir
 
@@ -272,15 +264,11 @@ def build_seq2seq_head(cfg, info: dict, width: int) -> Seq2seqHead:
     if settings.tie_embeddings == "all" and not info["joint_vocab"]:
         raise UserError("model.head.decoder.tie_embeddings: 'all' shares the source embedding with the target "
                         "side, which needs data.translation.joint_vocab: true (or use 'decoder')")
-    target_embed = nn.Embedding(info["num_targets"], width, padding_idx=PAD)
-    nn.init.normal_(target_embed.weight, std=width**-0.5)
+    target_embed = embedding_table(info["num_targets"], width)
     output_ids = info.get("output_ids") or list(range(info["num_targets"]))
     output = nn.Linear(width, len(output_ids)) if settings.tie_embeddings == "none" else None
-    search = SearchSettings(beam_size=settings.beam_size, dev_beam_size=settings.dev_beam_size,
-                            length_penalty=settings.length_penalty, max_len_ratio=settings.max_len_ratio,
-                            max_len_extra=settings.max_len_extra, cache=settings.cache)
     return Seq2seqHead(target_embed, build_decoder(info["encoder"], settings), output, output_ids,
                        tie=settings.tie_embeddings,
-                       dropout=cfg.dropout, label_smoothing=cfg.label_smoothing, search=search,
+                       dropout=cfg.dropout, label_smoothing=cfg.label_smoothing, search=settings,
                        detokenize=info.get("detokenize", lambda ids: " ".join(map(str, ids))),
                        output_dir=info.get("run_dir"))

@@ -6,11 +6,13 @@ import contextlib
 import math
 import resource
 import sys
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from attntrain.errors import UserError
+from attntrain.io import atomic_write_json
 
 
 def resolve_device(name: str) -> torch.device:
@@ -97,15 +99,21 @@ def evaluate_meter(model, task, split: str, device: torch.device, *, amp=None, p
     return meter
 
 
+def evaluate_split(model, task, split: str, device: torch.device, run_dir, *, amp=None,
+                   progress: bool = False) -> dict:
+    """The metrics of a whole split; what the meter holds beyond them goes into run_dir (see save_artifacts)."""
+    meter = evaluate_meter(model, task, split, device, amp=amp, progress=progress)
+    metrics = meter.compute()
+    save_artifacts(run_dir, split, meter, task.info())
+    return metrics
+
+
 def save_artifacts(run_dir, split: str, meter, info: dict) -> None:
     """Write what a meter holds beyond scalar metrics: the confusion matrix as JSON and PNG."""
     confusion = getattr(meter, "confusion", None)
     if confusion is None:
         return
-    from pathlib import Path
-
-    from attntrain.io import atomic_write_json
-    from attntrain.plots import confusion_matrix
+    from attntrain.plots import confusion_matrix  # plots imports the training code: import when needed
 
     labels = info.get("labels") or [str(i) for i in range(confusion.shape[0])]
     atomic_write_json(Path(run_dir) / f"confusion_{split}.json", {"labels": labels, "matrix": confusion.tolist(),

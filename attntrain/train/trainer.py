@@ -26,8 +26,8 @@ from attntrain.errors import UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text
 from attntrain.model.build import build_model, count_parameters
 from attntrain.train.checkpoint import RunDir, load_checkpoint, load_weights, save_checkpoint, save_weights
-from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_meter, lr_factor, move,
-                                  peak_memory_mb, resolve_device, save_artifacts)
+from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_split, lr_factor, move,
+                                  peak_memory_mb, resolve_device)
 
 
 def log(message: str) -> None:
@@ -116,7 +116,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         self.progress = Progress()
         # Exponential moving average of the weights (train.ema): what gets evaluated and kept as best.
-        self.ema = [p.detach().clone() for p in self.model.parameters()] if cfg.train.ema else None
+        self._params = list(self.model.parameters())
+        self.ema = [p.detach().clone() for p in self._params] if cfg.train.ema else None
         self.tensorboard = open_tensorboard(run.path / "tensorboard") if cfg.train.tensorboard else None
         self._saved_step: int | None = None  # step of the newest checkpoint written by this process
         self._evaluated_step: int | None = None  # step of the newest dev evaluation
@@ -144,7 +145,9 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
         if self.ema is not None:
-            self.ema = [t.to(self.device) for t in state["ema"]]
+            saved = state.get("ema")  # None when the run was trained without train.ema until now
+            self.ema = ([t.to(self.device) for t in saved] if saved is not None
+                        else [p.detach().clone() for p in self._params])
         torch.set_rng_state(state["rng"])
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
@@ -209,7 +212,8 @@ class Trainer:
         if self.ema is not None:
             # Early on the average follows the weights closely (decay ramps up to train.ema).
             decay = min(self.cfg.train.ema, (1 + self.progress.step) / (10 + self.progress.step))
-            torch._foreach_lerp_(self.ema, [p.detach() for p in self.model.parameters()], 1.0 - decay)
+            with torch.no_grad():
+                torch._foreach_lerp_(self.ema, self._params, 1.0 - decay)
         return total_loss, tokens
 
     @contextlib.contextmanager
@@ -218,15 +222,14 @@ class Trainer:
         if self.ema is None:
             yield
             return
-        params = list(self.model.parameters())
-        own = [p.detach().clone() for p in params]
+        own = [p.detach().clone() for p in self._params]
         with torch.no_grad():
-            torch._foreach_copy_(params, self.ema)
+            torch._foreach_copy_(self._params, self.ema)
         try:
             yield
         finally:
             with torch.no_grad():
-                torch._foreach_copy_(params, own)
+                torch._foreach_copy_(self._params, own)
 
     def _improves(self, value: float) -> bool:
         best = self.progress.best
@@ -237,13 +240,14 @@ class Trainer:
         t, p = self.cfg.train, self.progress
         with self.averaged_weights():
             metrics = evaluate(self.model, self.task, "dev", self.device, amp=self.amp)
-            if t.metric in metrics and self._improves(metrics[t.metric]):
-                save_weights(self.model, self.run.best, {"step": p.step, t.metric: metrics[t.metric]})
-        if t.metric not in metrics:
-            raise UserError(f"train.metric: '{t.metric}' is not reported by this head; available: "
-                            f"{', '.join(metrics)}")
-        value = metrics[t.metric]
-        if self._improves(value):
+            if t.metric not in metrics:
+                raise UserError(f"train.metric: '{t.metric}' is not reported by this head; available: "
+                                f"{', '.join(metrics)}")
+            value = metrics[t.metric]
+            improved = self._improves(value)
+            if improved:
+                save_weights(self.model, self.run.best, {"step": p.step, t.metric: value})
+        if improved:
             p.best, p.best_step, p.bad_evals = value, p.step, 0
         else:
             p.bad_evals += 1
@@ -320,9 +324,7 @@ class Trainer:
         load_weights(self.model, self.run.best)
         results = {}
         for split in self.cfg.train.eval_splits:
-            meter = evaluate_meter(self.model, self.task, split, self.device, amp=self.amp)
-            metrics = meter.compute()
-            save_artifacts(self.run.path, split, meter, self.task.info())
+            metrics = evaluate_split(self.model, self.task, split, self.device, self.run.path, amp=self.amp)
             metrics.update(step=self.progress.best_step, train_seconds=round(self.progress.elapsed, 1),
                            peak_memory_mb=round(peak_memory_mb(self.device), 1))
             atomic_write_json(self.run.eval_file(split), metrics)
