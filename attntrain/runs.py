@@ -150,7 +150,7 @@ def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = 
         keep = [i for i, ex in enumerate(examples) if not task.is_empty(ex)]
         out = [""] * len(examples)
         if keep:
-            items = [task.encode(examples[i], max_len=None) for i in keep]
+            items = [task.encode(examples[i], max_len=task.eval_max_len()) for i in keep]
             batch = move(task.collate(items), device)
             logits = model(batch)["logits"]
             for i, pred in zip(keep, model.head.predict(logits, batch)):

@@ -205,6 +205,25 @@ def test_sst2_slice_loss_falls_and_phrases_exclude_dev_test(tmp_path):
     assert not any(" ".join(ex["words"]) in held_out for ex in phrases)
 
 
+def test_predict_truncates_long_text_as_evaluation_does(tmp_path):
+    """A review over data.max_len is cut the same way (start + end) in predict and attention maps as in dev/test."""
+    from attntrain.data.sentiment import truncate
+
+    cfg = small("sst2", tmp_path, **{"data.train_limit": 200, "data.eval_limit": 50, "data.phrases": False,
+                                     "data.max_len": 9, "data.truncate": "head_tail", "train.max_steps": 5,
+                                     "train.eval_every": 5, "model.embed.word_dim": 16})
+    Trainer(cfg, RunDir(cfg.run_dir()), resume=False).fit()
+    words = "the film starts slowly , the middle drags on and on , but the ending is wonderful and moving".split()
+    kept = truncate(words, 9, "head_tail")
+    assert len(kept) == 9 and kept[:3] == words[:3] and kept[-6:] == words[-6:]
+    whole, cut = runs.predict(cfg.run_dir(), [" ".join(words), " ".join(kept)])
+    assert whole == cut
+    _, task, _, _ = runs.load_run(cfg.run_dir())
+    example = task.parse_inputs([" ".join(words)])[0]
+    item = task.encode(example, max_len=task.eval_max_len())
+    assert item["length"] == 9 and task.position_labels(example, item) == kept
+
+
 def test_mnist_slice_learns_and_predicts_png_and_index(tmp_path):
     from PIL import Image
 

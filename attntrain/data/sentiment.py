@@ -60,6 +60,9 @@ class TextClassifyTask(ClassifyTask):
     def parse_inputs(self, lines: list[str]) -> list[dict]:
         return [{"words": tokenize(clean(line))} for line in lines]
 
+    def position_labels(self, example: dict, item: dict) -> list[str]:
+        return truncate(list(example["words"]), self.eval_max_len(), self.cfg.data.truncate)  # the words encoded
+
     def is_empty(self, example: dict) -> bool:
         return not example["words"]
 

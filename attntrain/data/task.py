@@ -68,6 +68,10 @@ class Task:
         return list(example["words"])[: item["length"]]
 
     # ---- shared ------------------------------------------------------------------------------
+    def eval_max_len(self) -> int | None:
+        """Length cap of inputs outside training (dev/test, predict, attention maps)."""
+        return self.cfg.data.max_len if self.truncate_eval else None
+
     def split_raw(self, name: str) -> list[dict]:
         """The raw examples of a split, cut to `data.train_limit` / `data.eval_limit`."""
         raw = self.read_split(name)
@@ -78,7 +82,7 @@ class Task:
         """Encoded examples of a split (encoded once, kept in memory)."""
         if name not in self._encoded:
             raw = self.split_raw(name)
-            max_len = self.cfg.data.max_len if name == "train" or self.truncate_eval else None
+            max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
             self._encoded[name] = [self.encode(ex, max_len=max_len) for ex in raw]
         return self._encoded[name]
 
