@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 import torch.nn.functional as F
 
 from attntrain import runs
@@ -262,6 +263,25 @@ def test_eval_rescores_the_same_hypotheses(trained):
     assert greedy["beam"] == 1
     with pytest.raises(UserError, match="unknown split"):
         runs.eval_run(cfg.run_dir(), "validation")
+
+
+def test_resumed_translation_run_equals_uninterrupted(m30k_root, tmp_path):
+    """Stop after 6 steps, resume to 12: the reloaded tokenizer and optimizer give the same weights."""
+    def config(name: str, steps: int):
+        raw = tiny_raw(m30k_root, tmp_path, schedule="constant", max_steps=steps, eval_every=6, log_every=2)
+        return build_config({**raw, "name": name}, "test")
+
+    straight = config("straight", 12)
+    Trainer(straight, RunDir(straight.run_dir()), resume=False).fit()
+    Trainer(config("resumed", 6), RunDir(tmp_path / "resumed"), resume=False).fit()
+    resumed = config("resumed", 12)
+    trainer = Trainer(resumed, RunDir(resumed.run_dir()), resume=True)
+    assert trainer.progress.step == 6
+    trainer.fit()
+    a, b = (load_file(str(RunDir(c.run_dir()).latest() / "model.safetensors")) for c in (straight, resumed))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
 def test_predict_handles_empty_and_overlong_input(trained):

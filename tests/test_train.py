@@ -157,17 +157,46 @@ def test_tensorboard_missing_is_a_clear_error(monkeypatch):
 
 def test_ema_weights_are_evaluated_and_kept_as_best(tiny_config):
     cfg = tiny_config("ema", max_steps=20, eval_every=20, ema=0.9)
-    Trainer(cfg, RunDir(cfg.run_dir()), resume=False).fit()
+    trainer = Trainer(cfg, RunDir(cfg.run_dir()), resume=False)
+    trainer.fit()
     run = RunDir(cfg.run_dir())
     best, raw = load_file(str(run.best)), load_file(str(run.latest() / "model.safetensors"))
     ema = torch.load(run.latest() / "trainer.pt", weights_only=True)["ema"]
     names = list(best)
     assert any(not torch.equal(best[k], raw[k]) for k in names)  # the average is not the last weights
-    from attntrain.model.build import build_model
-
-    model_names = [n for n, _ in build_model(cfg, Trainer(cfg, run, resume=True).task.info()).named_parameters()]
+    model_names = [n for n, _ in trainer.model.named_parameters()]
     for name, tensor in zip(model_names, ema):
         torch.testing.assert_close(best[name], tensor)
+
+
+def test_resume_may_switch_weight_averaging_on(tiny_config):
+    """A run trained without train.ema, resumed with it: the average starts from the resumed weights."""
+    plain = tiny_config("switch", max_steps=10, eval_every=10)
+    Trainer(plain, RunDir(plain.run_dir()), resume=False).fit()
+    averaged = tiny_config("switch", max_steps=20, eval_every=10, ema=0.9)
+    trainer = Trainer(averaged, RunDir(averaged.run_dir()), resume=True)
+    assert trainer.progress.step == 10
+    for average, weight in zip(trainer.ema, trainer.model.parameters()):
+        torch.testing.assert_close(average, weight.detach())
+    assert trainer.fit().step == 20
+
+
+def test_unknown_eval_split_is_reported_before_training(tiny_config):
+    from attntrain.errors import UserError
+
+    cfg = tiny_config("splits", eval_splits=["dev", "validation"])
+    with pytest.raises(UserError, match="train.eval_splits: unknown split 'validation'; this task has train, dev, test"):
+        Trainer(cfg, RunDir(cfg.run_dir()), resume=False)
+    assert not (cfg.run_dir() / "metrics.jsonl").exists()
+
+
+def test_beam_is_refused_for_runs_that_do_not_search(tiny_config):
+    from attntrain.errors import UserError
+
+    cfg = tiny_config("nobeam", max_steps=2, eval_every=2)
+    Trainer(cfg, RunDir(cfg.run_dir()), resume=False).fit()
+    with pytest.raises(UserError, match="--beam: only seq2seq runs search .* model.head.kind 'tagging'"):
+        runs.eval_run(cfg.run_dir(), "test", beam=2)
 
 
 def test_existing_run_directory_is_not_overwritten(ewt_root, tmp_path):

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from attntrain.data.batching import padding_fraction, token_batches
+from attntrain.errors import UserError
 
 
 class Task:
@@ -74,6 +75,8 @@ class Task:
 
     def split_raw(self, name: str) -> list[dict]:
         """The raw examples of a split, cut to `data.train_limit` / `data.eval_limit`."""
+        if name not in self.splits:
+            raise UserError(f"unknown split '{name}'; this task has {', '.join(self.splits)}")
         raw = self.read_split(name)
         limit = self.cfg.data.train_limit if name == "train" else self.cfg.data.eval_limit
         return raw[:limit] if limit is not None else raw

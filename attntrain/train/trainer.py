@@ -106,6 +106,10 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         self.amp = amp_dtype(self.device, cfg.train.amp)
         self.task = build_task(cfg)
+        unknown = [split for split in cfg.train.eval_splits if split not in self.task.splits]
+        if unknown:  # found now, not after training
+            raise UserError(f"train.eval_splits: unknown split '{unknown[0]}'; this task has "
+                            f"{', '.join(self.task.splits)}")
         state = json.loads(run.task_state.read_text()) if resume and run.task_state.is_file() else None
         self.task.prepare(state)
         run.path.mkdir(parents=True, exist_ok=True)
