@@ -48,3 +48,8 @@ def padding_fraction(lengths: list[int], batches: list[list[int]]) -> float:
 def pad_stack(rows: list[torch.Tensor], value: int = 0) -> torch.Tensor:
     """Right-pad 1-D tensors to (B,T)."""
     return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value)
+
+
+def length_mask(lengths: list[int]) -> torch.Tensor:
+    """(B,T) bool, True at the first lengths[b] positions of row b (T = the longest)."""
+    return torch.arange(max(lengths, default=0))[None, :] < torch.tensor(lengths)[:, None]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from attntrain.data.task import Task
+from attntrain.data.vocab import Vocab
 from attntrain.errors import UserError
 
 
@@ -22,15 +23,17 @@ class ClassifyTask(Task):
         if cfg.data.label not in self.labels_to_predict:
             raise UserError(f"data.label: '{cfg.data.label}' is not a label of task '{cfg.data.task}'; "
                             f"choose one of: {', '.join(self.labels_to_predict)}")
-        self.classes: list[str] = []
-        self._class_ids: dict[str, int] = {}
+        self.labels = Vocab([], unk=False)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.labels.items
 
     def set_classes(self, classes: list[str]) -> None:
-        self.classes = list(classes)
-        self._class_ids = {c: i for i, c in enumerate(self.classes)}
+        self.labels = Vocab(classes, unk=False)
 
     def label_id(self, name: str) -> int:
-        return self._class_ids[name]
+        return self.labels.id(name)
 
     def info(self) -> dict:
         return {"num_labels": len(self.classes), "labels": self.classes}

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from attntrain.data.audio import FrameFeatures, parse_fsdd_name, read_wav
-from attntrain.data.batching import pad_stack
+from attntrain.data.batching import length_mask, pad_stack
 from attntrain.data.classify import ClassifyTask
 from attntrain.data.root import dataset_dir
 from attntrain.errors import UserError
@@ -70,8 +70,7 @@ class FsddTask(ClassifyTask):
         self.mean, self.std = frames.mean(0), frames.std(0).clamp(min=1e-5)
 
     def state(self) -> dict:
-        return {"classes": self.classes, "mean": self.mean.tolist(), "std": self.std.tolist(),
-                "features": self.cfg.data.audio.model_dump()}
+        return {"classes": self.classes, "mean": self.mean.tolist(), "std": self.std.tolist()}
 
     def info(self) -> dict:
         return {"input": "audio", "num_features": self.features.dim, **super().info()}
@@ -85,7 +84,7 @@ class FsddTask(ClassifyTask):
     def collate(self, items: list[dict]) -> dict:
         batch = {
             "features": pad_stack([it["features"] for it in items]),  # (B,T,F)
-            "mask": pad_stack([torch.ones(it["length"], dtype=torch.bool) for it in items], value=False),
+            "mask": length_mask([it["length"] for it in items]),
         }
         return self.collate_labels(batch, items)
 

@@ -3,7 +3,8 @@
 # N images, H height, W width, P patch side, R/C patch grid rows/columns, D model width
 
 A self-attention model sees an image as a sequence of non-overlapping P x P patches read in
-row-major order of the patch grid; `sinusoid_table_2d` tells it where each patch sits.
+row-major order of the patch grid; `attntrain.model.positional.sinusoid_table_2d` tells it where
+each patch sits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import numpy as np
 import torch
 
 from attntrain.errors import UserError
-from attntrain.model.positional import sinusoid_table
 
 GZIP_MAGIC = b"\x1f\x8b"
 # IDX type code -> big-endian element type (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT")
@@ -108,13 +108,3 @@ def read_image(path: str | Path, size: tuple[int, int] = (28, 28)) -> torch.Tens
         raise UserError(f"{path}: not a readable image ({reason})") from None
     pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H,W)
     return torch.from_numpy(pixels)
-
-
-def sinusoid_table_2d(rows: int, cols: int, width: int) -> torch.Tensor:
-    """(rows*cols, width) positions of a patch grid, row-major: first half encodes row, second column."""
-    if width % 4:
-        raise ValueError(f"a 2-D sinusoidal table needs a width divisible by 4, got {width}")
-    half = width // 2
-    row = sinusoid_table(rows, half)[:, None, :].expand(rows, cols, half)  # (R,C,D/2)
-    col = sinusoid_table(cols, half)[None, :, :].expand(rows, cols, half)  # (R,C,D/2)
-    return torch.cat((row, col), dim=-1).reshape(rows * cols, width)  # (R*C,D)

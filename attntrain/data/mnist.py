@@ -47,7 +47,7 @@ class MnistTask(ClassifyTask):
         else:
             train, dev = holdout(len(images), self.cfg.data.dev_size)
             index = train if split == "train" else dev
-        return [{"image": images[i], "label": str(int(labels[i])), "index": i} for i in index]
+        return [{"image": images[i], "label": str(int(labels[i]))} for i in index]
 
     def prepare(self, state: dict | None = None) -> None:
         pass

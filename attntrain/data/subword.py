@@ -9,13 +9,11 @@ pre-tokenizer, decoder) is its Hugging Face JSON, which the task keeps in the ru
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from attntrain.errors import UserError
-from attntrain.io import atomic_write_text
 
 SPECIALS = ["<pad>", "<unk>", "<s>", "</s>"]
 PAD, UNK, BOS, EOS = 0, 1, 2, 3  # ids of SPECIALS; PAD and UNK match attntrain.model.embed
@@ -48,19 +46,6 @@ class Subwords:
     def from_json(cls, data: dict) -> "Subwords":
         return cls(Tokenizer.from_str(json.dumps(data)))
 
-    def save(self, path: str | Path) -> None:
-        atomic_write_text(path, self.tokenizer.to_str(pretty=True))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Subwords":
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"tokenizer file not found: {path}")
-        try:
-            return cls(Tokenizer.from_file(str(path)))
-        except Exception as e:  # tokenizers raises a plain Exception on malformed JSON
-            raise UserError(f"{path}: not a tokenizers JSON file ({e})") from None
-
     # ---- use -----------------------------------------------------------------------------------
     def __len__(self) -> int:
         return self.tokenizer.get_vocab_size()
@@ -73,7 +58,7 @@ class Subwords:
 
     def decode(self, ids: list[int]) -> str:
         """Ids -> text; special tokens (padding, <s>, </s>) are dropped."""
-        return self.tokenizer.decode([i for i in ids if i >= len(SPECIALS)], skip_special_tokens=True)
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def byte_ids(self) -> list[int]:
         """Ids of the 256 single-byte symbols (from them any text can be spelled)."""

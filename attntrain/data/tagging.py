@@ -41,6 +41,8 @@ class UdPosTask(Task):
 
     def prepare(self, state: dict | None = None) -> None:
         self.text.prepare(state, lambda: self.split_raw("train"))
+        if state is not None:
+            self.labels = Vocab.from_json(state["labels"])  # the run's own tag set
 
     def state(self) -> dict:
         return {**self.text.state(), "labels": self.labels.to_json()}

@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from attntrain.data.batching import pad_stack
+from attntrain.data.batching import length_mask, pad_stack
 from attntrain.data.vocab import Vocab
 
 # Splits "don't" into "do n't" and peels punctuation off words, close to UD / PTB English tokenisation.
@@ -83,7 +83,7 @@ class TextVocab:
         """Encoded items -> {"words" (B,T), "chars" (B,T,C), "mask" (B,T), "oov" (B,T)}."""
         batch = {
             "words": pad_stack([it["words"] for it in items]),
-            "mask": pad_stack([torch.ones(it["length"], dtype=torch.bool) for it in items], value=False),
+            "mask": length_mask([it["length"] for it in items]),
             "oov": pad_stack([it["oov"] for it in items], value=False),
         }
         if self.cfg.char_dim:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from attntrain.data.batching import pad_stack
+from attntrain.data.batching import length_mask, pad_stack
 from attntrain.data.root import dataset_dir
 from attntrain.data.subword import BOS, EOS, PAD, Subwords
 from attntrain.data.task import Task
@@ -101,8 +101,7 @@ class TranslationTask(Task):
 
     def state(self) -> dict:
         joint = self.source is self.target
-        state = {"source_lang": self.settings.source, "target_lang": self.settings.target, "joint_vocab": joint,
-                 "source_tokenizer": self.source.to_json(), "output_ids": self.output_ids}
+        state = {"joint_vocab": joint, "source_tokenizer": self.source.to_json(), "output_ids": self.output_ids}
         if not joint:
             state["target_tokenizer"] = self.target.to_json()
         return state
@@ -130,7 +129,7 @@ class TranslationTask(Task):
     def collate(self, items: list[dict]) -> dict:
         batch = {
             "words": pad_stack([it["source"] for it in items], value=PAD),
-            "mask": pad_stack([torch.ones(len(it["source"]), dtype=torch.bool) for it in items], value=False),
+            "mask": length_mask([len(it["source"]) for it in items]),
         }
         if "target" in items[0]:
             bos, eos = torch.tensor([BOS]), torch.tensor([EOS])

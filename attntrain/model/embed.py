@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attntrain.data.images import patchify
 from attntrain.model.dropout import Dropout
-
+from attntrain.model.positional import sinusoid_table_2d
 from attntrain.registry import lookup
 
 PAD, UNK = 0, 1  # reserved ids in every vocabulary
@@ -169,8 +170,6 @@ class ImageEmbed(nn.Module):
 
     def __init__(self, patch: int, grid: tuple[int, int], width: int, *, position: str, shift: int, dropout: float):
         super().__init__()
-        from attntrain.data.images import sinusoid_table_2d
-
         self.patch, self.shift = patch, shift
         self.project = nn.Linear(patch * patch, width)
         rows, cols = grid
@@ -183,8 +182,6 @@ class ImageEmbed(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        from attntrain.data.images import patchify
-
         images = batch["images"]
         if self.training and self.shift:
             images = random_shift(images, self.shift)

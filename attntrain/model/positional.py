@@ -26,6 +26,16 @@ def sinusoid_table(length: int, width: int) -> torch.Tensor:
     return table
 
 
+def sinusoid_table_2d(rows: int, cols: int, width: int) -> torch.Tensor:
+    """(rows*cols, width) positions of a patch grid, row-major: first half encodes row, second column."""
+    if width % 4:
+        raise ValueError(f"a 2-D sinusoidal table needs a width divisible by 4, got {width}")
+    half = width // 2
+    row = sinusoid_table(rows, half)[:, None, :].expand(rows, cols, half)  # (R,C,D/2)
+    col = sinusoid_table(cols, half)[None, :, :].expand(rows, cols, half)  # (R,C,D/2)
+    return torch.cat((row, col), dim=-1).reshape(rows * cols, width)  # (R*C,D)
+
+
 class NoPosition(nn.Module):
     """Leaves the vectors unchanged: the encoder sees a set, not a sequence."""
 
