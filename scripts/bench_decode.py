@@ -12,7 +12,7 @@ What it measures
 The model
     By default the model of `--config` (configs/multi30k_de_en.yaml) with random weights (seed 0),
     on the BPE vocabulary learned from the training split. An untrained model does not end sentences,
-    so every output runs to its length limit (1.5 x source tokens + 10, ~36 tokens here): a steady,
+    so every output runs to its length limit (1.5 x source tokens + 10, ~33 tokens here): a steady,
     slightly long workload. `--run runs/<name>` benchmarks a trained run's best checkpoint instead,
     whose outputs end where the model ends them.
 

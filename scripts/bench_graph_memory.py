@@ -1,12 +1,13 @@
 """Peak memory of one training step on Cora: attention along edges (sparse) vs over all node pairs.
 
-Each measurement runs in a fresh subprocess: build the cora_gat model, take the first N nodes of
+Each measurement runs in a fresh subprocess: build the model of `--config` (cora_gat.yaml), take the first N nodes of
 Cora (the induced subgraph: its edges among those nodes), run one forward + backward, and report
 the growth of peak resident memory (ru_maxrss) caused by that step. With `graph_mask: edges` the
 attention tensors hold one entry per edge and head; with `none` they hold N x N per head.
 
     python scripts/bench_graph_memory.py                 # N = 677, 1354, 2708 (all of Cora)
     python scripts/bench_graph_memory.py --out bench_results/graph_memory.json
+    python scripts/bench_graph_memory.py --config other.yaml   # any planetoid config
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def measure(nodes: int, mask: str) -> dict:
+def measure(config: str, nodes: int, mask: str) -> dict:
     """Runs inside the child process."""
     import torch
 
@@ -30,7 +31,7 @@ def measure(nodes: int, mask: str) -> dict:
     from attntrain.model import build_model
 
     torch.manual_seed(0)
-    cfg = load_config(REPO / "configs" / "cora_gat.yaml", [f"data.graph_mask={mask}", "train.seeds=1"])
+    cfg = load_config(config, [f"data.graph_mask={mask}", "train.seeds=1"])
     task = build_task(cfg)
     task.prepare()
     model = build_model(cfg, task.info()).train()
@@ -50,17 +51,19 @@ def measure(nodes: int, mask: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "configs" / "cora_gat.yaml"), help="a planetoid config")
     parser.add_argument("--nodes", type=int, nargs="+", default=[677, 1354, 2708])
     parser.add_argument("--out", type=Path, default=REPO / "bench_results" / "graph_memory.json")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(int(args.child[0]), args.child[1])))
+        print(json.dumps(measure(args.config, int(args.child[0]), args.child[1])))
         return
     rows = []
     for nodes in args.nodes:
         for mask in ("edges", "none"):
-            out = subprocess.run([sys.executable, __file__, "--child", str(nodes), mask], capture_output=True,
+            out = subprocess.run([sys.executable, __file__, "--config", str(Path(args.config).resolve()),
+                                  "--child", str(nodes), mask], capture_output=True,
                                  text=True, check=True, cwd=REPO)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print("| nodes | edges (incl. self loops) | graph_mask | peak memory of one step (MiB) |")

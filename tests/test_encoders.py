@@ -96,3 +96,8 @@ def test_cnn_receptive_field_is_local():
 def test_encoder_config_errors(encoder, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(")):
         build_config({"model": {"encoder": encoder}}, "test")
+
+
+def test_even_ngram_width_is_refused():
+    with pytest.raises(UserError, match="model.embed.ngram: must be odd"):
+        build_config({"model": {"embed": {"ngram": 2}}}, "test")

@@ -181,6 +181,41 @@ def test_wav_at_another_rate_is_resampled(fsdd_run, tmp_path):
     assert out[0].split("\t")[1] in ("jackson", "theo")
 
 
+def test_attention_maps_over_audio_frames_and_image_patches(fsdd_run, tmp_path):
+    from attntrain import plots
+    from attntrain.data import build_task
+    from attntrain.data.audio import read_wav
+
+    cfg, _ = fsdd_run
+    _, task, model, device = runs.load_run(cfg.run_dir())
+    wav = sorted((shared_data() / "fsdd" / "recordings").glob("3_theo_1.wav"))[0]
+    labels, layers = plots.attention_weights(model, task, str(wav), device)
+    frames = frame_count(len(read_wav(str(wav), 8000)), 8000, 25, 10)
+    assert labels[:2] == ["0.00s", "0.01s"] and len(labels) == frames  # mean pooling: no [CLS] row
+    assert [w.shape for w in layers] == [(2, frames, frames)] * cfg.model.encoder.num_layers
+    torch.testing.assert_close(layers[0].sum(-1), torch.ones(2, frames))
+
+    image_cfg = small("mnist_patches", tmp_path, **{"model.head.pooling": "cls", "data.eval_limit": 10})
+    image_task = build_task(image_cfg)
+    image_task.prepare()
+    torch.manual_seed(0)
+    image_model = build_model(image_cfg, image_task.info()).eval()
+    labels, layers = plots.attention_weights(image_model, image_task, "7")
+    assert labels[:3] == ["[CLS]", "r0c0", "r0c1"] and labels[-1] == "r3c3" and len(labels) == 17
+    assert layers[0].shape == (2, 17, 17)
+
+
+def test_attention_maps_refuse_graph_input(tmp_path):
+    from attntrain import plots
+    from attntrain.data import build_task
+    from attntrain.errors import UserError
+
+    cfg = load_config(REPO / "configs" / "cora_full_attention.yaml", [f"runs_dir={tmp_path}"])
+    task = build_task(cfg)
+    with pytest.raises(UserError, match="attention maps are drawn over .*; this run's task has 'graph' input"):
+        plots.attention_weights(None, task, "0")
+
+
 def test_frames_per_second_follow_window_and_hop():
     assert frame_count(8000, 8000, 25, 10) == 99  # one second -> ~100 vectors
     assert frame_count(16000, 16000, 25, 10) == 99
