@@ -26,7 +26,6 @@ How to run
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -57,7 +56,7 @@ def parse_args() -> argparse.Namespace:
 def load_model(args):
     """(task, model, description) in eval mode, on the CPU."""
     if args.run:
-        cfg, task, model, _ = load_run(args.run, device="cpu")
+        _, task, model, _ = load_run(args.run, device="cpu")
         return task, model, f"trained run {args.run} (best checkpoint)"
     cfg = load_config(args.config, ["train.device=cpu"])
     task = build_task(cfg)
