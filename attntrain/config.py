@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import io
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -143,6 +143,8 @@ class EncoderConfig(Section):
 class HeadConfig(Section):
     kind: str = "tagging"  # output mode: tagging (a label per vector) | sequence (one label per input) | seq2seq
     pooling: Literal["cls", "mean", "attention"] = "mean"  # sequence: [CLS] vector, mean, or attention pooling
+    decode: Literal["auto", "argmax", "constrained"] = "auto"  # tagging: auto = constrained for span tags (BIO), else argmax
+    crf: bool = False  # tagging: a linear-chain CRF output layer (trained by the forward algorithm, Viterbi decoding)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the output layer
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # cross-entropy label smoothing
     decoder: DecoderConfig = DecoderConfig()  # kind seq2seq: the decoder and its search
@@ -165,10 +167,62 @@ class AudioConfig(Section):
     n_mfcc: int = Field(13, ge=1)  # cepstral coefficients kept (mfcc)
 
 
+class SourceConfig(Section):
+    """data.source: where rows come from (attntrain/data/sources.py)."""
+
+    format: str  # csv | tsv | jsonl | parquet | text | parallel | conll | conllu | audiofolder | imagefolder | hf
+    files: Optional[dict[str, Union[str, list[str]]]] = None  # split -> file(s) or glob(s): {train: ..., dev: ..., test: ...}
+    path: Optional[str] = None  # everything in one file / folder / glob (split by data.split), or an hf save_to_disk folder
+    columns: Optional[list[str]] = None  # conll: names of the whitespace/tab columns (default [tokens, tags])
+    languages: list[str] = []  # parallel: the two file suffixes, e.g. [de, en]; they become the field names
+    name: Optional[str] = None  # hf: dataset name, read from the local Hugging Face cache
+    config: Optional[str] = None  # hf: dataset configuration name
+
+    _format = choice_of("attntrain.data.sources", "FORMATS", "format")
+
+
+class InputConfig(Section):
+    """data.input: which field is the input and how it becomes vectors."""
+
+    field: str = "text"  # the input field (text or token list, audio or image path, source sentence)
+    kind: str = "text"  # text | audio | image (attntrain/data/inputs.py)
+    tokenizer: str = "english"  # text given as a string: english (UD/PTB-like regex) | words | whitespace | bert
+
+    _kind = choice_of("attntrain.data.inputs", "INPUT_KINDS", "kind")
+
+    _tokenizer = choice_of("attntrain.data.inputs", "TOKENIZERS", "tokenizer")
+
+
+class TargetConfig(Section):
+    """data.target: which field holds what the model predicts (its shape follows model.head.kind)."""
+
+    field: str = "label"  # a class label (sequence), a tag list (tagging) or the target text (seq2seq)
+    scheme: Literal["auto", "none", "iob2", "bioes"] = "auto"  # tagging: span scheme (auto: from the tag set)
+
+
+class SplitConfig(Section):
+    """data.split: how rows without a given split are divided (fractions), seeded and saved with the run."""
+
+    column: Optional[str] = None  # a field holding train / dev (validation) / test
+    dev: float = Field(0.1, ge=0.0, lt=1.0)  # fraction held out as dev (also from a train file when no dev file is given)
+    test: float = Field(0.1, ge=0.0, lt=1.0)  # fraction held out as test (only when everything comes in one set)
+    seed: int = 0  # seed of the split (independent of the run seed)
+
+
+class ImageConfig(Section):
+    size: tuple[int, int] = (28, 28)  # every image is resized to (height, width)
+    channels: Literal["auto", "gray", "rgb"] = "auto"  # gray: 1 value per pixel; rgb: a pixel is a vector of 3
+
+
 class DataConfig(Section):
-    task: str = "ud_pos"  # what to read and predict (see `attntrain.data.TASKS`)
+    task: str = "ud_pos"  # a shipped dataset (see `attntrain.data.TASKS`); ignored when data.source is given
     root: Optional[str] = None  # data root; default $ATTNTRAIN_DATA, then ../shared/data
-    dataset: str = "ud_en_ewt"  # folder under the data root
+    dataset: Optional[str] = None  # folder under the data root (relative data.source files resolve there)
+    source: Optional[SourceConfig] = None  # your own data: format and files (instead of task)
+    input: InputConfig = InputConfig()  # with source: the input field and kind
+    target: TargetConfig = TargetConfig()  # with source: the target field
+    split: SplitConfig = SplitConfig()  # with source: how to split rows that come without splits
+    image: ImageConfig = ImageConfig()  # image inputs from files
     translation: TranslationConfig = TranslationConfig()  # task translation: languages and subword vocabulary
     max_tokens: int = Field(4000, ge=1)  # training batch size in (padded) tokens
     eval_max_tokens: int = Field(8000, ge=1)  # evaluation batch size in (padded) tokens
@@ -193,7 +247,8 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0.0)  # peak learning rate
     weight_decay: float = Field(0.01, ge=0.0)  # AdamW decoupled weight decay (not on norms/biases)
     betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas
-    warmup_steps: int = Field(200, ge=0)  # linear warm-up length in optimizer steps
+    warmup_steps: int = Field(200, ge=0)  # linear warm-up length in optimizer steps (ignored when warmup is set)
+    warmup: Optional[float] = Field(None, ge=0.0, lt=1.0)  # warm-up as a fraction of the run (transfers across data sizes)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warm-up
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # final lr as a fraction of the peak
     max_epochs: int = Field(10, ge=1)  # passes over the training data
@@ -201,7 +256,8 @@ class TrainConfig(Section):
     grad_clip: Optional[float] = Field(1.0, gt=0.0)  # clip the global gradient norm; null disables
     accumulate: int = Field(1, ge=1)  # batches per optimizer step
     ema: Optional[float] = Field(None, gt=0.0, lt=1.0)  # evaluate/keep an exponential moving average of the weights (decay per step, e.g. 0.999)
-    eval_every: int = Field(500, ge=1)  # evaluate on dev every N optimizer steps (and at the end)
+    ema_horizon: Optional[float] = Field(None, gt=0.0, le=1.0)  # the same average, its span as a fraction of the run (decay 1 - 1/(horizon x steps))
+    eval_every: float = Field(500, gt=0)  # evaluate on dev every N optimizer steps; < 1: a fraction of the run (and at the end)
     log_every: int = Field(50, ge=1)  # write a train record to metrics.jsonl every N steps
     metric: str = "accuracy"  # dev metric that picks the best checkpoint
     metric_mode: Literal["max", "min"] = "max"  # whether a larger metric is better

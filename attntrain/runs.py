@@ -168,7 +168,7 @@ def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = 
 
 def format_table(rows: dict[str, dict]) -> str:
     """{row name: {column: value}} -> aligned text table."""
-    columns = list(dict.fromkeys(k for r in rows.values() for k in r))
+    columns = list(dict.fromkeys(k for r in rows.values() for k, v in r.items() if not isinstance(v, dict)))
     cells = [["split", *columns]] + [
         [name, *(f"{r[c]:.2f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in columns)]
         for name, r in rows.items()

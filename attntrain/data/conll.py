@@ -1,4 +1,4 @@
-"""CoNLL-U -> Hugging Face `datasets.Dataset` of {"words": [...], "upos": [...]}, cached on disk.
+"""CoNLL-U -> Hugging Face `datasets.Dataset` of {"words", "upos", "xpos", "lemma", "deprel"} lists, cached on disk.
 
 Parsing is done by the `conllu` package, one sentence block at a time, so a malformed line is
 reported with its file and line number. Only syntactic words (integer IDs) are kept: multiword
@@ -20,7 +20,7 @@ from attntrain.errors import UserError
 
 UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
         "SCONJ", "SYM", "VERB", "X"]
-PARSER_VERSION = 1  # bump when the parsed columns change, to invalidate caches
+PARSER_VERSION = 2  # bump when the parsed columns change, to invalidate caches
 
 
 def _blocks(path: Path):
@@ -71,7 +71,10 @@ def read_conllu(path: str | Path) -> list[dict]:
             for sentence in parsed:
                 words = [t for t in sentence if isinstance(t["id"], int)]
                 if words:
-                    sentences.append({"words": [t["form"] for t in words], "upos": [t["upos"] for t in words]})
+                    sentences.append({"words": [t["form"] for t in words], "upos": [t["upos"] for t in words],
+                                      "xpos": [t["xpos"] or "_" for t in words],
+                                      "lemma": [t["lemma"] or "_" for t in words],
+                                      "deprel": [t["deprel"] or "_" for t in words]})
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return sentences

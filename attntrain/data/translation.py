@@ -1,4 +1,4 @@
-"""Translation: line-aligned sentence pairs <split>.<lang>.gz (Multi30k layout) -> subword ids.
+"""Seq2seq (translation): sentence pairs from any source (parallel text, a table) -> subword ids.
 
 Source and target text is raw (original case, untokenised); a byte-level BPE learned on the training
 split turns it into subwords and back (attntrain.data.subword). Runs of whitespace in the inputs are
@@ -11,38 +11,22 @@ example `indices` and `split` name, so hypotheses can be written back in file or
 
 from __future__ import annotations
 
-import gzip
-from pathlib import Path
-
 import torch
 
 from attntrain.data.batching import length_mask, pad_stack
-from attntrain.data.root import dataset_dir
+from attntrain.data.inputs import field_value
+from attntrain.data.sources import read_source
 from attntrain.data.subword import BOS, EOS, PAD, Subwords
 from attntrain.data.task import Task
 from attntrain.errors import UserError
 from attntrain.model.heads import IGNORE
 
-FILES = {"train": "train", "dev": "val", "test": "test_2016_flickr"}  # split -> file stem under raw/
+
+FILES = {"train": "train", "dev": "val", "test": "test_2016_flickr"}  # Multi30k: split -> file stem under raw/
 
 
 def normalize_space(text: str) -> str:
     return " ".join(text.split())
-
-
-def read_lines(path: Path) -> list[str]:
-    """Lines of a gzip'd UTF-8 text file (a final newline does not make an extra empty line)."""
-    if not path.is_file():
-        raise UserError(f"translation data file not found: {path}")
-    try:
-        with gzip.open(path, "rt", encoding="utf-8", newline="\n") as f:
-            text = f.read()
-    except (OSError, EOFError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read as gzip'd UTF-8 text ({e})") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
 
 
 def output_vocabulary(target: Subwords, texts: list[str]) -> list[int]:
@@ -56,7 +40,10 @@ def output_vocabulary(target: Subwords, texts: list[str]) -> list[int]:
     return sorted(seen | set(target.byte_ids()) | {EOS})
 
 
-class TranslationTask(Task):
+class Seq2seqTask(Task):
+    """Text in, text out: rows from any source (parallel files, a table with two text columns, ...)
+    whose `data.input.field` is the source sentence and `data.target.field` the target sentence."""
+
     input = "subwords"
     predict_batch_size = 16  # sentences per search; small so that `predict` streams its output
 
@@ -66,20 +53,24 @@ class TranslationTask(Task):
         self.source: Subwords | None = None
         self.target: Subwords | None = None
         self.output_ids: list[int] = []  # target ids the decoder may output (see output_vocabulary)
+        self._rows: dict[str, list[dict]] | None = None
 
-    # ---- files ---------------------------------------------------------------------------------
-    def _path(self, split: str, lang: str) -> Path:
-        folder = dataset_dir(self.cfg.data.root, self.cfg.data.dataset)
-        return folder / "raw" / f"{FILES[split]}.{lang}.gz"
-
+    # ---- rows --------------------------------------------------------------------------------
     def read_split(self, split: str) -> list[dict]:
-        source_path = self._path(split, self.settings.source)
-        target_path = self._path(split, self.settings.target)
-        sources, targets = read_lines(source_path), read_lines(target_path)
-        if len(sources) != len(targets):
-            raise UserError(f"{target_path}: {len(targets)} lines, but {source_path} has {len(sources)}; "
-                            "the two sides of a split must be line-aligned")
-        return [{"source": s, "target": t} for s, t in zip(sources, targets)]
+        if self._rows is None:
+            self._rows = read_source(self.cfg.data)
+        if split not in self._rows:
+            raise UserError(f"data.source: no {split} split (has {', '.join(self._rows)}); seq2seq needs "
+                            "one file (or file pair) per split")
+        fields = (self.cfg.data.input.field, self.cfg.data.target.field)
+        out = []
+        for number, row in enumerate(self._rows[split], 1):
+            values = [field_value(row, f, f"{split} row {number}") for f in fields]
+            for field, value in zip(fields, values):
+                if not isinstance(value, str):
+                    raise UserError(f"{split} row {number}: field '{field}' must be text, got {type(value).__name__}")
+            out.append({"source": values[0], "target": values[1]})
+        return out
 
     # ---- vocabulary ----------------------------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:

@@ -14,51 +14,85 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attntrain.data.spans import allowed_transitions
+from attntrain.model.crf import LinearChainCRF, penalty, viterbi
 from attntrain.model.dropout import Dropout
 
 IGNORE = -100  # label id of padding and unlabeled positions
 
 
 class TaggingMeter:
-    """Accumulates token accuracy (and accuracy on out-of-vocabulary tokens when the batch marks them)."""
+    """Token accuracy (and accuracy on out-of-vocabulary tokens when the batch marks them); with a span
+    scheme (IOB2 / BIOES) also entity precision, recall and F1 overall and per type (seqeval, strict).
+    Predictions come from the head's `decode` (argmax, constrained or CRF Viterbi)."""
 
-    def __init__(self):
+    def __init__(self, decode=None, tags: list[str] | None = None, scheme: str = "none"):
+        self.decode = decode or (lambda logits, mask: logits.argmax(-1))
+        self.tags, self.scheme = tags, scheme
         self.correct = self.total = self.oov_correct = self.oov_total = 0
         self.loss_sum = 0.0
         self.batches = 0
+        self.true_tags: list[list[str]] = []
+        self.predicted_tags: list[list[str]] = []
+        L = len(tags) if tags else 0
+        self.confusion = torch.zeros(L, L, dtype=torch.long) if L else None
 
     def update(self, logits: torch.Tensor, batch: dict, loss: torch.Tensor | None = None) -> None:
         labels = batch["labels"]
         real = labels != IGNORE
-        hit = (logits.argmax(-1) == labels) & real
+        predicted = self.decode(logits, batch["mask"])
+        hit = (predicted == labels) & real
         self.correct += int(hit.sum())
         self.total += int(real.sum())
         if "oov" in batch:
             oov = batch["oov"] & real
             self.oov_correct += int((hit & oov).sum())
             self.oov_total += int(oov.sum())
+        if self.confusion is not None:
+            L = self.confusion.shape[0]
+            pairs = labels[real].cpu() * L + predicted[real].cpu()  # true * L + predicted
+            self.confusion += torch.bincount(pairs, minlength=L * L).view(L, L)
+        if self.scheme != "none":
+            for row_true, row_pred, n in zip(labels.tolist(), predicted.tolist(), real.sum(1).tolist()):
+                self.true_tags.append([self.tags[i] for i in row_true[:n]])
+                self.predicted_tags.append([self.tags[i] for i in row_pred[:n]])
         if loss is not None:
             self.loss_sum += float(loss)
             self.batches += 1
 
-    def compute(self) -> dict[str, float]:
+    def compute(self) -> dict:
         out = {"accuracy": 100.0 * self.correct / max(self.total, 1), "tokens": self.total}
         if self.oov_total:
             out["oov_accuracy"] = 100.0 * self.oov_correct / self.oov_total
             out["oov_tokens"] = self.oov_total
+        if self.scheme != "none":
+            from attntrain.data.spans import span_scores
+
+            out.update(span_scores(self.true_tags, self.predicted_tags, self.scheme))
         if self.batches:
             out["loss"] = self.loss_sum / self.batches
         return out
 
 
 class TaggingHead(nn.Module):
-    """A label per position: (B,T,D) -> logits (B,T,L); cross-entropy over real positions only."""
+    """A label per position: (B,T,D) -> scores (B,T,L).
 
-    def __init__(self, width: int, num_labels: int, *, dropout: float, label_smoothing: float):
+    Loss: cross-entropy over real positions, or with `crf` the negative log-likelihood of a linear-chain
+    CRF (per real token). Decoding: `argmax` per position, `constrained` (the most probable sequence whose
+    tags form valid spans: Viterbi over log-probabilities) or the CRF's Viterbi path.
+    """
+
+    def __init__(self, width: int, num_labels: int, *, dropout: float, label_smoothing: float,
+                 tags: list[str] | None = None, scheme: str = "none", decode: str = "argmax", crf: bool = False):
         super().__init__()
         self.dropout = Dropout(dropout)
         self.output = nn.Linear(width, num_labels)
         self.label_smoothing = label_smoothing
+        self.tags, self.scheme, self.decoding = tags, scheme, decode
+        start, allowed, end = allowed_transitions(tags or [str(i) for i in range(num_labels)], scheme)
+        self.crf = LinearChainCRF(num_labels, start, allowed, end) if crf else None
+        for name, table in (("start_penalty", start), ("transition_penalty", allowed), ("end_penalty", end)):
+            self.register_buffer(name, penalty(table), persistent=False)
 
     def prefix(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x, mask
@@ -67,6 +101,9 @@ class TaggingHead(nn.Module):
         return self.output(self.dropout(features))
 
     def loss(self, logits: torch.Tensor, batch: dict) -> torch.Tensor:
+        if self.crf is not None:
+            mask = batch["mask"]
+            return self.crf.nll(logits, batch["labels"], mask) / mask.sum().clamp(min=1)
         return F.cross_entropy(
             logits.flatten(0, 1).float(),  # (B,T,L) -> (B*T,L)
             batch["labels"].flatten(),
@@ -74,14 +111,23 @@ class TaggingHead(nn.Module):
             label_smoothing=self.label_smoothing,
         )
 
+    def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Tag ids (B,T) of the chosen decoding."""
+        if self.crf is not None:
+            return self.crf.decode(logits, mask)
+        if self.decoding == "constrained" and self.scheme != "none":
+            return viterbi(torch.log_softmax(logits.float(), -1), mask, self.transition_penalty,
+                           self.start_penalty, self.end_penalty)
+        return logits.argmax(-1)
+
     def predict(self, logits: torch.Tensor, batch: dict) -> list[list[int]]:
         """Label ids of the real positions of each sequence."""
-        ids = logits.argmax(-1)
+        ids = self.decode(logits, batch["mask"])
         lengths = batch["mask"].sum(-1).tolist()
         return [row[:n] for row, n in zip(ids.tolist(), lengths)]
 
     def new_meter(self) -> TaggingMeter:
-        return TaggingMeter()
+        return TaggingMeter(self.decode, self.tags, self.scheme)
 
 
 class SequenceMeter:
@@ -173,7 +219,10 @@ POOLINGS = ("cls", "mean", "attention")
 
 def build_tagging_head(cfg, info: dict, width: int) -> TaggingHead:
     """cfg: HeadConfig."""
-    return TaggingHead(width, info["num_labels"], dropout=cfg.dropout, label_smoothing=cfg.label_smoothing)
+    scheme = info.get("scheme", "none")
+    decode = ("constrained" if scheme != "none" else "argmax") if cfg.decode == "auto" else cfg.decode
+    return TaggingHead(width, info["num_labels"], dropout=cfg.dropout, label_smoothing=cfg.label_smoothing,
+                       tags=info.get("labels"), scheme=scheme, decode=decode, crf=cfg.crf)
 
 
 def build_sequence_head(cfg, info: dict, width: int) -> SequenceHead:

@@ -25,6 +25,7 @@ from attntrain.data import build_task
 from attntrain.errors import UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text
 from attntrain.model.build import build_model, count_parameters
+from attntrain.train.schedule import resolve as resolve_schedule
 from attntrain.train.checkpoint import RunDir, load_checkpoint, load_weights, save_checkpoint, save_weights
 from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_split, lr_factor, move,
                                   peak_memory_mb, resolve_device)
@@ -121,7 +122,9 @@ class Trainer:
         self.progress = Progress()
         # Exponential moving average of the weights (train.ema): what gets evaluated and kept as best.
         self._params = list(self.model.parameters())
-        self.ema = [p.detach().clone() for p in self._params] if cfg.train.ema else None
+        self.ema = ([p.detach().clone() for p in self._params] if cfg.train.ema or cfg.train.ema_horizon
+                    else None)
+        self.schedule = None  # steps of warm-up / evaluation / averaging, resolved when fit() knows the run length
         self.tensorboard = open_tensorboard(run.path / "tensorboard") if cfg.train.tensorboard else None
         self._saved_step: int | None = None  # step of the newest checkpoint written by this process
         self._evaluated_step: int | None = None  # step of the newest dev evaluation
@@ -191,7 +194,7 @@ class Trainer:
 
     def _set_lr(self, total: int) -> float:
         t = self.cfg.train
-        factor = lr_factor(self.progress.step, total=total, warmup=t.warmup_steps, schedule=t.schedule,
+        factor = lr_factor(self.progress.step, total=total, warmup=self.schedule.warmup, schedule=t.schedule,
                            min_ratio=t.min_lr_ratio)
         for group in self.optimizer.param_groups:
             group["lr"] = t.lr * factor
@@ -215,7 +218,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             # Early on the average follows the weights closely (decay ramps up to train.ema).
-            decay = min(self.cfg.train.ema, (1 + self.progress.step) / (10 + self.progress.step))
+            decay = min(self.schedule.ema, (1 + self.progress.step) / (10 + self.progress.step))
             with torch.no_grad():
                 torch._foreach_lerp_(self.ema, self._params, 1.0 - decay)
         return total_loss, tokens
@@ -263,6 +266,7 @@ class Trainer:
     def fit(self) -> FitResult:
         cfg, t, p = self.cfg, self.cfg.train, self.progress
         total = self.total_steps()
+        self.schedule = resolve_schedule(t, total)
         self.model.train()
         params = count_parameters(self.model)
         if p.step == 0:
@@ -273,6 +277,8 @@ class Trainer:
             self._record(record)
             log(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
                        f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%")
+        for warning in self.schedule.warnings:
+            log(f"warning: {warning}")
         stopped = "finished"
         bar = tqdm(total=total, initial=p.step, desc=f"fit {cfg.name}", disable=not t.progress, dynamic_ncols=True)
         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
@@ -299,7 +305,7 @@ class Trainer:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (time.perf_counter() - step_start):.0f}",
                                     refresh=False)
-                    evaluate_now = p.step % t.eval_every == 0 or p.step == total
+                    evaluate_now = p.step % self.schedule.eval_every == 0 or p.step == total
                     if evaluate_now and self._evaluate_dev():
                         stopped = "early_stop"
                     if (p.step % t.save_every == 0) if t.save_every else evaluate_now:

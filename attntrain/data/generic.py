@@ -1,0 +1,203 @@
+"""The one task of the data floor: source x input kind x target, composed from three small tables.
+
+    source (attntrain.data.sources.READERS)  -> rows with named fields, per split
+    input kind (attntrain.data.inputs.INPUT_KINDS) -> the input field as tensors
+    target (attntrain.data.targets.TARGETS, by head kind) -> the target field as labels
+
+A shipped dataset is a preset of these (attntrain.data.presets), so it takes the same path as a
+user's CSV. Splits come from the source (one file per split), a split column, or a seeded ratio
+whose row indices are saved with the run (task.json), so eval, predict and resume see the same split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
+from attntrain.data.sources import SPLIT_ALIASES, read_source
+from attntrain.data.spans import entities, format_spans
+from attntrain.data.targets import TARGETS
+from attntrain.data.task import Task
+from attntrain.errors import UserError
+from attntrain.registry import lookup
+
+
+def truncate(tokens: list, max_len: int | None, how: str) -> list:
+    """Keep the first max_len items, or (head_tail) the first third and the last two thirds."""
+    if not max_len or len(tokens) <= max_len:
+        return tokens
+    if how == "head":
+        return tokens[:max_len]
+    head = max_len // 3
+    return tokens[:head] + tokens[len(tokens) - (max_len - head):]
+
+
+def ratio_split(n: int, dev: float, test: float, seed: int) -> dict[str, list[int]]:
+    """Row indices of a seeded split of range(n) into train / dev / test (test and dev taken first)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_test, n_dev = round(n * test), round(n * dev)
+    parts = {"test": perm[:n_test], "dev": perm[n_test:n_test + n_dev], "train": perm[n_test + n_dev:]}
+    return {k: sorted(v) for k, v in parts.items() if v}
+
+
+class DataTask(Task):
+    """Any source, any input kind, a label or tag target; chosen in `data:` (see attntrain.config.DataConfig)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        data = cfg.data
+        self.input_kind = lookup(INPUT_KINDS, data.input.kind, "data.input.kind")(data, cfg.model.embed)
+        self.input = self.input_kind.kind
+        self.target = lookup(TARGETS, cfg.model.head.kind, "model.head.kind (as a data target)")(data)
+        self.truncate_eval = self.target.head == "sequence"  # tagging scores every token of every sentence
+        self._rows: dict[str, list[dict]] | None = None
+        self._split_index: dict[str, list[int]] | None = None
+        self.predict_batch_size = 16 if self.input in ("audio", "image") else 32
+
+    @property
+    def labels(self):
+        """The target's label (or tag) vocabulary."""
+        return self.target.labels
+
+    @property
+    def classes(self) -> list[str]:
+        return self.target.labels.items
+
+    # ---- rows ----------------------------------------------------------------------------------
+    def _read(self) -> dict[str, list[dict]]:
+        if self._rows is None:
+            self._rows = read_source(self.cfg.data)
+        return self._rows
+
+    def _split_rows(self) -> dict[str, list[dict]]:
+        """split -> rows, after the split column or the seeded ratio split when the source has no splits."""
+        rows, settings = self._read(), self.cfg.data.split
+        if "all" not in rows:
+            if "dev" not in rows and settings.dev > 0:  # hold out dev from train
+                index = self._split_index or ratio_split(len(rows["train"]), settings.dev, 0.0, settings.seed)
+                self._split_index = index
+                train = rows["train"]
+                return {**rows, "train": [train[i] for i in index["train"]], "dev": [train[i] for i in index["dev"]]}
+            return rows
+        everything = rows["all"]
+        if settings.column:
+            out: dict[str, list[dict]] = {}
+            for number, row in enumerate(everything, 1):
+                value = str(field_value(row, settings.column, f"row {number}")).lower()
+                if value not in SPLIT_ALIASES:
+                    raise UserError(f"row {number}: split column '{settings.column}' holds '{value}'; "
+                                    f"expected one of {', '.join(SPLIT_ALIASES)}")
+                out.setdefault(SPLIT_ALIASES[value], []).append(row)
+            return out
+        if self._split_index is None:
+            self._split_index = ratio_split(len(everything), settings.dev, settings.test, settings.seed)
+        return {name: [everything[i] for i in idx] for name, idx in self._split_index.items()}
+
+    @property
+    def splits(self) -> tuple[str, ...]:  # type: ignore[override]
+        try:
+            return tuple(s for s in ("train", "dev", "test") if s in self._split_rows())
+        except UserError:
+            return ("train", "dev", "test")
+
+    def read_split(self, split: str) -> list[dict]:
+        rows = self._split_rows().get(split)
+        if not rows:
+            raise UserError(f"data: the {split} split is empty ({self._describe_source()})")
+        return rows
+
+    def _describe_source(self) -> str:
+        source = self.cfg.data.source
+        return f"format {source.format}, " + (f"files {source.files}" if source.files else f"path {source.path}")
+
+    # ---- vocabularies and statistics -----------------------------------------------------------
+    def prepare(self, state: dict | None = None) -> None:
+        if state is not None and state.get("split_index") is not None:
+            self._split_index = state["split_index"]
+        train = None if state is not None else self.split_raw("train")
+        self.input_kind.prepare(train, state and state["input"])
+        self.target.prepare(train, state and state["target"])
+
+    def state(self) -> dict:
+        return {"input": self.input_kind.state(), "target": self.target.state(), "split_index": self._split_index}
+
+    def info(self) -> dict:
+        return {**self.input_kind.info(), **self.target.info()}
+
+    def split_raw(self, name: str) -> list[dict]:
+        rows = super().split_raw(name)
+        if name != "train":
+            self.target.check(rows, name)
+        return rows
+
+    # ---- examples ------------------------------------------------------------------------------
+    def _input_value(self, row: dict, where: str) -> Any:
+        return field_value(row, self.cfg.data.input.field, where)
+
+    def encode(self, example: dict, *, max_len: int | None) -> dict:
+        value = self._input_value(example, "example")
+        if self.input == "text":
+            tokens = self.input_kind.tokens(value)
+            tags = example.get(self.cfg.data.target.field) if self.target.head == "tagging" else None
+            if tags is not None and len(tags) != len(tokens):
+                raise UserError(f"{' '.join(tokens[:8])} ...: {len(tokens)} tokens but {len(tags)} tags "
+                                f"(field '{self.cfg.data.input.field}' vs '{self.cfg.data.target.field}')")
+            tokens = (truncate(tokens, max_len, self.cfg.data.truncate) if self.target.head == "sequence"
+                      else tokens[:max_len] if max_len else tokens)
+            item = self.input_kind.encode(tokens)
+        else:
+            item = self.input_kind.encode(value)
+            if max_len and self.input == "audio":
+                item = {"features": item["features"][:max_len], "length": min(item["length"], max_len)}
+        return {**item, **self.target.encode(example, item["length"])}
+
+    def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        return {**self.input_kind.collate(items), **self.target.collate(items)}
+
+    # ---- predict -------------------------------------------------------------------------------
+    def parse_inputs(self, lines: list[str], *, pretokenized: bool = False) -> list[dict]:
+        field = self.cfg.data.input.field
+        if self.input != "text":
+            return [{field: line.strip() or None} for line in lines]
+        how = "whitespace" if pretokenized else self.cfg.data.input.tokenizer
+        return [{field: tokenize(line, how)} for line in lines]
+
+    def is_empty(self, example: dict) -> bool:
+        return not example[self.cfg.data.input.field]
+
+    def position_labels(self, example: dict, item: dict) -> list[str]:
+        value = example[self.cfg.data.input.field]
+        if self.input == "text":
+            return truncate(list(value), self.eval_max_len(), self.cfg.data.truncate)[: item["length"]]
+        if self.input == "audio":
+            hop = self.cfg.data.audio.hop_ms / 1000
+            return [f"{i * hop:.2f}s" for i in range(item["length"])]
+        rows, cols = self.info()["grid"]
+        return [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
+
+    def describe(self, example: dict, prediction: Any) -> str:
+        value = example[self.cfg.data.input.field]
+        if self.target.head == "sequence":
+            label, prob = prediction
+            name = f"{self.target.labels.items[label]}\t{prob:.3f}"
+            return name if self.input == "text" else f"{value}\t{name}"
+        tags = [self.target.labels.items[p] for p in prediction]
+        if self.target.scheme != "none":
+            return format_spans(value, tags, self.target.scheme)
+        return " ".join(f"{w}/{t}" for w, t in zip(value, tags))
+
+    def record(self, example: dict, prediction: Any) -> dict:
+        """A prediction as a JSON-ready dict (predict --format jsonl, the server)."""
+        value = example[self.cfg.data.input.field]
+        if self.target.head == "sequence":
+            label, prob = prediction
+            out = {"label": self.target.labels.items[label], "probability": prob}
+            return out if self.input == "text" else {"input": value, **out}
+        tags = [self.target.labels.items[p] for p in prediction]
+        out = {"tokens": list(value), "tags": tags}
+        if self.target.scheme != "none":
+            out["entities"] = [{"type": kind, "start": start, "end": end, "text": " ".join(value[start:end])}
+                               for kind, start, end in entities(tags, self.target.scheme)]
+        return out

@@ -1,0 +1,192 @@
+"""Input kinds: a row's input field -> the vectors' raw material (ids, frames, pixels). One table, `INPUT_KINDS`.
+
+Each kind learns what it needs from the training rows (`prepare`: vocabularies, feature statistics),
+saves it (`state`), turns one field value into tensors (`encode`) and pads a list of them (`collate`).
+The model's Embed for the kind (attntrain.model.embed.INPUTS) reads the batch keys written here.
+Nothing here knows which file format the rows came from or what the target is.
+
+# T positions, F features per frame, C channels, H/W image height and width
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+
+from attntrain.data.batching import length_mask, pad_stack
+from attntrain.data.text import TextVocab, tokenize as tokenize_english
+from attntrain.errors import UserError
+
+# ---- tokenisation: part of the data, saved with the run ------------------------------------------
+# Any language: runs of word characters, each other non-space character alone (l'homme -> l ' homme).
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+def _hf_pre_tokenizer(name: str):
+    from tokenizers import pre_tokenizers
+
+    table = {"bert": pre_tokenizers.BertPreTokenizer, "whitespace_punct": pre_tokenizers.Whitespace}
+    tokenizer = table[name]()
+    return lambda line: [piece for piece, _ in tokenizer.pre_tokenize_str(line)]
+
+
+TOKENIZERS = {
+    "whitespace": str.split,  # pre-tokenised input: tokens separated by spaces
+    "english": tokenize_english,  # close to UD / PTB: "don't" -> "do n't"
+    "words": _WORDS.findall,
+    "bert": lambda line: _hf_pre_tokenizer("bert")(line),  # Hugging Face tokenizers' BertPreTokenizer
+}
+
+
+def tokenize(line: str, how: str) -> list[str]:
+    if how not in TOKENIZERS:
+        raise UserError(f"data.input.tokenizer: unknown '{how}'; valid: {', '.join(TOKENIZERS)}")
+    return TOKENIZERS[how](line)
+
+
+def field_value(row: dict, field: str, where: str) -> Any:
+    """row[field]; a missing field is one error listing the fields the row has."""
+    if field not in row:
+        raise UserError(f"{where}: no field '{field}' (fields: {', '.join(map(str, row))})")
+    return row[field]
+
+
+class TextInput:
+    """Text: a string (tokenised by `data.input.tokenizer`) or a list of tokens -> word/character ids."""
+
+    kind = "text"
+
+    def __init__(self, data_cfg, embed_cfg):
+        self.field, self.tokenizer = data_cfg.input.field, data_cfg.input.tokenizer
+        self.text = TextVocab(embed_cfg)
+
+    def tokens(self, value: Any, where: str = "input") -> list[str]:
+        if isinstance(value, str):
+            return tokenize(value, self.tokenizer)
+        if isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value):
+            return list(value)
+        raise UserError(f"{where}: field '{self.field}' must be text or a list of tokens, got {type(value).__name__}")
+
+    def prepare(self, train: list[dict], state: dict | None) -> None:
+        if state is not None:
+            self.text.load(state)
+        else:
+            self.text.build(self.tokens(field_value(r, self.field, "train"), "train") for r in train)
+
+    def state(self) -> dict:
+        return self.text.state()
+
+    def info(self) -> dict:
+        return self.text.info()
+
+    def encode(self, tokens: list[str]) -> dict:
+        return self.text.encode(tokens)
+
+    def collate(self, items: list[dict]) -> dict:
+        return self.text.collate(items)
+
+
+class AudioInput:
+    """Audio: a file path (or a Hugging Face audio dict) -> frame vectors (T,F), normalised by train statistics."""
+
+    kind = "audio"
+
+    def __init__(self, data_cfg, embed_cfg):
+        from attntrain.data.audio import FrameFeatures
+
+        audio = data_cfg.audio
+        self.field, self.sample_rate = data_cfg.input.field, audio.sample_rate
+        self.features = FrameFeatures(audio.features, sample_rate=audio.sample_rate, window_ms=audio.window_ms,
+                                      hop_ms=audio.hop_ms, n_mels=audio.n_mels, n_mfcc=audio.n_mfcc)
+        self.mean = self.std = None
+
+    def frames(self, value: Any) -> torch.Tensor:
+        from attntrain.data.audio import read_wav, resample
+
+        if isinstance(value, dict) and "array" in value:  # a decoded Hugging Face Audio value
+            wave = torch.as_tensor(value["array"], dtype=torch.float32)
+            wave = wave.mean(0) if wave.dim() == 2 else wave
+            if value.get("sampling_rate", self.sample_rate) != self.sample_rate:
+                wave = resample(wave, value["sampling_rate"], self.sample_rate)
+        else:
+            if isinstance(value, dict):
+                value = value.get("path")
+            wave = read_wav(value, self.sample_rate)
+        return self.features(wave)  # (T,F)
+
+    def prepare(self, train: list[dict], state: dict | None) -> None:
+        if state is not None:
+            self.mean, self.std = torch.tensor(state["mean"]), torch.tensor(state["std"])
+            return
+        frames = torch.cat([self.frames(field_value(r, self.field, "train")) for r in train])  # (sum T, F)
+        self.mean, self.std = frames.mean(0), frames.std(0).clamp(min=1e-5)
+
+    def state(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    def info(self) -> dict:
+        return {"input": "audio", "num_features": self.features.dim}
+
+    def encode(self, value: Any) -> dict:
+        x = (self.frames(value) - self.mean) / self.std
+        return {"length": x.shape[0], "features": x}
+
+    def collate(self, items: list[dict]) -> dict:
+        return {"features": pad_stack([it["features"] for it in items]),  # (B,T,F)
+                "mask": length_mask([it["length"] for it in items])}
+
+
+class ImageInput:
+    """Images: a file path (or a PIL image) -> (C,H,W) pixels, grayscale (C=1) or RGB (C=3): a pixel is a vector.
+
+    Every image is resized to `data.image.size`; the channel count comes from `data.image.channels`
+    (auto: from the first training image). Pixels are standardised per channel with train statistics.
+    """
+
+    kind = "image"
+
+    def __init__(self, data_cfg, embed_cfg):
+        self.field, self.patch, self.settings = data_cfg.input.field, data_cfg.patch, data_cfg.image
+        self.channels = None if self.settings.channels == "auto" else {"gray": 1, "rgb": 3}[self.settings.channels]
+        self.mean = self.std = None
+
+    def pixels(self, value: Any) -> torch.Tensor:
+        from attntrain.data.images import read_image
+
+        height, width = self.settings.size
+        return read_image(value, (height, width), channels=self.channels or 0)  # (C,H,W) in [0,1]
+
+    def prepare(self, train: list[dict], state: dict | None) -> None:
+        if state is not None:
+            self.channels, self.mean, self.std = state["channels"], torch.tensor(state["mean"]), torch.tensor(state["std"])
+            return
+        first = self.pixels(field_value(train[0], self.field, "train"))
+        self.channels = self.channels or first.shape[0]
+        images = torch.stack([self.pixels(field_value(r, self.field, "train")) for r in train])  # (N,C,H,W)
+        self.mean = images.mean((0, 2, 3))
+        self.std = images.std((0, 2, 3)).clamp(min=1e-5)
+
+    def state(self) -> dict:
+        return {"channels": self.channels, "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    def info(self) -> dict:
+        from attntrain.data.images import grid_shape
+
+        height, width = self.settings.size
+        return {"input": "image", "patch": self.patch, "grid": list(grid_shape(height, width, self.patch)),
+                "channels": self.channels}
+
+    def encode(self, value: Any) -> dict:
+        x = (self.pixels(value) - self.mean[:, None, None]) / self.std[:, None, None]  # (C,H,W)
+        rows, cols = self.info()["grid"]
+        return {"length": rows * cols, "images": x}
+
+    def collate(self, items: list[dict]) -> dict:
+        B = len(items)
+        return {"images": torch.stack([it["images"] for it in items]),  # (B,C,H,W)
+                "mask": torch.ones(B, items[0]["length"], dtype=torch.bool)}
+
+
+INPUT_KINDS = {"text": TextInput, "audio": AudioInput, "image": ImageInput}

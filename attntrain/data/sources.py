@@ -1,0 +1,280 @@
+"""Sources: where rows come from. One `name -> reader` table; every reader gives split -> rows.
+
+A row is a dict of named fields (`text`, `label`, `tokens`, `tags`, `path`, a language code, ...); the
+input kind and the target pick the fields they need (`data.input.field`, `data.target.field`). Table
+formats (csv, tsv, jsonl, parquet) and Hugging Face datasets are read by the `datasets` library;
+plain-text, token-column, CoNLL-U and folder layouts are read here and handed over as rows.
+
+Files are named in `data.source`: `files: {train: ..., dev: ..., test: ...}` (one file, a glob or a
+list per split) or `path:` for everything at once, split later by a column or a seeded ratio
+(attntrain.data.splits). Relative names resolve against the dataset folder (`data.dataset` under
+the data root) when one is set, else against the current directory.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import gzip
+from pathlib import Path
+from typing import Callable
+
+from attntrain.data.root import dataset_dir
+from attntrain.errors import UserError
+
+Rows = list[dict]
+SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
+
+
+# ---- files --------------------------------------------------------------------------------------
+def base_folder(data_cfg) -> Path:
+    """Where relative file names point: the dataset folder under the data root, or the current directory."""
+    if data_cfg.dataset:
+        return dataset_dir(data_cfg.root, data_cfg.dataset)
+    return Path.cwd()
+
+
+def expand(base: Path, names: str | list[str], *, what: str) -> list[Path]:
+    """File names or globs (relative to base) -> existing paths, in a stable order."""
+    found: list[Path] = []
+    for name in [names] if isinstance(names, str) else names:
+        pattern = str(Path(name).expanduser() if Path(name).expanduser().is_absolute() else base / name)
+        matches = sorted(Path(p) for p in globlib.glob(pattern))
+        if not matches:
+            raise UserError(f"{what}: no file matches {pattern}")
+        found.extend(matches)
+    return found
+
+
+def read_text_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 text file, gunzipped when it ends in .gz; errors name the file (and line)."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8", newline="\n") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from None
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.rstrip("\r") for line in lines]
+
+
+def file_groups(source, base: Path) -> dict[str, list[Path]]:
+    """split -> files from `files:`, or {"all": files} from `path:` (split later)."""
+    if source.files:
+        groups = {}
+        for split, names in source.files.items():
+            if split not in SPLIT_ALIASES:
+                raise UserError(f"data.source.files: unknown split '{split}'; use train, dev (or validation), test")
+            groups[SPLIT_ALIASES[split]] = expand(base, names, what=f"data.source.files.{split}")
+        if "train" not in groups:
+            raise UserError("data.source.files: needs a 'train' entry")
+        return groups
+    if source.path:
+        return {"all": expand(base, source.path, what="data.source.path")}
+    raise UserError(f"data.source: format '{source.format}' needs `files:` (one per split) or `path:`")
+
+
+# ---- readers: (source config, files) -> rows --------------------------------------------------
+def read_table(source, files: list[Path]) -> Rows:
+    """CSV / TSV / JSON Lines / Parquet through `datasets` (gzip'd files allowed where it allows them)."""
+    import datasets
+
+    builder = {"csv": "csv", "tsv": "csv", "jsonl": "json", "parquet": "parquet"}[source.format]
+    kwargs = {"delimiter": "\t"} if source.format == "tsv" else {}
+    datasets.disable_progress_bars()
+    from attntrain.data.root import cache_dir
+
+    try:
+        table = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
+                                      cache_dir=str(cache_dir() / "tables"), **kwargs)
+    except Exception as e:  # the library's parse errors carry the row; we add the file names
+        names = ", ".join(str(f) for f in files)
+        raise UserError(f"{names}: cannot read as {source.format}: {str(e).splitlines()[0][:300]}") from None
+    return table.to_list()
+
+
+def read_text_classes(source, files: list[Path]) -> Rows:
+    """Plain text, one example per line; the label is the file's stem (pos.txt -> 'pos')."""
+    rows = []
+    for path in files:
+        label = path.name.split(".")[0]
+        for line in read_text_lines(path):
+            if line.strip():
+                rows.append({"text": line, "label": label})
+    return rows
+
+
+def read_parallel(source, files: list[Path]) -> Rows:
+    """Line-aligned files `<stem>.<lang>[.gz]`: fields named by language (`de`, `en`, ...)."""
+    languages = source.languages
+    if len(languages) != 2:
+        raise UserError("data.source.languages: parallel text needs two language suffixes, e.g. [de, en]")
+    stems = sorted({_strip_language(f, languages) for f in files})
+    rows = []
+    for stem in stems:
+        sides = [_language_file(stem, lang) for lang in languages]
+        lines = [read_text_lines(p) for p in sides]
+        if len(lines[0]) != len(lines[1]):
+            raise UserError(f"{sides[1]}: {len(lines[1])} lines, but {sides[0]} has {len(lines[0])}; "
+                            "the two sides must be line-aligned")
+        rows.extend({languages[0]: a, languages[1]: b} for a, b in zip(*lines))
+    return rows
+
+
+def _strip_language(path: Path, languages: list[str]) -> Path:
+    name = path.name.removesuffix(".gz")
+    for lang in languages:
+        if name.endswith(f".{lang}"):
+            return path.with_name(name.removesuffix(f".{lang}"))
+    return path  # a bare stem (files: {train: train}) names both sides
+
+
+def _language_file(stem: Path, lang: str) -> Path:
+    for candidate in (stem.with_name(f"{stem.name}.{lang}"), stem.with_name(f"{stem.name}.{lang}.gz")):
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"parallel text: neither {stem}.{lang} nor {stem}.{lang}.gz exists")
+
+
+def read_columns(source, files: list[Path]) -> Rows:
+    """CoNLL-style token files: whitespace/tab columns, a blank line ends a sentence, -DOCSTART- skipped.
+
+    `data.source.columns` names the columns (default [tokens, tags]); every named column becomes a list field.
+    """
+    names = source.columns or ["tokens", "tags"]
+    rows = []
+    for path in files:
+        current: dict[str, list] = {n: [] for n in names}
+        for number, line in enumerate(read_text_lines(path), 1):
+            cols = line.split("\t") if "\t" in line else line.split()
+            if not line.strip():
+                if current[names[0]]:
+                    rows.append(current)
+                current = {n: [] for n in names}
+                continue
+            if cols[0] == "-DOCSTART-":
+                continue
+            if len(cols) < len(names):
+                raise UserError(f"{path}:{number}: expected {len(names)} columns ({', '.join(names)}), "
+                                f"found {len(cols)}: {line[:60]!r}")
+            for name, value in zip(names, cols):
+                current[name].append(value.strip())
+        if current[names[0]]:
+            rows.append(current)
+    return rows
+
+
+def read_conllu_rows(source, files: list[Path]) -> Rows:
+    """CoNLL-U through the `conllu` package (attntrain.data.conll): tokens + every tag column."""
+    from attntrain.data.conll import load_conllu_dataset
+
+    rows = []
+    for path in files:
+        rows.extend(load_conllu_dataset(path).to_list())
+    return rows
+
+
+MEDIA = {"audiofolder": (".wav", ".flac", ".ogg", ".aiff", ".aif"),
+         "imagefolder": (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")}
+
+
+def read_folder(source, files: list[Path]) -> Rows:
+    """audiofolder / imagefolder: one sub-folder per class, or a metadata.csv/jsonl (file_name + label).
+
+    `files` are folders; a file's label is its parent folder's name unless metadata says otherwise.
+    """
+    rows = []
+    suffixes = MEDIA[source.format]
+    for folder in files:
+        if not folder.is_dir():
+            raise UserError(f"{folder}: {source.format} needs a folder")
+        metadata = _folder_metadata(folder)
+        media = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
+        if not media:
+            raise UserError(f"{folder}: no {'/'.join(suffixes)} files")
+        for path in media:
+            row = {"path": str(path), "label": path.parent.name if path.parent != folder else None}
+            if metadata is not None:
+                extra = metadata.get(str(path.relative_to(folder)))
+                if extra is None:
+                    continue  # not listed in the metadata: not part of the dataset
+                row.update(extra)
+            rows.append(row)
+    return rows
+
+
+def _folder_metadata(folder: Path) -> dict[str, dict] | None:
+    """file_name -> other columns, from metadata.csv or metadata.jsonl when the folder has one."""
+    import csv
+    import json
+
+    for name in ("metadata.csv", "metadata.jsonl"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        lines = read_text_lines(path)
+        records = (list(csv.DictReader(lines)) if name.endswith(".csv")
+                   else [json.loads(line) for line in lines if line.strip()])
+        table = {}
+        for number, record in enumerate(records, 2):
+            if "file_name" not in record:
+                raise UserError(f"{path}:{number}: needs a file_name column (has {', '.join(record)})")
+            table[record.pop("file_name")] = record
+        return table
+    return None
+
+
+def read_hf(source, base: Path) -> dict[str, Rows]:
+    """A Hugging Face dataset: a `save_to_disk` folder (`path:`), or `name` (+ `config`) from the local cache."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        if source.path:
+            folder = Path(source.path).expanduser()
+            folder = folder if folder.is_absolute() else base / folder
+            loaded = datasets.load_from_disk(str(folder))
+        elif source.name:
+            loaded = datasets.load_dataset(source.name, source.config)
+        else:
+            raise UserError("data.source: format hf needs `path:` (a save_to_disk folder) or `name:`")
+    except UserError:
+        raise
+    except Exception as e:
+        where = source.path or source.name
+        raise UserError(f"{where}: cannot load as a Hugging Face dataset ({str(e).splitlines()[0][:300]}); "
+                        "offline, only datasets in the local cache or saved with save_to_disk can be read") from None
+    if isinstance(loaded, datasets.Dataset):
+        return {"all": loaded.to_list()}
+    out = {}
+    for name, part in loaded.items():
+        if name in SPLIT_ALIASES:
+            out[SPLIT_ALIASES[name]] = part.to_list()
+    if "train" not in out:
+        raise UserError(f"{source.path or source.name}: no train split (has {', '.join(loaded)})")
+    return out
+
+
+READERS: dict[str, Callable] = {
+    "csv": read_table, "tsv": read_table, "jsonl": read_table, "parquet": read_table,
+    "text": read_text_classes, "parallel": read_parallel, "conll": read_columns, "conllu": read_conllu_rows,
+    "audiofolder": read_folder, "imagefolder": read_folder,
+}
+FORMATS = (*READERS, "hf")
+
+
+def read_source(data_cfg) -> dict[str, Rows]:
+    """split -> rows (or {"all": rows} when the split is made later); every problem is a UserError."""
+    source = data_cfg.source
+    base = base_folder(data_cfg)
+    if source.format == "hf":
+        return read_hf(source, base)
+    if source.format not in READERS:
+        raise UserError(f"data.source.format: unknown '{source.format}'; valid: {', '.join(FORMATS)}")
+    reader = READERS[source.format]
+    return {split: reader(source, files) for split, files in file_groups(source, base).items()}

@@ -1,0 +1,157 @@
+"""Targets: a row's target field -> labels for a head. One table, `TARGETS`, keyed by the head kind.
+
+`label`: one class per input (the sequence head); `tags`: one tag per input vector (the tagging
+head), with span schemes (BIO / IOB2 / BIOES) detected from the tag set. The label set comes from
+the training rows and is saved with the run; a dev/test label that train never saw is an error
+naming the split and the label (the model could never predict it). Seq2seq targets (text) are
+handled by attntrain.data.seq2seq, which owns the subword vocabulary shared with the input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from attntrain.data.batching import pad_stack
+from attntrain.data.vocab import Vocab
+from attntrain.errors import UserError
+from attntrain.model.heads import IGNORE
+
+SCHEMES = ("auto", "none", "iob2", "bioes")
+
+
+def label_name(value: Any, field: str, where: str) -> str:
+    """A class label as a string; ints and bools are allowed, floats and lists are not."""
+    if isinstance(value, bool) or isinstance(value, int) or isinstance(value, str):
+        return str(value)
+    raise UserError(f"{where}: field '{field}' must be a class label (text or integer), "
+                    f"got {type(value).__name__} {value!r}")
+
+
+def sorted_labels(names: set[str]) -> list[str]:
+    """Integers in numeric order, other names alphabetically: stable ids across runs."""
+    if all(n.lstrip("-").isdigit() for n in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+class LabelTarget:
+    """One label per row (sequence head)."""
+
+    head = "sequence"
+
+    def __init__(self, data_cfg):
+        self.field = data_cfg.target.field
+        self.labels = Vocab([], unk=False)
+
+    def value(self, row: dict, where: str) -> str | None:
+        if self.field not in row:
+            raise UserError(f"{where}: no field '{self.field}' (fields: {', '.join(map(str, row))})")
+        return None if row[self.field] is None else label_name(row[self.field], self.field, where)
+
+    def prepare(self, train: list[dict], state: dict | None) -> None:
+        if state is not None:
+            self.labels = Vocab.from_json(state["labels"])
+            return
+        names = {self.value(r, "train") for r in train} - {None}
+        self.labels = Vocab(sorted_labels(names), unk=False)
+
+    def check(self, rows: list[dict], split: str) -> None:
+        for number, row in enumerate(rows, 1):
+            name = self.value(row, split)
+            if name is not None and name not in self.labels:
+                raise UserError(f"{split} row {number}: label '{name}' never occurs in train "
+                                f"(train labels: {', '.join(self.labels.items[:20])})")
+
+    def state(self) -> dict:
+        return {"labels": self.labels.to_json()}
+
+    def info(self) -> dict:
+        return {"num_labels": len(self.labels), "labels": self.labels.items}
+
+    def encode(self, row: dict, length: int) -> dict:
+        name = row.get(self.field)
+        return {} if name is None else {"labels": torch.tensor(self.labels.id(str(name)))}
+
+    def collate(self, items: list[dict]) -> dict:
+        return {"labels": torch.stack([it["labels"] for it in items])} if "labels" in items[0] else {}  # (B,)
+
+
+def detect_scheme(tags: list[str]) -> str:
+    """'bioes' when S-/E- tags occur, 'iob2' when B-/I- tags occur, else 'none' (plain tags, e.g. UPOS)."""
+    prefixes = {t.split("-", 1)[0] for t in tags if "-" in t}
+    if {"S", "E"} & prefixes and prefixes <= {"B", "I", "E", "S"}:
+        return "bioes"
+    if prefixes and prefixes <= {"B", "I"}:
+        return "iob2"
+    return "none"
+
+
+def check_span_tag(tag: str, scheme: str, where: str) -> None:
+    if scheme == "none" or tag == "O":
+        return
+    prefix, dash, kind = tag.partition("-")
+    valid = {"iob2": "BI", "bioes": "BIES"}[scheme]
+    if not dash or not kind or prefix not in valid:
+        raise UserError(f"{where}: tag '{tag}' is not valid {scheme.upper()} (expected O or "
+                        f"{'/'.join(valid)}-TYPE)")
+
+
+class TagsTarget:
+    """One tag per input vector (tagging head); span schemes give entity-level metrics and valid decoding."""
+
+    head = "tagging"
+
+    def __init__(self, data_cfg):
+        self.field, self.scheme = data_cfg.target.field, data_cfg.target.scheme
+        self.labels = Vocab([], unk=False)
+
+    def value(self, row: dict, where: str) -> list[str] | None:
+        if self.field not in row:
+            raise UserError(f"{where}: no field '{self.field}' (fields: {', '.join(map(str, row))})")
+        tags = row[self.field]
+        if tags is None:
+            return None
+        if not isinstance(tags, (list, tuple)) or not all(isinstance(t, (str, int)) for t in tags):
+            raise UserError(f"{where}: field '{self.field}' must be a list of tags, got {type(tags).__name__}")
+        return [str(t) for t in tags]
+
+    def prepare(self, train: list[dict], state: dict | None) -> None:
+        if state is not None:
+            self.labels, self.scheme = Vocab.from_json(state["labels"]), state["scheme"]
+            return
+        names = sorted({t for r in train for t in (self.value(r, "train") or [])})
+        if self.scheme == "auto":
+            self.scheme = detect_scheme(names)
+        for name in names:
+            check_span_tag(name, self.scheme, f"train: field '{self.field}'")
+        if self.scheme != "none" and "O" in names:  # O first: id 0 is the outside tag
+            names = ["O"] + [n for n in names if n != "O"]
+        self.labels = Vocab(names, unk=False)
+
+    def check(self, rows: list[dict], split: str) -> None:
+        for number, row in enumerate(rows, 1):
+            for tag in self.value(row, split) or []:
+                if tag not in self.labels:
+                    check_span_tag(tag, self.scheme, f"{split} sentence {number}")
+                    raise UserError(f"{split} sentence {number}: tag '{tag}' never occurs in train "
+                                    f"(train tags: {', '.join(self.labels.items[:30])})")
+
+    def state(self) -> dict:
+        return {"labels": self.labels.to_json(), "scheme": self.scheme}
+
+    def info(self) -> dict:
+        return {"num_labels": len(self.labels), "labels": self.labels.items, "scheme": self.scheme}
+
+    def encode(self, row: dict, length: int) -> dict:
+        tags = row.get(self.field)
+        if tags is None:
+            return {}
+        return {"labels": torch.tensor(self.labels.ids(str(t) for t in tags[:length]), dtype=torch.long)}
+
+    def collate(self, items: list[dict]) -> dict:
+        return {"labels": pad_stack([it["labels"] for it in items], value=IGNORE)} if "labels" in items[0] else {}
+
+
+TARGETS = {"sequence": LabelTarget, "tagging": TagsTarget}
