@@ -120,6 +120,25 @@ def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optio
     typer.echo(f"{config}: ok (run directory {cfg.run_dir()})")
 
 
+@app.command()
+def init(
+    data: Path = typer.Argument(..., help="Your data: a CSV/TSV/JSONL/Parquet/CoNLL file, or a folder (wavs, images, .txt)"),
+    target: str = typer.Option(..., "--target", help="The field to predict (a label, a tag list or a target text)"),
+    input_field: Optional[str] = typer.Option(None, "--input", help="The input field (default: guessed)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the config (default: print it)"),
+):
+    """Inspect DATA and write a commented starter config (output mode guessed from the target's shape)."""
+    from attntrain.init import starter_config
+    from attntrain.io import atomic_write_text
+
+    text = starter_config(data, target, input_field)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        atomic_write_text(out, text)
+        typer.echo(f"wrote {out}; train with: attntrain fit {out}", err=True)
+
+
 @data_app.command("fetch")
 def data_fetch(
     names: List[str] = typer.Argument(..., help="Dataset names (folders), e.g. ud_en_ewt"),

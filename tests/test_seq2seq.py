@@ -369,7 +369,13 @@ def test_missing_file_and_misaligned_lines_are_user_errors(m30k_root, tmp_path):
     raw = tmp_path / "root" / "multi30k" / "raw"
     raw.mkdir(parents=True)
     cfg = build_config(tiny_raw(tmp_path / "root", tmp_path), "test")
-    with pytest.raises(UserError, match=r"train\.de\.gz"):
+    with pytest.raises(UserError, match=r"no file matches .*raw/train"):
+        build_task(cfg).read_split("train")
+    for stem in ("val", "test_2016_flickr"):
+        for lang in ("de", "en"):
+            head_lines(m30k_root / "multi30k" / "raw" / f"{stem}.{lang}.gz", raw / f"{stem}.{lang}.gz", 5)
+    head_lines(m30k_root / "multi30k" / "raw" / "train.de.gz", raw / "train.de.gz", 10)
+    with pytest.raises(UserError, match=r"neither .*train\.en nor .*train\.en\.gz exists"):
         build_task(cfg).read_split("train")
     for lang, count in (("de", 10), ("en", 9)):
         head_lines(m30k_root / "multi30k" / "raw" / f"train.{lang}.gz", raw / f"train.{lang}.gz", count)

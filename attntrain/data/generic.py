@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
-from attntrain.data.sources import SPLIT_ALIASES, read_source
+from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source
 from attntrain.data.spans import entities, format_spans
 from attntrain.data.targets import TARGETS
 from attntrain.data.task import Task
@@ -39,7 +39,7 @@ def ratio_split(n: int, dev: float, test: float, seed: int) -> dict[str, list[in
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     n_test, n_dev = round(n * test), round(n * dev)
     parts = {"test": perm[:n_test], "dev": perm[n_test:n_test + n_dev], "train": perm[n_test + n_dev:]}
-    return {k: sorted(v) for k, v in parts.items() if v}
+    return {k: sorted(v) for k, v in parts.items()}
 
 
 class DataTask(Task):
@@ -93,7 +93,7 @@ class DataTask(Task):
             return out
         if self._split_index is None:
             self._split_index = ratio_split(len(everything), settings.dev, settings.test, settings.seed)
-        return {name: [everything[i] for i in idx] for name, idx in self._split_index.items()}
+        return {name: [everything[i] for i in idx] for name, idx in self._split_index.items() if idx}
 
     @property
     def splits(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -128,9 +128,23 @@ class DataTask(Task):
 
     def split_raw(self, name: str) -> list[dict]:
         rows = super().split_raw(name)
+        if self.target.head == "tagging":
+            self._check_tagged(rows, name)
         if name != "train":
             self.target.check(rows, name)
         return rows
+
+    def _check_tagged(self, rows: list[dict], split: str) -> None:
+        """Every sentence has tokens, and as many tags as tokens; errors name file:line when known."""
+        for number, row in enumerate(rows, 1):
+            where = row.get(WHERE, f"{split} sentence {number}")
+            tokens = self.input_kind.tokens(self._input_value(row, where), where)
+            tags = self.target.value(row, where)
+            if not tokens:
+                raise UserError(f"{where}: empty sentence (no tokens in field '{self.cfg.data.input.field}')")
+            if tags is not None and len(tags) != len(tokens):
+                raise UserError(f"{where}: {len(tokens)} tokens but {len(tags)} tags "
+                                f"(fields '{self.cfg.data.input.field}' and '{self.cfg.data.target.field}')")
 
     # ---- examples ------------------------------------------------------------------------------
     def _input_value(self, row: dict, where: str) -> Any:
@@ -140,10 +154,6 @@ class DataTask(Task):
         value = self._input_value(example, "example")
         if self.input == "text":
             tokens = self.input_kind.tokens(value)
-            tags = example.get(self.cfg.data.target.field) if self.target.head == "tagging" else None
-            if tags is not None and len(tags) != len(tokens):
-                raise UserError(f"{' '.join(tokens[:8])} ...: {len(tokens)} tokens but {len(tags)} tags "
-                                f"(field '{self.cfg.data.input.field}' vs '{self.cfg.data.target.field}')")
             tokens = (truncate(tokens, max_len, self.cfg.data.truncate) if self.target.head == "sequence"
                       else tokens[:max_len] if max_len else tokens)
             item = self.input_kind.encode(tokens)

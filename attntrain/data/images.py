@@ -82,29 +82,44 @@ def grid_shape(height: int, width: int, patch: int) -> tuple[int, int]:
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
-    """(N,H,W) images -> (N, R*C, P*P) patch vectors, grid row-major, each patch flattened row-major."""
-    if images.dim() != 3:
-        raise ValueError(f"patchify expects (N,H,W) images, got shape {tuple(images.shape)}")
-    N, H, W = images.shape
+    """(N,H,W) or (N,K,H,W) images (K channels) -> (N, R*C, K*P*P) patch vectors, grid row-major.
+
+    Each patch is flattened channel-major then row-major; with P=1 a vector is one pixel's K values.
+    """
+    if images.dim() == 3:
+        images = images[:, None]  # (N,1,H,W)
+    if images.dim() != 4:
+        raise ValueError(f"patchify expects (N,H,W) or (N,K,H,W) images, got shape {tuple(images.shape)}")
+    N, K, H, W = images.shape
     R, C = grid_shape(H, W, patch)
-    x = images.reshape(N, R, patch, C, patch)  # (N,R,P,C,P)
-    x = x.permute(0, 1, 3, 2, 4)  # (N,R,C,P,P)
-    return x.reshape(N, R * C, patch * patch)  # (N,R*C,P*P)
+    x = images.reshape(N, K, R, patch, C, patch)  # (N,K,R,P,C,P)
+    x = x.permute(0, 2, 4, 1, 3, 5)  # (N,R,C,K,P,P)
+    return x.reshape(N, R * C, K * patch * patch)  # (N,R*C,K*P*P)
 
 
-def read_image(path: str | Path, size: tuple[int, int] = (28, 28)) -> torch.Tensor:
-    """Read an image file as grayscale (H,W) float32 in [0,1], resized to size=(H,W) if needed."""
-    from PIL import Image, ImageOps  # only needed for single-image input, not for IDX data
+def read_image(path, size: tuple[int, int] = (28, 28), *, channels: int | None = None) -> torch.Tensor:
+    """Read an image (a file path or a PIL image) as float32 in [0,1], resized to size=(H,W) if needed.
 
-    path = Path(path)
+    channels None: grayscale (H,W) (MNIST-style callers); 1 or 3: (C,H,W) grayscale or RGB; 0: the
+    image's own mode decides (grayscale stays 1 channel, anything else becomes RGB).
+    """
+    from PIL import Image, ImageOps  # only needed for image files, not for IDX data
+
     height, width = size
+    name = getattr(path, "filename", None) or str(path)
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("L")  # honour camera orientation
+        image = path if isinstance(path, Image.Image) else Image.open(Path(path))
+        with image:
+            image = ImageOps.exif_transpose(image)  # honour camera orientation
+            gray = channels is None or channels == 1 or (channels == 0 and image.mode in ("L", "1", "I;16", "I", "F"))
+            image = image.convert("L" if gray else "RGB")
             if image.size != (width, height):  # Pillow sizes are (width, height)
                 image = image.resize((width, height), Image.Resampling.LANCZOS)
+            pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H,W) or (H,W,3)
     except (OSError, Image.DecompressionBombError) as e:
         reason = "no such file" if isinstance(e, FileNotFoundError) else str(e)
-        raise UserError(f"{path}: not a readable image ({reason})") from None
-    pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H,W)
-    return torch.from_numpy(pixels)
+        raise UserError(f"{name}: not a readable image ({reason})") from None
+    x = torch.from_numpy(pixels)
+    if channels is None:
+        return x  # (H,W)
+    return x[None] if x.dim() == 2 else x.permute(2, 0, 1).contiguous()  # (C,H,W)

@@ -49,7 +49,8 @@ def tokenize(line: str, how: str) -> list[str]:
 def field_value(row: dict, field: str, where: str) -> Any:
     """row[field]; a missing field is one error listing the fields the row has."""
     if field not in row:
-        raise UserError(f"{where}: no field '{field}' (fields: {', '.join(map(str, row))})")
+        names = ", ".join(k for k in map(str, row) if not k.startswith("_"))
+        raise UserError(f"{where}: no field '{field}' (fields: {names})")
     return row[field]
 
 

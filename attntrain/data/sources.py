@@ -22,6 +22,7 @@ from attntrain.data.root import dataset_dir
 from attntrain.errors import UserError
 
 Rows = list[dict]
+WHERE = "_where"  # a row's origin (file:line) for error messages; readers that know it set it
 SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
 
 
@@ -38,7 +39,7 @@ def expand(base: Path, names: str | list[str], *, what: str) -> list[Path]:
     found: list[Path] = []
     for name in [names] if isinstance(names, str) else names:
         pattern = str(Path(name).expanduser() if Path(name).expanduser().is_absolute() else base / name)
-        matches = sorted(Path(p) for p in globlib.glob(pattern))
+        matches = sorted(Path(p) for p in globlib.glob(pattern)) or sorted(Path(p) for p in globlib.glob(pattern + ".*"))
         if not matches:
             raise UserError(f"{what}: no file matches {pattern}")
         found.extend(matches)
@@ -75,7 +76,13 @@ def file_groups(source, base: Path) -> dict[str, list[Path]]:
             raise UserError("data.source.files: needs a 'train' entry")
         return groups
     if source.path:
-        return {"all": expand(base, source.path, what="data.source.path")}
+        found = expand(base, source.path, what="data.source.path")
+        if source.format in MEDIA and len(found) == 1 and found[0].is_dir():
+            # the audiofolder / imagefolder convention: split sub-folders (train/, test/, ...) when present
+            splits = {SPLIT_ALIASES[p.name]: [p] for p in found[0].iterdir() if p.is_dir() and p.name in SPLIT_ALIASES}
+            if "train" in splits:
+                return splits
+        return {"all": found}
     raise UserError(f"data.source: format '{source.format}' needs `files:` (one per split) or `path:`")
 
 
@@ -85,17 +92,24 @@ def read_table(source, files: list[Path]) -> Rows:
     import datasets
 
     builder = {"csv": "csv", "tsv": "csv", "jsonl": "json", "parquet": "parquet"}[source.format]
-    kwargs = {"delimiter": "\t"} if source.format == "tsv" else {}
+    kwargs = {"keep_default_na": False} if source.format in ("csv", "tsv") else {}  # "NA" and "null" stay text
+    if source.format == "tsv":
+        kwargs["delimiter"] = "\t"
     datasets.disable_progress_bars()
     from attntrain.data.root import cache_dir
 
-    try:
-        table = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train",
-                                      cache_dir=str(cache_dir() / "tables"), **kwargs)
-    except Exception as e:  # the library's parse errors carry the row; we add the file names
-        names = ", ".join(str(f) for f in files)
-        raise UserError(f"{names}: cannot read as {source.format}: {str(e).splitlines()[0][:300]}") from None
-    return table.to_list()
+    rows = []
+    for path in files:  # one file at a time, so that every row knows its file and line
+        try:
+            table = datasets.load_dataset(builder, data_files=[str(path)], split="train",
+                                          cache_dir=str(cache_dir() / "tables"), **kwargs)
+        except Exception as e:  # the library's parse errors carry the row; we add the file name
+            raise UserError(f"{path}: cannot read as {source.format}: {str(e).splitlines()[0][:300]}") from None
+        first = {"csv": 2, "tsv": 2, "jsonl": 1}.get(source.format)  # line of the first row (after a header)
+        for index, row in enumerate(table.to_list()):
+            row[WHERE] = f"{path}:{index + first}" if first else f"{path}: row {index}"
+            rows.append(row)
+    return rows
 
 
 def read_text_classes(source, files: list[Path]) -> Rows:
@@ -103,9 +117,9 @@ def read_text_classes(source, files: list[Path]) -> Rows:
     rows = []
     for path in files:
         label = path.name.split(".")[0]
-        for line in read_text_lines(path):
+        for number, line in enumerate(read_text_lines(path), 1):
             if line.strip():
-                rows.append({"text": line, "label": label})
+                rows.append({"text": line, "label": label, WHERE: f"{path}:{number}"})
     return rows
 
 
@@ -114,7 +128,8 @@ def read_parallel(source, files: list[Path]) -> Rows:
     languages = source.languages
     if len(languages) != 2:
         raise UserError("data.source.languages: parallel text needs two language suffixes, e.g. [de, en]")
-    stems = sorted({_strip_language(f, languages) for f in files})
+    stems = sorted({_strip_language(f, languages) for f in files
+                    if not any(f.name.removesuffix(".gz").endswith(f".{other}") for other in _other_suffixes(f, languages))})
     rows = []
     for stem in stems:
         sides = [_language_file(stem, lang) for lang in languages]
@@ -124,6 +139,12 @@ def read_parallel(source, files: list[Path]) -> Rows:
                             "the two sides must be line-aligned")
         rows.extend({languages[0]: a, languages[1]: b} for a, b in zip(*lines))
     return rows
+
+
+def _other_suffixes(path: Path, languages: list[str]) -> list[str]:
+    """The language-like suffix of a file that is not one of ours (train.fr.gz beside train.de / train.en)."""
+    parts = path.name.removesuffix(".gz").split(".")
+    return [parts[-1]] if len(parts) > 1 and parts[-1] not in languages else []
 
 
 def _strip_language(path: Path, languages: list[str]) -> Path:
@@ -157,6 +178,8 @@ def read_columns(source, files: list[Path]) -> Rows:
                     rows.append(current)
                 current = {n: [] for n in names}
                 continue
+            if not current[names[0]]:
+                current[WHERE] = f"{path}:{number}"  # errors about this sentence name its first line
             if cols[0] == "-DOCSTART-":
                 continue
             if len(cols) < len(names):

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from attntrain.data.batching import pad_stack
+from attntrain.data.inputs import field_value
 from attntrain.data.vocab import Vocab
 from attntrain.errors import UserError
 from attntrain.model.heads import IGNORE
@@ -46,9 +47,8 @@ class LabelTarget:
         self.labels = Vocab([], unk=False)
 
     def value(self, row: dict, where: str) -> str | None:
-        if self.field not in row:
-            raise UserError(f"{where}: no field '{self.field}' (fields: {', '.join(map(str, row))})")
-        return None if row[self.field] is None else label_name(row[self.field], self.field, where)
+        value = field_value(row, self.field, where)
+        return None if value is None else label_name(value, self.field, where)
 
     def prepare(self, train: list[dict], state: dict | None) -> None:
         if state is not None:
@@ -59,9 +59,10 @@ class LabelTarget:
 
     def check(self, rows: list[dict], split: str) -> None:
         for number, row in enumerate(rows, 1):
-            name = self.value(row, split)
+            where = row.get("_where", f"{split} row {number}")
+            name = self.value(row, where)
             if name is not None and name not in self.labels:
-                raise UserError(f"{split} row {number}: label '{name}' never occurs in train "
+                raise UserError(f"{where}: label '{name}' never occurs in train "
                                 f"(train labels: {', '.join(self.labels.items[:20])})")
 
     def state(self) -> dict:
@@ -108,9 +109,7 @@ class TagsTarget:
         self.labels = Vocab([], unk=False)
 
     def value(self, row: dict, where: str) -> list[str] | None:
-        if self.field not in row:
-            raise UserError(f"{where}: no field '{self.field}' (fields: {', '.join(map(str, row))})")
-        tags = row[self.field]
+        tags = field_value(row, self.field, where)
         if tags is None:
             return None
         if not isinstance(tags, (list, tuple)) or not all(isinstance(t, (str, int)) for t in tags):
@@ -124,18 +123,20 @@ class TagsTarget:
         names = sorted({t for r in train for t in (self.value(r, "train") or [])})
         if self.scheme == "auto":
             self.scheme = detect_scheme(names)
-        for name in names:
-            check_span_tag(name, self.scheme, f"train: field '{self.field}'")
+        for row in train:
+            for tag in self.value(row, "train") or []:
+                check_span_tag(tag, self.scheme, row.get("_where", f"train: field '{self.field}'"))
         if self.scheme != "none" and "O" in names:  # O first: id 0 is the outside tag
             names = ["O"] + [n for n in names if n != "O"]
         self.labels = Vocab(names, unk=False)
 
     def check(self, rows: list[dict], split: str) -> None:
         for number, row in enumerate(rows, 1):
-            for tag in self.value(row, split) or []:
+            where = row.get("_where", f"{split} sentence {number}")
+            for tag in self.value(row, where) or []:
                 if tag not in self.labels:
-                    check_span_tag(tag, self.scheme, f"{split} sentence {number}")
-                    raise UserError(f"{split} sentence {number}: tag '{tag}' never occurs in train "
+                    check_span_tag(tag, self.scheme, where)
+                    raise UserError(f"{where}: tag '{tag}' never occurs in train "
                                     f"(train tags: {', '.join(self.labels.items[:30])})")
 
     def state(self) -> dict:

@@ -152,26 +152,35 @@ def build_vector_embed(cfg, info: dict, width: int) -> VectorEmbed:
 
 
 def random_shift(images: torch.Tensor, shift: int) -> torch.Tensor:
-    """Translate each image (B,H,W) by up to `shift` pixels in each direction, filling with zeros."""
-    B, H, W = images.shape
-    padded = F.pad(images, (shift, shift, shift, shift))  # (B,H+2s,W+2s)
-    dy, dx = torch.randint(0, 2 * shift + 1, (2, B, 1, 1), device=images.device)
-    rows = (torch.arange(H, device=images.device)[None, :, None] + dy).expand(B, H, W)  # (B,H,W)
-    cols = (torch.arange(W, device=images.device)[None, None, :] + dx).expand(B, H, W)
-    return padded[torch.arange(B, device=images.device)[:, None, None], rows, cols]
+    """Translate each image (B,H,W) or (B,K,H,W) by up to `shift` pixels in each direction, filling with zeros.
+
+    All channels of an image move together.
+    """
+    gray = images.dim() == 3
+    x = images[:, None] if gray else images  # (B,K,H,W)
+    B, K, H, W = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift))  # (B,K,H+2s,W+2s)
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, B, 1, 1, 1), device=images.device)
+    rows = (torch.arange(H, device=images.device)[None, None, :, None] + dy).expand(B, K, H, W)  # (B,K,H,W)
+    cols = (torch.arange(W, device=images.device)[None, None, None, :] + dx).expand(B, K, H, W)
+    batch = torch.arange(B, device=images.device)[:, None, None, None]
+    channel = torch.arange(K, device=images.device)[None, :, None, None]
+    out = padded[batch, channel, rows, cols]
+    return out[:, 0] if gray else out
 
 
 class ImageEmbed(nn.Module):
-    """Images (B,H,W) -> patches (B,N,P*P) -> linear (B,N,D) + a 2-D position encoding of the patch grid.
+    """Images (B,H,W) or (B,K,H,W) -> patches (B,N,K*P*P) -> linear (B,N,D) + a 2-D position encoding of the patch grid.
 
     Patches are cut here, not in the data, so that a train-time random shift (augmentation) moves
     pixels across patch borders the way a real translation does.
     """
 
-    def __init__(self, patch: int, grid: tuple[int, int], width: int, *, position: str, shift: int, dropout: float):
+    def __init__(self, patch: int, grid: tuple[int, int], width: int, *, position: str, shift: int, dropout: float,
+                 channels: int = 1):
         super().__init__()
         self.patch, self.shift = patch, shift
-        self.project = nn.Linear(patch * patch, width)
+        self.project = nn.Linear(channels * patch * patch, width)  # a patch of K channels is one K*P*P vector
         rows, cols = grid
         if position == "sinusoidal":
             self.register_buffer("position", sinusoid_table_2d(rows, cols, width), persistent=False)
@@ -193,7 +202,7 @@ class ImageEmbed(nn.Module):
 
 def build_image_embed(cfg, info: dict, width: int) -> ImageEmbed:
     return ImageEmbed(info["patch"], tuple(info["grid"]), width, position=cfg.image_position, shift=cfg.shift,
-                      dropout=cfg.dropout)
+                      dropout=cfg.dropout, channels=info.get("channels") or 1)
 
 
 INPUTS = {"text": build_text_embed, "graph": build_vector_embed, "audio": build_vector_embed,

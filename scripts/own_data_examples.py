@@ -1,0 +1,167 @@
+"""Write the shipped datasets in the layouts users bring, for the README's "Your own data" walk-through.
+
+    python scripts/own_data_examples.py --out own_data            # every layout (~1 min)
+    python scripts/own_data_examples.py --out own_data --only sst2_csv multi30k_text
+
+Layouts (each a folder under --out; the configs in configs/own/ read them):
+  sst2_csv/{train,dev,test}.csv       text,label (train = the Kim split + the GLUE phrases, as the sst2 preset)
+  sst2_text/{pos,neg}.txt              one sentence per line, label = file stem, no split (a seeded ratio split)
+  sst2_hf/                             a Hugging Face DatasetDict written with save_to_disk
+  multi30k_text/{train,val,test}.{de,en}   plain (not gzip'd) line-aligned parallel text
+  fsdd_audio/{train,test}/<digit>/*.wav    an audiofolder (links to the FSDD wavs; index 0-4 = test)
+  mnist_png/{train,test}/<digit>/*.png     an imagefolder of grayscale PNGs (--per-class images per digit)
+  mnist_png_rgb/...                        the same digits as RGB PNGs (a colour tint per image)
+  ewt_jsonl/{train,dev,test}.jsonl         {"tokens": [...], "upos": [...]} per sentence
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from attntrain.data.root import data_root  # noqa: E402
+
+
+def _shipped(task: str, dataset: str, **data):
+    from attntrain.config import build_config
+    from attntrain.data import build_task
+
+    return build_task(build_config({"data": {"task": task, "dataset": dataset, **data}}, "preset"))
+
+
+def sst2_csv(out: Path, src: Path, *, limit: int | None = None) -> None:
+    task = _shipped("sst2", "sst2", phrases=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev", "test"):
+        rows = task.read_split(split)[:limit]
+        with open(out / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows([" ".join(r["words"]), r["label"]] for r in rows)
+
+
+def sst2_text(out: Path, src: Path, *, limit: int | None = None) -> None:
+    task = _shipped("sst2", "sst2")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r for split in ("train", "dev", "test") for r in task.read_split(split)][:limit]
+    for label, name in (("positive", "pos"), ("negative", "neg")):
+        (out / f"{name}.txt").write_text("".join(" ".join(r["words"]) + "\n" for r in rows if r["label"] == label),
+                                         encoding="utf-8")
+
+
+def sst2_hf(out: Path, src: Path, *, limit: int | None = None) -> None:
+    import datasets
+
+    task = _shipped("sst2", "sst2")
+    parts = {name: datasets.Dataset.from_list([{"sentence": " ".join(r["words"]), "label": r["label"]}
+                                                for r in task.read_split(split)[:limit]])
+             for name, split in (("train", "train"), ("validation", "dev"), ("test", "test"))}
+    if out.exists():
+        shutil.rmtree(out)
+    datasets.DatasetDict(parts).save_to_disk(str(out))
+
+
+def multi30k_text(out: Path, src: Path, *, limit: int | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, name in (("train", "train"), ("val", "val"), ("test_2016_flickr", "test")):
+        for lang in ("de", "en"):
+            with gzip.open(src / "multi30k" / "raw" / f"{stem}.{lang}.gz", "rt", encoding="utf-8", newline="\n") as f:
+                lines = f.read().split("\n")
+            if lines and lines[-1] == "":
+                lines.pop()
+            (out / f"{name}.{lang}").write_text("".join(line + "\n" for line in lines[:limit]), encoding="utf-8")
+
+
+def fsdd_audio(out: Path, src: Path, *, limit: int | None = None) -> None:
+    from attntrain.data.audio import parse_fsdd_name
+
+    for wav in sorted((src / "fsdd" / "recordings").glob("*.wav")):
+        digit, speaker, index = parse_fsdd_name(wav)
+        if limit is not None and index >= limit:
+            continue
+        target = out / ("test" if index < 5 else "train") / str(digit) / wav.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            os.symlink(wav, target)
+
+
+def _mnist_png(out: Path, src: Path, *, per_class: int, rgb: bool) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from attntrain.data.images import read_idx
+
+    for split, name in (("train", "train"), ("test", "t10k")):
+        images = read_idx(src / "mnist" / f"{name}-images-idx3-ubyte.gz").numpy()
+        labels = read_idx(src / "mnist" / f"{name}-labels-idx1-ubyte.gz").numpy()
+        count = per_class if split == "train" else max(per_class // 5, 1)
+        seen = {d: 0 for d in range(10)}
+        rng = np.random.default_rng(0)
+        for i, (image, label) in enumerate(zip(images, labels)):
+            if seen[int(label)] >= count:
+                continue
+            seen[int(label)] += 1
+            folder = out / split / str(int(label))
+            folder.mkdir(parents=True, exist_ok=True)
+            if rgb:  # a random colour per image: the digit's shape carries the label, not its colour
+                tint = rng.uniform(0.3, 1.0, size=3)
+                pixels = (image[..., None] * tint).astype(np.uint8)
+                Image.fromarray(pixels, mode="RGB").save(folder / f"{i}.png")
+            else:
+                Image.fromarray(image, mode="L").save(folder / f"{i}.png")
+            if all(v >= count for v in seen.values()):
+                break
+
+
+def mnist_png(out: Path, src: Path, *, limit: int | None = None) -> None:
+    _mnist_png(out, src, per_class=limit or 1000, rgb=False)
+
+
+def mnist_png_rgb(out: Path, src: Path, *, limit: int | None = None) -> None:
+    _mnist_png(out, src, per_class=limit or 1000, rgb=True)
+
+
+def ewt_jsonl(out: Path, src: Path, *, limit: int | None = None) -> None:
+    from attntrain.data.conll import read_conllu
+
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev", "test"):
+        sentences = read_conllu(src / "ud_en_ewt" / f"en_ewt-ud-{split}.conllu")[:limit]
+        (out / f"{split}.jsonl").write_text(
+            "".join(json.dumps({"tokens": s["words"], "upos": s["upos"]}, ensure_ascii=False) + "\n" for s in sentences),
+            encoding="utf-8")
+
+
+LAYOUTS = {"sst2_csv": sst2_csv, "sst2_text": sst2_text, "sst2_hf": sst2_hf, "multi30k_text": multi30k_text,
+           "fsdd_audio": fsdd_audio, "mnist_png": mnist_png, "mnist_png_rgb": mnist_png_rgb, "ewt_jsonl": ewt_jsonl}
+
+
+def write(name: str, out: Path, *, limit: int | None = None, src: Path | None = None) -> Path:
+    """Write one layout into out/<name>; `limit` keeps only the first rows (tests use slices)."""
+    folder = out / name
+    LAYOUTS[name](folder, src or data_root(), limit=limit)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("own_data"))
+    parser.add_argument("--only", nargs="*", choices=sorted(LAYOUTS), help="layouts to write (default: all)")
+    parser.add_argument("--per-class", type=int, default=None, help="mnist_png*: training images per digit (1000)")
+    args = parser.parse_args()
+    for name in args.only or LAYOUTS:
+        limit = args.per_class if name.startswith("mnist") else None
+        print(f"{name}: {write(name, args.out, limit=limit)}")
+
+
+if __name__ == "__main__":
+    main()
