@@ -47,7 +47,8 @@ def tokenize(line: str, how: str) -> list[str]:
 
 
 def field_value(row: dict, field: str, where: str) -> Any:
-    """row[field]; a missing field is one error listing the fields the row has."""
+    """row[field]; a missing field is one error listing the fields the row has (and naming file:line if known)."""
+    where = row.get("_where", where)
     if field not in row:
         names = ", ".join(k for k in map(str, row) if not k.startswith("_"))
         raise UserError(f"{where}: no field '{field}' (fields: {names})")

@@ -104,6 +104,9 @@ def read_table(source, files: list[Path]) -> Rows:
             table = datasets.load_dataset(builder, data_files=[str(path)], split="train",
                                           cache_dir=str(cache_dir() / "tables"), **kwargs)
         except Exception as e:  # the library's parse errors carry the row; we add the file name
+            if "corresponds to no data" in str(e) or isinstance(e, datasets.exceptions.DatasetGenerationError) \
+                    and path.stat().st_size <= len(path.read_bytes().split(b"\n", 1)[0]) + 1:
+                continue  # a header-only (or empty) file: no rows; an empty split is reported by the task
             raise UserError(f"{path}: cannot read as {source.format}: {str(e).splitlines()[0][:300]}") from None
         first = {"csv": 2, "tsv": 2, "jsonl": 1}.get(source.format)  # line of the first row (after a header)
         for index, row in enumerate(table.to_list()):
