@@ -58,7 +58,7 @@ def launch_fit(nproc: int, config: str | Path | None = None, *, overrides: list[
     argv = ["fit"] + ([str(config)] if config is not None and resume is None else [])
     argv += [f"--set={item}" for item in overrides] + (["--resume", str(resume)] if resume is not None else [])
     argv += ["--overwrite"] if overwrite else []
-    return distributed.launch(nproc, argv, train_cfg=cfg.train)
+    return distributed.launch(nproc, argv, train_cfg=cfg.train, run_dir=str(cfg.run_dir()))
 
 
 def _fresh_run_dir(run: RunDir, overwrite: bool) -> None:

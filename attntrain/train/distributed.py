@@ -84,12 +84,13 @@ def setup(train_cfg) -> None:
         return
     if not dist.is_available():
         raise UserError("this torch build has no torch.distributed; run with one process")
-    backend = check_backend(train_cfg.backend, train_cfg.device, processes=int(os.environ["LOCAL_WORLD_SIZE"]))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    backend = check_backend(train_cfg.backend, train_cfg.device, processes=local)
     if backend == "nccl":
         torch.cuda.set_device(local_rank())
-    elif int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > (os.cpu_count() or 1) and local_rank() == 0:
-        print(f"warning: {os.environ['LOCAL_WORLD_SIZE']} processes on {os.cpu_count()} CPU cores; "
-              "they will share cores and run slower than fewer processes", file=sys.stderr)
+    elif local_rank() == 0 and not os.environ.get("ATTNTRAIN_LAUNCHER"):  # --nproc has warned already
+        for warning in check_launch(local, train_cfg):
+            print(warning, file=sys.stderr)
     dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
     atexit.register(teardown)
 
@@ -113,7 +114,8 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index if device.index is not None else local_rank()] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+    # The buffers are constants (position tables, id maps): no need to send them at each forward.
+    return DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
 
 def accumulating(module: torch.nn.Module, last: bool):
@@ -302,6 +304,23 @@ def check_batching(saved: dict | None, cfg) -> None:
                             "data position would point at other examples; resume without changing it")
 
 
+def changed_settings(saved_config, cfg) -> str:
+    """'; changed since: key old -> new, ...' between a run's config.yaml and cfg (empty when none differ)."""
+    from attntrain.config import build_config, read_yaml
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value})
+        return out
+
+    before = flat(build_config(read_yaml(saved_config), str(saved_config)).to_dict())
+    after = flat(cfg.to_dict())
+    changed = [f"{key} {before.get(key)} -> {after.get(key)}" for key in sorted(set(before) | set(after))
+               if before.get(key) != after.get(key) and key not in ("name", "runs_dir")]
+    return f"; changed since it was saved: {', '.join(changed)}" if changed else ""
+
+
 # ---- random state --------------------------------------------------------------------------------
 def seed_rank(seed: int) -> None:
     """Different dropout masks per rank (rank 0 keeps the single-process stream)."""
@@ -326,22 +345,30 @@ def restore_rng(rng: torch.Tensor, per_rank: list | None, *, seed: int, step: in
 
 
 # ---- launcher --------------------------------------------------------------------------------------
-def launch(nproc: int, argv: list[str], *, train_cfg=None) -> int:
+def check_launch(nproc: int, train_cfg) -> list[str]:
+    """Refuse what cannot run (UserError: NCCL without GPUs, more processes than GPUs); warn about
+    more CPU processes than cores (they run, slowly). Returns the warnings."""
+    check_backend(train_cfg.backend, train_cfg.device, processes=nproc)
+    cuda = torch.cuda.is_available() and train_cfg.device != "cpu"
+    if not cuda and nproc > (os.cpu_count() or 1):
+        return [f"warning: --nproc {nproc} but {os.cpu_count()} CPU core(s); the processes will share cores "
+                "and train slower than fewer would"]
+    return []
+
+
+def launch(nproc: int, argv: list[str], *, train_cfg, run_dir: str) -> int:
     """`attntrain fit ... --nproc N`: start N processes on this machine with torchrun's launcher
     (standalone rendezvous on a free local port). Returns the exit code for the command."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    if train_cfg is not None:
-        check_backend(train_cfg.backend, train_cfg.device, processes=nproc)
-        cuda = torch.cuda.is_available() and train_cfg.device != "cpu"
-        if not cuda and nproc > (os.cpu_count() or 1):
-            print(f"warning: --nproc {nproc} on {os.cpu_count()} CPU cores; the processes will share cores",
-                  file=sys.stderr)
+    for warning in check_launch(nproc, train_cfg):
+        print(warning, file=sys.stderr)
+    os.environ["ATTNTRAIN_LAUNCHER"] = "1"  # inherited by the processes
     import logging
 
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    logging.getLogger("torch.distributed").setLevel(logging.ERROR)  # its banners and warnings, not errors
     args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "attntrain", *argv])
     try:
         run(args)
@@ -355,6 +382,6 @@ def launch(nproc: int, argv: list[str], *, train_cfg=None) -> int:
             return code
         reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
         print(f"error: process rank {first.local_rank} failed ({reason}); the other processes were stopped. "
-              "Continue with `attntrain fit --resume RUN_DIR` (from its last checkpoint)", file=sys.stderr)
+              f"Continue with `attntrain fit --resume {run_dir}` (from its last checkpoint)", file=sys.stderr)
         return 1
     return 0

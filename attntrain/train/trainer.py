@@ -140,7 +140,8 @@ class Trainer:
         state = json.loads(run.task_state.read_text()) if resume and run.task_state.is_file() else None
         self.task.prepare(state)
         run.path.mkdir(parents=True, exist_ok=True)
-        save_config(self.cfg, run.config)
+        if not resume:  # a resumed run's config.yaml is replaced once its checkpoint has loaded (_restore)
+            save_config(self.cfg, run.config)
         atomic_write_json(run.task_state, self.task.state())
 
     # ---- records -----------------------------------------------------------------------------
@@ -161,7 +162,10 @@ class Trainer:
         folder = self.run.latest()
         if folder is None:
             raise UserError(f"{self.run.path}: no checkpoint to resume from")
-        state = load_checkpoint(folder, self.model)
+        try:
+            state = load_checkpoint(folder, self.model)
+        except UserError as e:  # name the settings that changed since the checkpoint was written
+            raise UserError(f"{e}{distributed.changed_settings(self.run.config, self.cfg)}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
@@ -173,6 +177,7 @@ class Trainer:
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         distributed.check_batching(state.get("batching"), self.cfg)
+        distributed.on_main(lambda: save_config(self.cfg, self.run.config))  # only once the checkpoint fits
         if distributed.is_main():
             self._trim_metrics(self.progress.step)
         log(f"resumed from {folder} (step {self.progress.step}, epoch {self.progress.epoch})")
