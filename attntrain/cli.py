@@ -25,13 +25,17 @@ def fit(
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="Replace an existing run directory of the same name"),
     seeds: Optional[int] = typer.Option(None, min=1, help="Train with N seeds (seed, seed+1, ...); report mean and std"),
+    nproc: Optional[int] = typer.Option(None, min=1, help="Data-parallel over N processes on this machine (torchrun)"),
 ):
     """Train a model; prints test metrics of the best dev checkpoint at the end."""
-    from attntrain.runs import fit as run_fit, format_table
+    from attntrain.runs import fit as run_fit, format_table, launch_fit
+    from attntrain.train.distributed import is_main
 
     overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else [])
+    if nproc and nproc > 1:
+        raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite))
     result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite)
-    if result.metrics:
+    if result.metrics and is_main():  # under torchrun one table, from rank 0
         step = next(iter(result.metrics.values())).get("step")
         typer.echo(f"\nrun: {result.run_dir}" + (f"  (best dev step {step})" if step is not None else ""))
         typer.echo(format_table(result.metrics))

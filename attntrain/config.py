@@ -268,6 +268,8 @@ class TrainConfig(Section):
     seeds: int = Field(1, ge=1)  # repeat training with seeds seed, seed+1, ... and report mean and std
     progress: bool = True  # show tqdm progress bars
     tensorboard: bool = False  # also write scalars to runs/<name>/tensorboard/ (needs the tensorboard extra)
+    backend: Literal["auto", "gloo", "nccl"] = "auto"  # several processes (torchrun): auto = nccl on CUDA, gloo on CPU
+    compile: bool = False  # torch.compile the training forward (for GPUs; on CPU it rarely pays)
 
 
 class Config(Section):

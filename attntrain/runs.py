@@ -15,6 +15,7 @@ from attntrain.errors import UserError
 from attntrain.io import atomic_write_json
 from attntrain.model.build import build_model
 from attntrain.train.checkpoint import RunDir, load_weights
+from attntrain.train import distributed
 from attntrain.train.loop import amp_dtype, evaluate_split, move, resolve_device
 from attntrain.train.trainer import FitResult, Trainer
 
@@ -32,25 +33,46 @@ def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: 
         overwrite: bool = False) -> FitResult:
     if resume is not None:
         cfg = run_config(resume, overrides)
+        distributed.setup(cfg.train)  # under torchrun: join the other processes
         return _with_curves(Trainer(cfg, RunDir(resume), resume=True).fit())
     if config is None:
         raise UserError("fit needs a CONFIG file or --resume RUN_DIR")
     cfg = load_config(config, overrides)
+    distributed.setup(cfg.train)
     if cfg.train.seeds > 1:
         return fit_seeds(cfg, overwrite=overwrite)
     run = RunDir(cfg.run_dir())
+    distributed.on_main(lambda: _fresh_run_dir(run, overwrite))
+    return _with_curves(Trainer(cfg, run, resume=False).fit())
+
+
+def launch_fit(nproc: int, config: str | Path | None = None, *, overrides: list[str] = (),
+               resume: str | Path | None = None, overwrite: bool = False) -> int:
+    """`attntrain fit ... --nproc N`: the same fit in N processes started by torchrun's launcher; exit code."""
+    if resume is not None:
+        cfg = run_config(resume, overrides)
+    elif config is not None:
+        cfg = load_config(config, overrides)
+    else:
+        raise UserError("fit needs a CONFIG file or --resume RUN_DIR")
+    argv = ["fit"] + ([str(config)] if config is not None and resume is None else [])
+    argv += [f"--set={item}" for item in overrides] + (["--resume", str(resume)] if resume is not None else [])
+    argv += ["--overwrite"] if overwrite else []
+    return distributed.launch(nproc, argv, train_cfg=cfg.train, run_dir=str(cfg.run_dir()))
+
+
+def _fresh_run_dir(run: RunDir, overwrite: bool) -> None:
     if run.path.exists() and any(run.path.iterdir()):
         if not overwrite:
             raise UserError(f"run directory {run.path} already exists; resume it with "
                             f"`attntrain fit --resume {run.path}`, pick another name with --set name=..., "
                             "or pass --overwrite")
         shutil.rmtree(run.path)
-    return _with_curves(Trainer(cfg, run, resume=False).fit())
 
 
 def _with_curves(result: FitResult) -> FitResult:
     """Every finished run also gets learning_curves.png."""
-    if result.metrics:
+    if result.metrics and distributed.is_main():
         from attntrain.plots import learning_curves
 
         learning_curves(result.run_dir)
@@ -63,8 +85,8 @@ def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
     Running the same command again skips finished seeds and resumes an interrupted one.
     """
     parent = cfg.run_dir()
-    if overwrite and parent.exists():
-        shutil.rmtree(parent)
+    if overwrite:
+        distributed.on_main(lambda: shutil.rmtree(parent, ignore_errors=True))
     results = {}
     for k in range(cfg.train.seeds):
         seed = cfg.seed + k
@@ -80,7 +102,8 @@ def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
             return FitResult(str(parent), result.stopped, result.step, result.best, {})
         results[seed] = result.metrics
     summary = summarise(results)
-    atomic_write_json(parent / "summary.json", {"seeds": list(results), "runs": results, "summary": summary})
+    if distributed.is_main():
+        atomic_write_json(parent / "summary.json", {"seeds": list(results), "runs": results, "summary": summary})
     return FitResult(str(parent), "finished", 0, None, summary)
 
 

@@ -32,6 +32,8 @@ class TranslationMeter:
     (one hypothesis per line, in the order of the split's file).
     """
 
+    settings = ("beam",)  # the same on every process: not summed when several processes evaluate
+
     def __init__(self, detokenize: Callable[[list[int]], str], output_dir: Optional[str]):
         self.detokenize = detokenize
         self.output_dir = output_dir

@@ -66,7 +66,18 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     device = next(model.parameters()).device
-    model.load_state_dict(load_file(str(path), device=str(device)))
+    saved = load_file(str(path), device=str(device))
+    own = model.state_dict()
+    for key, tensor in own.items():  # name the first tensor that does not fit (a changed model.* setting)
+        if key not in saved or saved[key].shape != tensor.shape:
+            found = f"has shape {tuple(saved[key].shape)}" if key in saved else "is missing"
+            raise UserError(f"{path} does not fit this model: {key} {found} there, {tuple(tensor.shape)} here; "
+                            "was a model.* or data setting changed since it was saved?")
+    unexpected = sorted(set(saved) - set(own))
+    if unexpected:
+        raise UserError(f"{path} does not fit this model: it holds {unexpected[0]}, which this model lacks; "
+                        "was a model.* setting changed since it was saved?")
+    model.load_state_dict(saved)
 
 
 def save_checkpoint(run: RunDir, model: torch.nn.Module, trainer_state: dict, *, keep: int = 1) -> Path:

@@ -13,9 +13,11 @@ from tqdm import tqdm
 
 from attntrain.errors import UserError
 from attntrain.io import atomic_write_json
+from attntrain.train import distributed
 
 
 def resolve_device(name: str) -> torch.device:
+    """train.device -> a torch device (several processes: see distributed.device_for first)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -68,7 +70,10 @@ def lr_factor(step: int, *, total: int, warmup: int, schedule: str, min_ratio: f
 
 
 def move(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+    """Tensors to the device; on CUDA through pinned memory, so the copy does not stall the host."""
+    pin = device.type == "cuda"
+    return {k: (v.pin_memory() if pin and v.device.type == "cpu" else v).to(device, non_blocking=True)
+            if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -80,22 +85,27 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def evaluate(model, task, split: str, device: torch.device, *, amp=None, progress: bool = False) -> dict:
     """The head's metrics (and mean loss) over a whole split, in length-sorted batches."""
-    return evaluate_meter(model, task, split, device, amp=amp, progress=progress).compute()
+    return distributed.compute_on_main(evaluate_meter(model, task, split, device, amp=amp, progress=progress))
 
 
 @torch.no_grad()
 def evaluate_meter(model, task, split: str, device: torch.device, *, amp=None, progress: bool = False):
-    """Run a whole split through the model; returns the head's filled meter (metrics, confusion, ...)."""
+    """Run a whole split through the model; returns the head's filled meter (metrics, confusion, ...).
+
+    With several processes each runs every N-th batch and the meters' counts are summed (exact metrics).
+    """
     was_training = model.training
     model.eval()
     meter = model.head.new_meter()
-    batches = task.batches(split, shuffle=False)
-    for indices in tqdm(batches, desc=f"eval {split}", leave=False, disable=not progress, dynamic_ncols=True):
+    batches = distributed.shard(task.batches(split, shuffle=False))
+    for indices in tqdm(batches, desc=f"eval {split}", leave=False, disable=not progress or not distributed.is_main(),
+                        dynamic_ncols=True):
         batch = move(task.batch(split, indices), device)
         with autocast(device, amp):
             out = model(batch)
         meter.update(out["logits"], batch, out.get("loss"))
     model.train(was_training)
+    distributed.sync_meter(meter)
     return meter
 
 
@@ -103,8 +113,9 @@ def evaluate_split(model, task, split: str, device: torch.device, run_dir, *, am
                    progress: bool = False) -> dict:
     """The metrics of a whole split; what the meter holds beyond them goes into run_dir (see save_artifacts)."""
     meter = evaluate_meter(model, task, split, device, amp=amp, progress=progress)
-    metrics = meter.compute()
-    save_artifacts(run_dir, split, meter, task.info())
+    metrics = distributed.compute_on_main(meter)
+    if distributed.is_main():
+        save_artifacts(run_dir, split, meter, task.info())
     return metrics
 
 

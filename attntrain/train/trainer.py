@@ -25,6 +25,7 @@ from attntrain.data import build_task
 from attntrain.errors import UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text
 from attntrain.model.build import build_model, count_parameters
+from attntrain.train import distributed
 from attntrain.train.schedule import resolve as resolve_schedule
 from attntrain.train.checkpoint import RunDir, load_checkpoint, load_weights, save_checkpoint, save_weights
 from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_split, lr_factor, move,
@@ -32,8 +33,9 @@ from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate
 
 
 def log(message: str) -> None:
-    """Progress messages go to stderr (beside the bars), keeping stdout for results."""
-    tqdm.write(message, file=sys.stderr)
+    """Progress messages go to stderr (beside the bars), keeping stdout for results; rank 0 only."""
+    if distributed.is_main():
+        tqdm.write(message, file=sys.stderr)
 
 
 def open_tensorboard(folder):
@@ -104,18 +106,17 @@ class Trainer:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
-        self.device = resolve_device(cfg.train.device)
+        distributed.setup(cfg.train)
+        self.device = resolve_device(distributed.device_for(cfg.train.device))
         self.amp = amp_dtype(self.device, cfg.train.amp)
         self.task = build_task(cfg)
         unknown = [split for split in cfg.train.eval_splits if split not in self.task.splits]
         if unknown:  # found now, not after training
             raise UserError(f"train.eval_splits: unknown split '{unknown[0]}'; this task has "
                             f"{', '.join(self.task.splits)}")
-        state = json.loads(run.task_state.read_text()) if resume and run.task_state.is_file() else None
-        self.task.prepare(state)
-        run.path.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run.config)
-        atomic_write_json(run.task_state, self.task.state())
+        distributed.on_main(lambda: self._prepare_task(resume))  # rank 0 builds vocabularies, writes the run files
+        if not distributed.is_main():
+            self.task.prepare(json.loads(run.task_state.read_text()))
         self.model = build_model(cfg, self.task.info()).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
@@ -125,15 +126,32 @@ class Trainer:
         self.ema = ([p.detach().clone() for p in self._params] if cfg.train.ema or cfg.train.ema_horizon
                     else None)
         self.schedule = None  # steps of warm-up / evaluation / averaging, resolved when fit() knows the run length
-        self.tensorboard = open_tensorboard(run.path / "tensorboard") if cfg.train.tensorboard else None
+        self.tensorboard = (open_tensorboard(run.path / "tensorboard") if cfg.train.tensorboard and distributed.is_main()
+                            else None)
         self._saved_step: int | None = None  # step of the newest checkpoint written by this process
         self._evaluated_step: int | None = None  # step of the newest dev evaluation
         if resume:
             self._restore()
+        else:
+            distributed.seed_rank(cfg.seed)
+        self.forward = distributed.wrap(self.model, self.device)  # DDP with several processes
+        if cfg.train.compile:
+            self.forward = torch.compile(self.forward)
+
+    def _prepare_task(self, resume: bool) -> None:
+        run = self.run
+        state = json.loads(run.task_state.read_text()) if resume and run.task_state.is_file() else None
+        self.task.prepare(state)
+        run.path.mkdir(parents=True, exist_ok=True)
+        if not resume:  # a resumed run's config.yaml is replaced once its checkpoint has loaded (_restore)
+            save_config(self.cfg, run.config)
+        atomic_write_json(run.task_state, self.task.state())
 
     # ---- records -----------------------------------------------------------------------------
     def _record(self, record: dict) -> None:
         """One metrics.jsonl line; with train.tensorboard its numbers also go to runs/<name>/tensorboard/."""
+        if not distributed.is_main():
+            return
         append_jsonl(self.run.metrics, record)
         if self.tensorboard is not None and record["kind"] != "start":
             prefix = record["kind"] if record["kind"] == "train" else f"{record['kind']}_{record['split']}"
@@ -147,7 +165,10 @@ class Trainer:
         folder = self.run.latest()
         if folder is None:
             raise UserError(f"{self.run.path}: no checkpoint to resume from")
-        state = load_checkpoint(folder, self.model)
+        try:
+            state = load_checkpoint(folder, self.model)
+        except UserError as e:  # name the settings that changed since the checkpoint was written
+            raise UserError(f"{e}{distributed.changed_settings(self.run.config, self.cfg)}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
@@ -155,10 +176,13 @@ class Trainer:
             saved = state.get("ema")  # None when the run was trained without train.ema until now
             self.ema = ([t.to(self.device) for t in saved] if saved is not None
                         else [p.detach().clone() for p in self._params])
-        torch.set_rng_state(state["rng"])
+        distributed.restore_rng(state["rng"], state.get("rng_ranks"), seed=self.cfg.seed, step=self.progress.step)
         if self.device.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
-        self._trim_metrics(self.progress.step)
+        distributed.check_batching(state.get("batching"), self.cfg)
+        distributed.on_main(lambda: save_config(self.cfg, self.run.config))  # only once the checkpoint fits
+        if distributed.is_main():
+            self._trim_metrics(self.progress.step)
         log(f"resumed from {folder} (step {self.progress.step}, epoch {self.progress.epoch})")
 
     def _trim_metrics(self, step: int) -> None:
@@ -177,8 +201,12 @@ class Trainer:
             "rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "ema": self.ema,
+            "rng_ranks": distributed.rng_states(),  # several processes: every rank's dropout stream
+            "batching": distributed.batching(self.cfg),  # what the saved data position means
         }
-        save_checkpoint(self.run, self.model, state)
+        if distributed.is_main():
+            save_checkpoint(self.run, self.model, state)
+        distributed.barrier()
         self._saved_step = self.progress.step
 
     def _save_if_needed(self) -> None:
@@ -200,16 +228,33 @@ class Trainer:
             group["lr"] = t.lr * factor
         return t.lr * factor
 
-    def _step(self, batches: list[dict]) -> tuple[float, int]:
-        """One optimizer step over `accumulate` batches; returns (mean loss, real tokens)."""
+    def _local_batches(self, group: list[list[int]]) -> tuple[list[dict], list[float] | None]:
+        """The batches of one step this process runs (several processes: its share, with loss weights)."""
+        if not distributed.active():
+            return [self.task.batch("train", indices) for indices in group], None
+        return distributed.local_share(self.task, self.model.head, group)
+
+    def _step(self, batches: list[dict], weights: list[float] | None = None) -> tuple[float, int]:
+        """One optimizer step over `accumulate` batches; returns (mean loss, real tokens).
+
+        weights: with several processes, each local batch's loss weight (see distributed.local_share);
+        loss and tokens are then summed over the processes.
+        """
         total_loss, tokens = 0.0, 0
-        for batch in batches:
+        for i, batch in enumerate(batches):
             batch = move(batch, self.device)
-            with autocast(self.device, self.amp):
-                loss = self.model(batch)["loss"] / len(batches)
-            self.scaler.scale(loss).backward()
+            with distributed.accumulating(self.forward, last=i == len(batches) - 1):
+                with autocast(self.device, self.amp):
+                    loss = self.forward(batch)["loss"] / len(batches)
+                    if weights is not None:
+                        loss = loss * weights[i]
+                self.scaler.scale(loss).backward()
             total_loss += float(loss.detach())
-            tokens += int(batch["mask"].sum())
+            if weights is None or weights[i]:  # a weight-0 batch stands in for an empty share
+                tokens += int(batch["mask"].sum())
+        if weights is not None:
+            total_loss, tokens = distributed.all_sum([total_loss / distributed.world_size(), tokens])
+            tokens = int(tokens)
         if self.cfg.train.grad_clip:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
@@ -252,8 +297,9 @@ class Trainer:
                                 f"{', '.join(metrics)}")
             value = metrics[t.metric]
             improved = self._improves(value)
-            if improved:
+            if improved and distributed.is_main():
                 save_weights(self.model, self.run.best, {"step": p.step, t.metric: value})
+        distributed.barrier()
         if improved:
             p.best, p.best_step, p.bad_evals = value, p.step, 0
         else:
@@ -280,7 +326,8 @@ class Trainer:
         for warning in self.schedule.warnings:
             log(f"warning: {warning}")
         stopped = "finished"
-        bar = tqdm(total=total, initial=p.step, desc=f"fit {cfg.name}", disable=not t.progress, dynamic_ncols=True)
+        bar = tqdm(total=total, initial=p.step, desc=f"fit {cfg.name}", disable=not t.progress or not distributed.is_main(),
+                   dynamic_ncols=True)
         window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
         session_start = time.perf_counter() - p.elapsed
         with StopFlag() as flag:
@@ -290,7 +337,7 @@ class Trainer:
                     group = order[p.batch_in_epoch: p.batch_in_epoch + t.accumulate]
                     lr = self._set_lr(total)
                     step_start = time.perf_counter()
-                    loss, tokens = self._step([self.task.batch("train", idx) for idx in group])
+                    loss, tokens = self._step(*self._local_batches(group))
                     p.step += 1
                     p.batch_in_epoch += len(group)
                     p.tokens += tokens
@@ -312,8 +359,9 @@ class Trainer:
                         self._save()
                     if stopped != "finished":
                         break
-                    if flag.requested:
-                        stopped = flag.requested
+                    requested = distributed.any_stop(flag.requested)  # every process stops at the same step
+                    if requested:
+                        stopped = requested
                         break
                 else:
                     p.epoch += 1
@@ -337,7 +385,9 @@ class Trainer:
             metrics = evaluate_split(self.model, self.task, split, self.device, self.run.path, amp=self.amp)
             metrics.update(step=self.progress.best_step, train_seconds=round(self.progress.elapsed, 1),
                            peak_memory_mb=round(peak_memory_mb(self.device), 1))
-            atomic_write_json(self.run.eval_file(split), metrics)
+            if distributed.is_main():
+                atomic_write_json(self.run.eval_file(split), metrics)
             self._record({"kind": "final", "split": split, "step": self.progress.step, **metrics})
             results[split] = metrics
+        distributed.barrier()  # the other processes return once rank 0 has written everything
         return results
