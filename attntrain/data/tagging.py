@@ -71,3 +71,7 @@ class UdPosTask(Task):
 
     def describe(self, example: dict, prediction: list[int]) -> str:
         return " ".join(f"{w}/{self.labels.items[p]}" for w, p in zip(example["words"], prediction))
+
+    def record(self, example: dict, prediction: list[int], scores=None) -> dict:
+        """{"tokens": [...], "tags": [...]}, one tag per token (a plain dict: span fields can join it)."""
+        return {"tokens": list(example["words"]), "tags": [self.labels.items[p] for p in prediction]}
