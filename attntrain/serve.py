@@ -11,8 +11,7 @@ reaches the model); encoded inputs of all requests then queue for one model thre
 to `max_batch` of them, waiting at most `max_wait_ms` after the first for more (1 = batching off).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the route annotations (Request, imported late).
 import asyncio
 import base64
 import binascii
@@ -261,19 +260,6 @@ def create_app(predictor: Predictor, settings: ServeSettings):
     app = FastAPI(title="attntrain", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.batcher = batcher
 
-    @app.exception_handler(RequestError)
-    async def request_error(request, e: RequestError):
-        return JSONResponse({"error": e.message}, status_code=e.status)
-
-    @app.exception_handler(UserError)
-    async def task_error(request, e: UserError):  # e.g. a graph node index out of range
-        return JSONResponse({"error": str(e)}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def internal_error(request, e: Exception):  # never a traceback to the client
-        log.error("internal error on %s: %s: %s", request.url.path, type(e).__name__, e)
-        return JSONResponse({"error": f"internal error ({type(e).__name__})"}, status_code=500)
-
     @app.get("/health")
     async def health():
         return {"status": "ok"}
@@ -286,14 +272,27 @@ def create_app(predictor: Predictor, settings: ServeSettings):
                            "max_input_chars": settings.max_input_chars, "paths": settings.allow_paths is not None},
                 "served": {"batches": batcher.batches, "inputs": batcher.inputs}}
 
-    @app.post("/predict")
-    async def predict(request: Request):
+    async def answer(request) -> list[dict]:
         body = parse_body(await read_limited(request, settings.max_body_bytes))
         inputs, beam, top_k = check_request(body, predictor, settings)
         examples = [to_example(value, i, predictor, settings) for i, value in enumerate(inputs)]
         pairs = await asyncio.to_thread(
             lambda: [encode_input(ex, i, predictor, settings) for i, ex in enumerate(examples)])
-        return {"predictions": await batcher.predict(pairs, beam, top_k)}
+        return await batcher.predict(pairs, beam, top_k)
+
+    @app.post("/predict")
+    async def predict(request: Request):  # the body is read by hand: size limit first, then UTF-8, JSON
+        # Every failure is answered here, so none reaches Starlette's error middleware (which would
+        # log a traceback and drop the keep-alive connection).
+        try:
+            return {"predictions": await answer(request)}
+        except RequestError as e:
+            return JSONResponse({"error": e.message}, status_code=e.status)
+        except UserError as e:  # a task's own check, e.g. a graph node index out of range
+            return JSONResponse({"error": str(e)}, status_code=422)
+        except Exception as e:  # a bug or a model failure: a 500 with the error's type, never a traceback
+            log.error("internal error on /predict: %s: %s", type(e).__name__, e)
+            return JSONResponse({"error": f"internal error ({type(e).__name__})"}, status_code=500)
 
     return app
 
@@ -312,7 +311,7 @@ async def read_limited(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, settings: ServeSettings | None = None,
+def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, settings: Optional[ServeSettings] = None,
           checkpoint: str = "best", device: str | None = None, threads: int | None = None) -> None:
     """Load the run once and answer requests until Ctrl-C."""
     try:
