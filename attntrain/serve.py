@@ -8,7 +8,9 @@ An input is a string (a sentence; a node index for graph runs), {"text": str}, {
 {"base64": str} (audio/image bytes) or {"path": str} (audio/image file; only below --allow-paths).
 Each request is checked and encoded in the request's own coroutine (a bad one gets a 4xx and never
 reaches the model); encoded inputs of all requests then queue for one model thread, which takes up
-to `max_batch` of them, waiting at most `max_wait_ms` after the first for more (1 = batching off).
+to `max_batch` of them (1 = batching off): all that queued while the model was busy, and, while
+other requests are still being read and encoded, it waits up to `max_wait_ms` for them to join. A
+lone request never waits.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the route annotations (Request, imported late).
@@ -57,6 +59,7 @@ class Job:
     beam: Optional[int]
     top_k: Optional[int]
     future: asyncio.Future = field(repr=False)
+    queued: float = 0.0  # event-loop time it joined the queue
 
 
 class Batcher:
@@ -67,6 +70,7 @@ class Batcher:
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="attntrain-model")
         self.batches = self.inputs = 0  # counters for /info (how much batching happened)
+        self.arriving = 0  # requests being read and encoded: inputs that will queue soon
 
     async def predict(self, pairs: list[tuple[dict, Optional[dict]]], beam: Optional[int],
                       top_k: Optional[int]) -> list[dict]:
@@ -77,7 +81,7 @@ class Batcher:
             if item is EMPTY:
                 future.set_result({})
             else:
-                self.queue.put_nowait(Job(example, item, beam, top_k, future))
+                self.queue.put_nowait(Job(example, item, beam, top_k, future, loop.time()))
             futures.append(future)
         return list(await asyncio.gather(*futures))
 
@@ -85,13 +89,16 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self.queue.get()]
-            deadline = loop.time() + self.settings.max_wait_ms / 1000
+            # Counted from when the first input queued: inputs that waited while the model was busy go at once.
+            deadline = jobs[0].queued + self.settings.max_wait_ms / 1000
             while len(jobs) < self.settings.max_batch:
                 try:
                     jobs.append(self.queue.get_nowait())
                     continue
                 except asyncio.QueueEmpty:
                     pass
+                if not self.arriving:  # nobody else on the way: waiting would only add latency
+                    break
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -273,11 +280,18 @@ def create_app(predictor: Predictor, settings: ServeSettings):
                 "served": {"batches": batcher.batches, "inputs": batcher.inputs}}
 
     async def answer(request) -> list[dict]:
-        body = parse_body(await read_limited(request, settings.max_body_bytes))
-        inputs, beam, top_k = check_request(body, predictor, settings)
-        examples = [to_example(value, i, predictor, settings) for i, value in enumerate(inputs)]
-        pairs = await asyncio.to_thread(
-            lambda: [encode_input(ex, i, predictor, settings) for i, ex in enumerate(examples)])
+        batcher.arriving += 1
+        try:
+            body = parse_body(await read_limited(request, settings.max_body_bytes))
+            inputs, beam, top_k = check_request(body, predictor, settings)
+            examples = [to_example(value, i, predictor, settings) for i, value in enumerate(inputs)]
+            def encode_all():
+                return [encode_input(ex, i, predictor, settings) for i, ex in enumerate(examples)]
+
+            # Reading audio / images goes to a thread; text is encoded in microseconds, here.
+            pairs = await asyncio.to_thread(encode_all) if any("file" in ex for ex in examples) else encode_all()
+        finally:
+            batcher.arriving -= 1
         return await batcher.predict(pairs, beam, top_k)
 
     @app.post("/predict")
