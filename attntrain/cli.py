@@ -163,6 +163,7 @@ def serve(
     port: int = typer.Option(8000, min=0, max=65535),
     max_batch: int = typer.Option(32, min=1, help="Inputs per model call; 1 turns dynamic batching off"),
     max_wait_ms: float = typer.Option(5.0, min=0.0, help="How long a queued input waits for others to join its batch"),
+    max_tokens: int = typer.Option(4096, min=1, help="Padded positions per model call (batches group similar lengths)"),
     max_body_bytes: int = typer.Option(1 << 20, min=1, help="Larger request bodies are refused (413)"),
     max_inputs: int = typer.Option(256, min=1, help="Inputs per request"),
     max_input_chars: int = typer.Option(20000, min=1, help="Characters of one text input"),
@@ -174,7 +175,8 @@ def serve(
     """Answer predictions over HTTP: POST /predict, GET /health, GET /info (JSON)."""
     from attntrain.serve import ServeSettings, serve as run_serve
 
-    settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, max_body_bytes=max_body_bytes,
+    settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, max_tokens=max_tokens,
+                             max_body_bytes=max_body_bytes,
                              max_inputs=max_inputs, max_input_chars=max_input_chars, allow_paths=allow_paths)
     run_serve(run_dir, host=host, port=port, settings=settings, checkpoint=checkpoint, device=device, threads=threads)
 

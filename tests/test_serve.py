@@ -253,3 +253,12 @@ def test_loading_a_run_for_prediction_never_unpickles(tagging_run, monkeypatch):
     monkeypatch.setattr(pickle, "loads", refuse)
     predictor = Predictor.from_run(tagging_run)
     assert predictor.records(predictor.parse(["A dog ."]))[0]["tokens"] == ["A", "dog", "."]
+
+
+def test_length_groups_keep_similar_lengths_under_the_token_cap():
+    from attntrain.serve import Job, length_groups
+
+    jobs = [Job({}, {"length": n}, None, None, None) for n in (30, 3, 4, 28, 5, 100, 29, 31)]
+    groups = [[job.item["length"] for job in group] for group in length_groups(jobs, max_tokens=90)]
+    assert groups == [[3, 4, 5], [28, 29, 30], [31], [100]]  # 4 x 31 > 90 tokens; 100 > 1.3 x 28 + 2
+    assert sorted(n for g in groups for n in g) == sorted(job.item["length"] for job in jobs)
