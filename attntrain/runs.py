@@ -7,8 +7,6 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import torch
-
 from attntrain.config import Config, build_config, load_config, read_yaml
 from attntrain.data import build_task
 from attntrain.errors import UserError
