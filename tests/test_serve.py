@@ -262,3 +262,5 @@ def test_length_groups_keep_similar_lengths_under_the_token_cap():
     groups = [[job.item["length"] for job in group] for group in length_groups(jobs, max_tokens=90)]
     assert groups == [[3, 4, 5], [28, 29, 30], [31], [100]]  # 4 x 31 > 90 tokens; 100 > 1.3 x 28 + 2
     assert sorted(n for g in groups for n in g) == sorted(job.item["length"] for job in jobs)
+    singles = length_groups(jobs, max_tokens=4096, max_size=1)  # e.g. a graph run: one graph per call
+    assert [len(g) for g in singles] == [1] * len(jobs)
