@@ -10,10 +10,12 @@ import typer
 
 from attntrain.errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate self-attention models from YAML configs.")
 data_app = typer.Typer(no_args_is_help=True, help="Obtain and verify datasets.")
 app.add_typer(data_app, name="data")
+config_app = typer.Typer(no_args_is_help=True, help="Show resolved configs.")
+app.add_typer(config_app, name="config")
 
 SetOption = typer.Option(None, "--set", "-s", help="Override a config key: --set model.encoder.num_layers=2")
 
@@ -49,11 +51,13 @@ def eval_(
     split: str = typer.Option("test", help="Split to evaluate"),
     checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
     beam: Optional[int] = typer.Option(None, min=1, help="seq2seq: beam width (1 = greedy); default from the config"),
+    save_predictions: bool = typer.Option(False, help="Also write predictions_<split>.jsonl (one record per example, in order)"),
 ):
     """Evaluate a run's checkpoint on a split; writes eval_<split>.json into the run directory."""
     from attntrain.runs import eval_run, format_table
 
-    typer.echo(format_table({split: eval_run(run_dir, split, checkpoint=checkpoint, beam=beam)}))
+    metrics = eval_run(run_dir, split, checkpoint=checkpoint, beam=beam, save_predictions=save_predictions)
+    typer.echo(format_table({split: metrics}))
 
 
 @app.command()
@@ -61,6 +65,10 @@ def predict(
     run_dir: Path = typer.Argument(..., help="Run directory"),
     text: Optional[List[str]] = typer.Argument(None, help="Inputs; none (or '-') reads lines from stdin"),
     file: Optional[Path] = typer.Option(None, "--file", "-f", help="Read inputs from this file, one per line"),
+    format_: str = typer.Option("text", "--format", help="text | jsonl (a JSON record per line) | tsv (header + columns)"),
+    top_k: Optional[int] = typer.Option(None, min=1, help="jsonl/tsv of a classifier: add the K most probable labels"),
+    beam: Optional[int] = typer.Option(None, min=1, help="seq2seq: beam width (1 = greedy); default from the config"),
+    pretokenized: bool = typer.Option(False, help="Text is already split into tokens by spaces (skip the run's tokenizer)"),
 ):
     """Predict on raw inputs (a sentence per argument or line) and print the outputs."""
     from attntrain.runs import predict as run_predict
@@ -74,7 +82,8 @@ def predict(
     else:
         lines = sys.stdin
     interactive = lines is sys.stdin and sys.stdin.isatty()  # answer each line as it is typed
-    for out in run_predict(run_dir, lines, batch_size=1 if interactive else None):
+    for out in run_predict(run_dir, lines, batch_size=1 if interactive else None, fmt=format_, top_k=top_k, beam=beam,
+                           pretokenized=pretokenized):
         typer.echo(out)
 
 
@@ -168,6 +177,63 @@ def data_verify(
     for name in names:
         count = verify(name, root=root)
         typer.echo(f"{name}: {count} files ok")
+
+
+# ---- using a trained run: serve, export, config show, runs ----------------------------------------
+
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="Run directory"),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 exposes the server to the network)"),
+    port: int = typer.Option(8000, min=0, max=65535),
+    max_batch: int = typer.Option(32, min=1, help="Inputs per model call; 1 turns dynamic batching off"),
+    max_wait_ms: float = typer.Option(5.0, min=0.0, help="How long a queued input waits for others to join its batch"),
+    max_tokens: int = typer.Option(4096, min=1, help="Padded positions per model call (batches group similar lengths)"),
+    max_body_bytes: int = typer.Option(1 << 20, min=1, help="Larger request bodies are refused (413)"),
+    max_inputs: int = typer.Option(256, min=1, help="Inputs per request"),
+    max_input_chars: int = typer.Option(20000, min=1, help="Characters of one text input"),
+    allow_paths: Optional[Path] = typer.Option(None, help="Let requests name audio/image files below this folder"),
+    checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, ...; default from the run's config"),
+    threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads"),
+):
+    """Answer predictions over HTTP: POST /predict, GET /health, GET /info (JSON)."""
+    from attntrain.serve import ServeSettings, serve as run_serve
+
+    settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, max_tokens=max_tokens,
+                             max_body_bytes=max_body_bytes,
+                             max_inputs=max_inputs, max_input_chars=max_input_chars, allow_paths=allow_paths)
+    run_serve(run_dir, host=host, port=port, settings=settings, checkpoint=checkpoint, device=device, threads=threads)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="Run directory (tagging or sequence head)"),
+    format_: str = typer.Option("onnx", "--format", help="onnx | torchscript"),
+    out: Optional[Path] = typer.Option(None, help="Output file (default: RUN_DIR/model.onnx or model.pt)"),
+    checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
+):
+    """Export the model (encoder + head) with dynamic batch and length axes; prints the file written."""
+    from attntrain.export import export_run
+
+    typer.echo(export_run(run_dir, fmt=format_, out=out, checkpoint=checkpoint))
+
+
+@config_app.command("show")
+def config_show(config: Path = typer.Argument(..., help="YAML config, or a run directory"),
+                set_: Optional[List[str]] = SetOption):
+    """Print the fully resolved config: every key with its value (defaults included) and its comment."""
+    from attntrain.config_doc import show_config
+
+    typer.echo(show_config(config, set_ or []))
+
+
+@app.command("runs")
+def runs_(folder: Path = typer.Argument(Path("runs"), help="Folder holding run directories")):
+    """List runs: task, status (finished / stopped at step N), best dev metric, test metric."""
+    from attntrain.runlist import list_runs, runs_table
+
+    typer.echo(runs_table(list_runs(folder)))
 
 
 def main() -> None:

@@ -7,8 +7,6 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import torch
-
 from attntrain.config import Config, build_config, load_config, read_yaml
 from attntrain.data import build_task
 from attntrain.errors import UserError
@@ -16,7 +14,7 @@ from attntrain.io import atomic_write_json
 from attntrain.model.build import build_model
 from attntrain.train.checkpoint import RunDir, load_weights
 from attntrain.train import distributed
-from attntrain.train.loop import amp_dtype, evaluate_split, move, resolve_device
+from attntrain.train.loop import amp_dtype, evaluate_split, resolve_device
 from attntrain.train.trainer import FitResult, Trainer
 
 
@@ -144,7 +142,8 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
     return cfg, task, model, dev
 
 
-def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best", beam: int | None = None) -> dict:
+def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best", beam: int | None = None,
+             save_predictions: bool = False) -> dict:
     kind = run_config(run_dir).model.head.kind
     if beam is not None and kind != "seq2seq":
         raise UserError(f"--beam: only seq2seq runs search for their output; {run_dir} has model.head.kind '{kind}'")
@@ -154,30 +153,59 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
         raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
     metrics = evaluate_split(model, task, split, device, run_dir, amp=amp_dtype(device, cfg.train.amp), progress=True)
     atomic_write_json(RunDir(run_dir).eval_file(split), metrics)
+    if save_predictions:
+        save_split_predictions(run_dir, split, cfg, task, model, device)
     return metrics
 
 
-@torch.no_grad()
-def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = None) -> Iterator[str]:
+def save_split_predictions(run_dir: str | Path, split: str, cfg, task, model, device) -> Path:
+    """predictions_<split>.jsonl: one record per example of the split, in order ("index" = line of the split).
+
+    A second pass over the split (a translation run searches again, with the same beam as the evaluation).
+    """
+    from attntrain.io import atomic_write_text
+    from attntrain.predictor import Predictor
+
+    predictor = Predictor(cfg, task, model, device)
+    raw = task.split_raw(split)
+    results = predictor.run_encoded(task.split(split), batch_size=max(task.predict_batch_size, 64))
+    lines = [json.dumps({"index": i, **predictor.record(ex, r)}, ensure_ascii=False)
+             for i, (ex, r) in enumerate(zip(raw, results))]
+    path = Path(run_dir) / f"predictions_{split}.jsonl"
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return path
+
+
+FORMATS = ("text", "jsonl", "tsv")
+
+
+def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = None, *, fmt: str = "text",
+            top_k: int | None = None, beam: int | None = None, pretokenized: bool = False) -> Iterator[str]:
     """Stream predictions for raw inputs, one output line per input line (empty in -> empty out).
 
     Inputs are run `batch_size` at a time (default: the task's `predict_batch_size`); 1 answers each
-    line before the next is read, as an interactive terminal wants.
+    line before the next is read, as an interactive terminal wants. fmt: text (as `describe` prints),
+    jsonl (one record per line, with "input") or tsv (a header line, then input and the record's
+    flat fields; lists joined by spaces).
     """
-    cfg, task, model, device = load_run(run_dir)
-    batch_size = batch_size or task.predict_batch_size
+    from attntrain.predictor import Predictor
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format: unknown format '{fmt}'; choose one of: {', '.join(FORMATS)}")
+    predictor = Predictor.from_run(run_dir)
+    predictor.check_beam(beam)
+    batch_size = batch_size or predictor.task.predict_batch_size
     pending: list[str] = []
+    header: list[str] = []
 
     def flush():
-        examples = task.parse_inputs(pending)
-        keep = [i for i, ex in enumerate(examples) if not task.is_empty(ex)]
-        out = [""] * len(examples)
-        if keep:
-            items = [task.encode(examples[i], max_len=task.eval_max_len()) for i in keep]
-            batch = move(task.collate(items), device)
-            logits = model(batch)["logits"]
-            for i, pred in zip(keep, model.head.predict(logits, batch)):
-                out[i] = task.describe(examples[i], pred)
+        examples = predictor.parse(pending, pretokenized=pretokenized)
+        if fmt == "text":
+            out = predictor.lines(examples, beam=beam, batch_size=batch_size)
+        else:
+            records = [{"input": line, **rec} for line, rec in
+                       zip(pending, predictor.records(examples, beam=beam, top_k=top_k, batch_size=batch_size))]
+            out = [json.dumps(rec, ensure_ascii=False) for rec in records] if fmt == "jsonl" else _tsv(records, header)
         pending.clear()
         return out
 
@@ -187,6 +215,26 @@ def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = 
             yield from flush()
     if pending:
         yield from flush()
+
+
+def _tsv_cell(value) -> str:
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value).replace("\t", " ").replace("\n", " ")
+
+
+def _tsv(records: list[dict], header: list[str]) -> list[str]:
+    """Flat (non-dict) fields as tab-separated columns; the first non-empty record fixes the header."""
+    lines = []
+    for rec in records:
+        if not header and len(rec) > 1:
+            header.extend(k for k, v in rec.items() if not isinstance(v, dict)
+                          and not (isinstance(v, list) and v and isinstance(v[0], dict)))
+            lines.append("\t".join(header))
+        lines.append("\t".join(_tsv_cell(rec.get(k, "")) for k in header) if header else _tsv_cell(rec["input"]))
+    return lines
 
 
 def format_table(rows: dict[str, dict]) -> str:

@@ -52,6 +52,14 @@ class ClassifyTask(Task):
         label, prob = prediction
         return f"{self.classes[label]}\t{prob:.3f}"
 
+    def record(self, example: dict, prediction: tuple[int, float], scores: list[float] | None = None) -> dict:
+        """{"label", "probability"} and, given the full softmax, {"probabilities": {class: p}}."""
+        label, prob = prediction
+        out = {"label": self.classes[label], "probability": prob}
+        if scores is not None:
+            out["probabilities"] = dict(zip(self.classes, scores))
+        return out
+
 
 def holdout(n: int, dev_size: int, *, seed: int = 0) -> tuple[list[int], list[int]]:
     """Split range(n) into (train, dev) index lists with a fixed permutation (independent of the run seed)."""

@@ -174,6 +174,10 @@ class DataTask(Task):
         how = "whitespace" if pretokenized else self.cfg.data.input.tokenizer
         return [{field: tokenize(line, how)} for line in lines]
 
+    def parse_tokens(self, tokens: list[str]) -> dict:
+        """Already split input (predict --pretokenized, the server's {"tokens": [...]})."""
+        return {self.cfg.data.input.field: list(tokens)}
+
     def is_empty(self, example: dict) -> bool:
         return not example[self.cfg.data.input.field]
 
@@ -198,12 +202,14 @@ class DataTask(Task):
             return format_spans(value, tags, self.target.scheme)
         return " ".join(f"{w}/{t}" for w, t in zip(value, tags))
 
-    def record(self, example: dict, prediction: Any) -> dict:
-        """A prediction as a JSON-ready dict (predict --format jsonl, the server)."""
+    def record(self, example: dict, prediction: Any, scores: Any = None) -> dict:
+        """A prediction as a JSON-ready dict (predict --format jsonl, the server); scores: class probabilities."""
         value = example[self.cfg.data.input.field]
         if self.target.head == "sequence":
             label, prob = prediction
             out = {"label": self.target.labels.items[label], "probability": prob}
+            if scores is not None:
+                out["probabilities"] = dict(zip(self.target.labels.items, scores))
             return out if self.input == "text" else {"input": value, **out}
         tags = [self.target.labels.items[p] for p in prediction]
         out = {"tokens": list(value), "tags": tags}

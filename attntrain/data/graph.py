@@ -131,3 +131,8 @@ class PlanetoidTask(Task):
     def describe(self, example: dict, prediction: list[int]) -> str:
         node = example["node"]
         return f"node {node}: {self.classes[prediction[node]]}"
+
+    def record(self, example: dict, prediction: list[int], scores=None) -> dict:
+        if example.get("node") is None:  # a whole split (eval --save-predictions): every node's label
+            return {"labels": [self.classes[p] for p in prediction]}
+        return {"node": example["node"], "label": self.classes[prediction[example["node"]]]}

@@ -64,6 +64,14 @@ class Task:
         """One prediction as text for the terminal."""
         raise NotImplementedError
 
+    def record(self, example: dict, prediction: Any, scores: Any = None) -> dict:
+        """One prediction as a JSON-ready dict (`predict --format jsonl`, the HTTP server).
+
+        `scores`: what the head adds beyond `prediction` (class probabilities, a translation's
+        log-probability), or None. The default wraps `describe`; tasks override it with fields.
+        """
+        return {"output": self.describe(example, prediction)}
+
     def position_labels(self, example: dict, item: dict) -> list[str]:
         """A short name per input vector (axis labels of attention maps): the words for text."""
         return list(example["words"])[: item["length"]]

@@ -151,3 +151,10 @@ class Seq2seqTask(Task):
 
     def describe(self, example: dict, prediction: list[int]) -> str:
         return self.detokenize(prediction)
+
+    def record(self, example: dict, prediction: list[int], scores: float | None = None) -> dict:
+        """{"translation"} and, when scored, {"score": mean log-probability per output token (</s> included)}."""
+        out = {"translation": self.detokenize(prediction)}
+        if scores is not None:
+            out["score"] = scores
+        return out

@@ -210,6 +210,10 @@ class SequenceHead(nn.Module):
         prob, ids = torch.softmax(logits.float(), dim=-1).max(-1)
         return list(zip(ids.tolist(), prob.tolist()))
 
+    def probabilities(self, logits: torch.Tensor) -> list[list[float]]:
+        """(B,L) logits -> the full softmax of each sequence (machine-readable predictions)."""
+        return torch.softmax(logits.float(), dim=-1).tolist()
+
     def new_meter(self) -> SequenceMeter:
         return SequenceMeter(self.output.out_features)
 

@@ -213,6 +213,26 @@ class Seq2seqHead(nn.Module):
             return greedy_search(stepper, limits, bos=BOS, eos=EOS)
         return beam_search(stepper, limits, bos=BOS, eos=EOS, beam=beam, length_penalty=self.search.length_penalty)
 
+    @torch.no_grad()
+    def score(self, memory: torch.Tensor, memory_mask: torch.Tensor, outputs: list[list[int]]) -> list[float]:
+        """Mean log-probability per token (</s> included) of given outputs (ids without <s>/</s>): (B,S,D) -> B floats.
+
+        One teacher-forced decoder pass, so any search's result can be scored the same way.
+        """
+        B = len(outputs)
+        T = max(len(ids) for ids in outputs) + 1
+        target_in = torch.full((B, T), BOS, dtype=torch.long, device=memory.device)
+        labels = torch.full((B, T), IGNORE, dtype=torch.long, device=memory.device)
+        for i, ids in enumerate(outputs):
+            target_in[i, 1:len(ids) + 1] = torch.tensor(ids, dtype=torch.long)
+            labels[i, :len(ids) + 1] = torch.tensor(ids + [EOS], dtype=torch.long)
+        states = self.decoder(self.embed_target(target_in), memory, memory_mask)  # (B,T,D)
+        logprobs = at_least_fp32(self.logits(states)).log_softmax(-1)  # (B,T,V_out)
+        columns = self.label_column[labels.clamp(min=0)]  # (B,T) column of each label (IGNORE: not covered)
+        real = (labels != IGNORE) & (columns != IGNORE)
+        picked = logprobs.gather(2, columns.clamp(min=0)[..., None]).squeeze(2) * real  # (B,T)
+        return (picked.sum(1) / (labels != IGNORE).sum(1)).tolist()
+
     def loss(self, output: Seq2seqOutput, batch: dict) -> torch.Tensor:
         """Label-smoothed cross-entropy per real target token; logits (N,V_out) are made chunk by chunk."""
         labels = batch["labels"]
