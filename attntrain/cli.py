@@ -28,12 +28,13 @@ def fit(
     overwrite: bool = typer.Option(False, help="Replace an existing run directory of the same name"),
     seeds: Optional[int] = typer.Option(None, min=1, help="Train with N seeds (seed, seed+1, ...); report mean and std"),
     nproc: Optional[int] = typer.Option(None, min=1, help="Data-parallel over N processes on this machine (torchrun)"),
+    folds: Optional[int] = typer.Option(None, min=2, help="K-fold cross-validation over data without splits; mean and std"),
 ):
     """Train a model; prints test metrics of the best dev checkpoint at the end."""
     from attntrain.runs import fit as run_fit, format_table, launch_fit
     from attntrain.train.distributed import is_main
 
-    overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else [])
+    overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else []) + ([f"data.split.folds={folds}"] if folds else [])
     if nproc and nproc > 1:
         raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite))
     result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite)

@@ -88,6 +88,7 @@ class EmbedConfig(Section):
     lowercase: bool = True  # word vocabulary is case-folded (characters keep the case)
     word_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # train-time chance of replacing a word by <unk>
     char_dim: int = Field(0, ge=0)  # character embedding width; 0 turns character features off
+    shape_dim: int = Field(0, ge=0)  # text: width of a word-shape vector (case, digits, @user, #tag, URL); 0 = off
     char_filters: int = Field(128, ge=1)  # channels of the character CNN
     char_kernel: int = Field(3, ge=1)  # width of the character CNN kernel
     max_word_chars: int = Field(20, ge=1)  # longer words keep their first and last characters
@@ -207,6 +208,8 @@ class SplitConfig(Section):
     dev: float = Field(0.1, ge=0.0, lt=1.0)  # fraction held out as dev (also from a train file when no dev file is given)
     test: float = Field(0.1, ge=0.0, lt=1.0)  # fraction held out as test (only when everything comes in one set)
     seed: int = 0  # seed of the split (independent of the run seed)
+    folds: int = Field(1, ge=1)  # k-fold cross-validation: k runs, each fold the test set once (`fit --folds K`)
+    fold: Optional[int] = Field(None, ge=0)  # which fold is the test set (set per run by --folds)
 
 
 class ImageConfig(Section):

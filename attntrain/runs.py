@@ -39,6 +39,8 @@ def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: 
     distributed.setup(cfg.train)
     if cfg.train.seeds > 1:
         return fit_seeds(cfg, overwrite=overwrite)
+    if cfg.data.split.folds > 1 and cfg.data.split.fold is None:
+        return fit_folds(cfg, overwrite=overwrite)
     run = RunDir(cfg.run_dir())
     distributed.on_main(lambda: _fresh_run_dir(run, overwrite))
     return _with_curves(Trainer(cfg, run, resume=False).fit())
@@ -78,30 +80,48 @@ def _with_curves(result: FitResult) -> FitResult:
 
 
 def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
-    """Train cfg.train.seeds runs (seeds seed, seed+1, ...) under runs/<name>/seed-<k>/ and summarise.
+    """Train cfg.train.seeds runs (seeds seed, seed+1, ...) under runs/<name>/seed-<k>/ and summarise."""
+    variants = []
+    for k in range(cfg.train.seeds):
+        one = cfg.model_copy(deep=True)
+        one.seed, one.name, one.train.seeds = cfg.seed + k, f"seed-{cfg.seed + k}", 1
+        variants.append(one)
+    return fit_repeats(cfg, variants, "seeds", overwrite=overwrite)
 
-    Running the same command again skips finished seeds and resumes an interrupted one.
+
+def fit_folds(cfg: Config, *, overwrite: bool = False) -> FitResult:
+    """k-fold cross-validation: fold i is the test set of run runs/<name>/fold-<i>/; mean and std over folds."""
+    variants = []
+    for fold in range(cfg.data.split.folds):
+        one = cfg.model_copy(deep=True)
+        one.name, one.data.split.fold = f"fold-{fold}", fold
+        variants.append(one)
+    return fit_repeats(cfg, variants, "folds", overwrite=overwrite)
+
+
+def fit_repeats(cfg: Config, variants: list[Config], what: str, *, overwrite: bool = False) -> FitResult:
+    """Train each variant under runs/<name>/<variant name>/, then write summary.json (mean, std per metric).
+
+    Running the same command again skips finished variants and resumes an interrupted one.
     """
     parent = cfg.run_dir()
     if overwrite:
         distributed.on_main(lambda: shutil.rmtree(parent, ignore_errors=True))
     results = {}
-    for k in range(cfg.train.seeds):
-        seed = cfg.seed + k
-        one = cfg.model_copy(deep=True)
-        one.seed, one.runs_dir, one.name, one.train.seeds = seed, str(parent), f"seed-{seed}", 1
+    for one in variants:
+        one.runs_dir = str(parent)
         run = RunDir(one.run_dir())
         splits = one.train.eval_splits
         if all(run.eval_file(s).is_file() for s in splits):
-            results[seed] = {s: json.loads(run.eval_file(s).read_text()) for s in splits}
+            results[one.name] = {s: json.loads(run.eval_file(s).read_text()) for s in splits}
             continue
         result = _with_curves(Trainer(one, run, resume=run.latest() is not None).fit())
         if not result.metrics:  # interrupted: stop here, the same command continues later
             return FitResult(str(parent), result.stopped, result.step, result.best, {})
-        results[seed] = result.metrics
+        results[one.name] = result.metrics
     summary = summarise(results)
     if distributed.is_main():
-        atomic_write_json(parent / "summary.json", {"seeds": list(results), "runs": results, "summary": summary})
+        atomic_write_json(parent / "summary.json", {what: list(results), "runs": results, "summary": summary})
     return FitResult(str(parent), "finished", 0, None, summary)
 
 

@@ -196,3 +196,24 @@ def test_init_on_a_folder_of_wavs_writes_a_config_that_trains(own, tmp_path):
     done = _init_and_fit(folder, "label", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "accuracy" in done.stdout
+
+
+def test_k_fold_cross_validation_covers_every_row_once_as_test(own, tmp_path):
+    from attntrain.data.generic import fold_split
+    from attntrain.runs import fit
+
+    parts = [fold_split(50, 5, k, 0.1, 0) for k in range(5)]
+    tests = [i for p in parts for i in p["test"]]
+    assert sorted(tests) == list(range(50))  # every row is tested exactly once
+    assert all(not set(p["test"]) & set(p["train"] + p["dev"]) for p in parts)
+    folder = examples.write("sst2_text", own, limit=800)
+    data = {"source": {"format": "text", "path": str(folder / "*.txt")}, "input": {"field": "text"},
+            "target": {"field": "label"}, "split": {"dev": 0.1, "folds": 3}}
+    config_file = tmp_path / "cv.yaml"
+    config_file.write_text(yaml.safe_dump(config(tmp_path, data, {"kind": "sequence"}, name="cv", max_steps=5,
+                                                 eval_every=5)))
+    result = fit(config_file)
+    summary = json.loads((Path(result.run_dir) / "summary.json").read_text())
+    assert summary["folds"] == ["fold-0", "fold-1", "fold-2"]
+    counts = [summary["runs"][f"fold-{k}"]["test"]["examples"] for k in range(3)]
+    assert sum(counts) == 800 and "accuracy" in summary["summary"]["test mean"]

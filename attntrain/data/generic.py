@@ -42,6 +42,19 @@ def ratio_split(n: int, dev: float, test: float, seed: int) -> dict[str, list[in
     return {k: sorted(v) for k, v in parts.items()}
 
 
+def fold_split(n: int, folds: int, fold: int, dev: float, seed: int) -> dict[str, list[int]]:
+    """k-fold: fold `fold` of a seeded permutation is test; `dev` of the rest is dev; the remainder trains."""
+    if fold >= folds:
+        raise UserError(f"data.split.fold: {fold} is not below data.split.folds={folds}")
+    if n < folds:
+        raise UserError(f"data.split.folds: {folds} folds need at least {folds} rows (the data has {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    test = perm[fold::folds]
+    rest = [i for i in perm if i not in set(test)]
+    n_dev = round(len(rest) * dev)
+    return {"test": sorted(test), "dev": sorted(rest[:n_dev]), "train": sorted(rest[n_dev:])}
+
+
 class DataTask(Task):
     """Any source, any input kind, a label or tag target; chosen in `data:` (see attntrain.config.DataConfig)."""
 
@@ -91,6 +104,9 @@ class DataTask(Task):
                                     f"expected one of {', '.join(SPLIT_ALIASES)}")
                 out.setdefault(SPLIT_ALIASES[value], []).append(row)
             return out
+        if self._split_index is None and settings.folds > 1:
+            self._split_index = fold_split(len(everything), settings.folds, settings.fold or 0, settings.dev,
+                                           settings.seed)
         if self._split_index is None:
             self._split_index = ratio_split(len(everything), settings.dev, settings.test, settings.seed)
         return {name: [everything[i] for i in idx] for name, idx in self._split_index.items() if idx}

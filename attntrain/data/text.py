@@ -24,6 +24,29 @@ def tokenize(line: str) -> list[str]:
     return _TOKEN.findall(line)
 
 
+def word_shape(word: str) -> int:
+    """A word's shape class (1..11; 0 is padding): case pattern, digits, punctuation, @user, #tag, URL."""
+    if word.startswith("@") and len(word) > 1:
+        return 8
+    if word.startswith("#") and len(word) > 1:
+        return 9
+    if word.lower().startswith(("http", "www.")):
+        return 10
+    if word.isdigit():
+        return 5
+    if any(c.isdigit() for c in word):
+        return 6
+    if not any(c.isalnum() for c in word):
+        return 7
+    if word.islower():
+        return 1
+    if word.isupper():
+        return 2 if len(word) > 1 else 3
+    if word[0].isupper() and word[1:].islower():
+        return 3
+    return 4 if any(c.isalpha() for c in word) else 11
+
+
 class TextVocab:
     """Word + character vocabularies of a text task, configured by `model.embed` (EmbedConfig)."""
 
@@ -74,6 +97,8 @@ class TextVocab:
         forms = [self.form(w) for w in words]
         item = {"length": len(words), "words": torch.tensor(self.words.ids(forms), dtype=torch.long),
                 "oov": torch.tensor([f not in self.seen for f in forms], dtype=torch.bool)}
+        if self.cfg.shape_dim:
+            item["shapes"] = torch.tensor([word_shape(w) for w in words], dtype=torch.long)
         if self.cfg.char_dim:
             item["chars"] = (pad_stack([torch.tensor(self._char_ids(w) or [0]) for w in words]) if words
                              else torch.zeros(0, 1, dtype=torch.long))
@@ -86,6 +111,8 @@ class TextVocab:
             "mask": length_mask([it["length"] for it in items]),
             "oov": pad_stack([it["oov"] for it in items], value=False),
         }
+        if self.cfg.shape_dim:
+            batch["shapes"] = pad_stack([it["shapes"] for it in items])
         if self.cfg.char_dim:
             B, T = batch["words"].shape
             C = max(it["chars"].shape[1] for it in items)

@@ -94,14 +94,20 @@ class CharCNN(nn.Module):
         return h.amax(dim=-1).view(B, T, -1)  # (B*T,filters) -> (B,T,filters)
 
 
+NUM_SHAPES = 12  # attntrain.data.text.word_shape classes (0 = padding)
+
+
 class TextEmbed(nn.Module):
     """Word vectors (+ character CNN features) -> projection to the model width."""
 
     def __init__(self, words: nn.Module, word_dim: int, chars: CharCNN | None, char_out: int, width: int,
-                 *, word_dropout: float, dropout: float, ngram: int = 0):
+                 *, word_dropout: float, dropout: float, ngram: int = 0, shape_dim: int = 0):
         super().__init__()
         self.words = words
         self.chars = chars
+        # Optional word-shape vectors (capitalisation, digits, @user, #tag, URL): what a lowercased vocabulary loses.
+        self.shapes = nn.Embedding(NUM_SHAPES, shape_dim) if shape_dim else None
+        char_out = char_out + shape_dim
         # Optional local n-gram features: a convolution over neighbouring word vectors, added to each.
         self.ngram = nn.Conv1d(word_dim + char_out, word_dim + char_out, ngram, padding=ngram // 2) if ngram else None
         self.project = nn.Linear(word_dim + char_out, width)
@@ -117,6 +123,8 @@ class TextEmbed(nn.Module):
         parts = [self.words(ids)]
         if self.chars is not None:
             parts.append(self.chars(batch["chars"]))
+        if self.shapes is not None:
+            parts.append(self.shapes(batch["shapes"]))
         x = torch.cat(parts, dim=-1)  # (B,T,E) with E = word_dim + filters
         if self.ngram is not None:
             x = x * mask.unsqueeze(-1).to(x.dtype)  # padding must not leak into real positions
@@ -132,7 +140,7 @@ def build_text_embed(cfg, info: dict, width: int) -> TextEmbed:
         chars = CharCNN(info["num_chars"], cfg.char_dim, cfg.char_filters, cfg.char_kernel)
     char_out = cfg.char_filters if chars is not None else 0
     return TextEmbed(words, cfg.word_dim, chars, char_out, width, word_dropout=cfg.word_dropout, dropout=cfg.dropout,
-                     ngram=cfg.ngram)
+                     ngram=cfg.ngram, shape_dim=cfg.shape_dim)
 
 
 class VectorEmbed(nn.Module):
