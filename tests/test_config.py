@@ -12,7 +12,7 @@ from attntrain.config import load_config
 from attntrain.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 
 
 def validate(path: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -31,7 +31,8 @@ def test_every_shipped_config_validates(path):
     cfg = load_config(path)
     assert cfg.name == path.stem or cfg.name
     first = path.read_text().splitlines()[0]
-    assert first.startswith("# attntrain "), f"{path.name} must open with the command that runs it"
+    assert first.startswith("# ") and f"attntrain fit {path.relative_to(REPO)}" in first, \
+        f"{path.name} must open with the command that runs it"
 
 
 def test_configs_exist():
