@@ -146,9 +146,12 @@ class DataTask(Task):
         rows = super().split_raw(name)
         if self.target.head == "tagging":
             self._check_tagged(rows, name)
-        if name != "train":
-            self.target.check(rows, name)
         return rows
+
+    def split(self, name: str) -> list[dict]:
+        if name not in self._encoded and name != "train":
+            self.target.check(self.split_raw(name), name)  # labels train never has: an error before encoding
+        return super().split(name)
 
     def _check_tagged(self, rows: list[dict], split: str) -> None:
         """Every sentence has tokens, and as many tags as tokens; errors name file:line when known."""
