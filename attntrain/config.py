@@ -301,17 +301,21 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def read_yaml(path: Path) -> dict:
+    from attntrain.io import read_text
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(e, "problem", None) or str(e)
         raise UserError(f"{where}: invalid YAML: {problem}") from None
-    return raw if raw is not None else {}
+    if raw is None or raw == {}:  # every key has a default: an empty file would silently train UD EWT tagging
+        raise UserError(f"{path}: empty config (no keys); start from one of the files in configs/")
+    return raw
 
 
 def build_config(raw: dict, source: str, overrides: list[str] = (), default_name: str | None = None) -> Config:

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
 
+from attntrain.checks import check_config
 from attntrain.config import Config, build_config, load_config, read_yaml
 from attntrain.data import build_task
 from attntrain.errors import UserError
-from attntrain.io import atomic_write_json
+from attntrain.io import atomic_write_json, check_writable
 from attntrain.model.build import build_model
-from attntrain.train.checkpoint import RunDir, load_weights
+from attntrain.train.checkpoint import RETRAIN, RunDir, load_weights, read_run_json, reading
 from attntrain.train.loop import amp_dtype, evaluate_split, move, resolve_device
+from attntrain.train.lock import LOCK_NAME, RunLock
 from attntrain.train.trainer import FitResult, Trainer
 
 
@@ -32,20 +33,27 @@ def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: 
         overwrite: bool = False) -> FitResult:
     if resume is not None:
         cfg = run_config(resume, overrides)
-        return _with_curves(Trainer(cfg, RunDir(resume), resume=True).fit())
+        check_config(cfg, str(RunDir(resume).config))
+        with RunLock(resume):
+            return _with_curves(Trainer(cfg, RunDir(resume), resume=True).fit())
     if config is None:
         raise UserError("fit needs a CONFIG file or --resume RUN_DIR")
     cfg = load_config(config, overrides)
+    check_config(cfg, str(config))
     if cfg.train.seeds > 1:
-        return fit_seeds(cfg, overwrite=overwrite)
+        with RunLock(cfg.run_dir()):
+            return fit_seeds(cfg, overwrite=overwrite)
     run = RunDir(cfg.run_dir())
-    if run.path.exists() and any(run.path.iterdir()):
-        if not overwrite:
-            raise UserError(f"run directory {run.path} already exists; resume it with "
-                            f"`attntrain fit --resume {run.path}`, pick another name with --set name=..., "
-                            "or pass --overwrite")
-        shutil.rmtree(run.path)
-    return _with_curves(Trainer(cfg, run, resume=False).fit())
+    with RunLock(run.path):  # taken before looking inside: two `fit` of one name cannot both start
+        content = [p for p in run.path.iterdir() if p.name != LOCK_NAME]
+        if content:
+            if not overwrite:
+                raise UserError(f"run directory {run.path} already exists; resume it with "
+                                f"`attntrain fit --resume {run.path}`, pick another name with --set name=..., "
+                                "or pass --overwrite")
+            for path in content:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        return _with_curves(Trainer(cfg, run, resume=False).fit())
 
 
 def _with_curves(result: FitResult) -> FitResult:
@@ -64,7 +72,9 @@ def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
     """
     parent = cfg.run_dir()
     if overwrite and parent.exists():
-        shutil.rmtree(parent)
+        for path in parent.iterdir():  # all but the lock file the caller holds
+            if path.name != LOCK_NAME:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     results = {}
     for k in range(cfg.train.seeds):
         seed = cfg.seed + k
@@ -73,7 +83,7 @@ def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
         run = RunDir(one.run_dir())
         splits = one.train.eval_splits
         if all(run.eval_file(s).is_file() for s in splits):
-            results[seed] = {s: json.loads(run.eval_file(s).read_text()) for s in splits}
+            results[seed] = {s: read_run_json(run.eval_file(s)) for s in splits}
             continue
         result = _with_curves(Trainer(one, run, resume=run.latest() is not None).fit())
         if not result.metrics:  # interrupted: stop here, the same command continues later
@@ -105,8 +115,10 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
     run = RunDir(run_dir)
     dev = resolve_device(device or cfg.train.device)
     task = build_task(cfg)
-    task.prepare(json.loads(run.task_state.read_text()))
-    model = build_model(cfg, task.info()).to(dev)
+    state = read_run_json(run.task_state)
+    with reading(run.task_state, "does not fit this run's config.yaml (vocabularies of another run?)"):
+        task.prepare(state)
+        model = build_model(cfg, task.info()).to(dev)
     if checkpoint == "best":
         path = run.best
     elif checkpoint == "last":
@@ -116,7 +128,7 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
         path = latest / "model.safetensors"
     else:
         path = Path(checkpoint)
-    load_weights(model, path)
+    load_weights(model, path, "pick another with --checkpoint best|last|PATH, or " + RETRAIN)
     model.eval()
     return cfg, task, model, dev
 
@@ -129,6 +141,7 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
     cfg, task, model, device = load_run(run_dir, checkpoint=checkpoint, overrides=overrides)
     if split not in task.splits:
         raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
+    check_writable(RunDir(run_dir).path)  # found now, not after the whole split was evaluated
     metrics = evaluate_split(model, task, split, device, run_dir, amp=amp_dtype(device, cfg.train.amp), progress=True)
     atomic_write_json(RunDir(run_dir).eval_file(split), metrics)
     return metrics

@@ -23,9 +23,10 @@ from tqdm import tqdm
 from attntrain.config import Config, save_config
 from attntrain.data import build_task
 from attntrain.errors import UserError
-from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text
+from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text, finite_json, read_jsonl
 from attntrain.model.build import build_model, count_parameters
-from attntrain.train.checkpoint import RunDir, load_checkpoint, load_weights, save_checkpoint, save_weights
+from attntrain.train.checkpoint import (RESUME_HINT, RunDir, load_checkpoint, load_weights, read_run_json, reading,
+                                        save_checkpoint, save_weights)
 from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_split, lr_factor, move,
                                   peak_memory_mb, resolve_device)
 
@@ -110,8 +111,9 @@ class Trainer:
         if unknown:  # found now, not after training
             raise UserError(f"train.eval_splits: unknown split '{unknown[0]}'; this task has "
                             f"{', '.join(self.task.splits)}")
-        state = json.loads(run.task_state.read_text()) if resume and run.task_state.is_file() else None
-        self.task.prepare(state)
+        state = read_run_json(run.task_state) if resume and run.task_state.is_file() else None
+        with reading(run.task_state, "does not fit this task (vocabularies of another run?)"):
+            self.task.prepare(state)
         run.path.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run.config)
         atomic_write_json(run.task_state, self.task.state())
@@ -145,9 +147,10 @@ class Trainer:
         if folder is None:
             raise UserError(f"{self.run.path}: no checkpoint to resume from")
         state = load_checkpoint(folder, self.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.progress = Progress(**state["progress"])
+        with reading(folder / "trainer.pt", "does not fit this model and config", RESUME_HINT):
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.progress = Progress(**state["progress"])
         if self.ema is not None:
             saved = state.get("ema")  # None when the run was trained without train.ema until now
             self.ema = ([t.to(self.device) for t in saved] if saved is not None
@@ -162,9 +165,8 @@ class Trainer:
         """Drop records logged after the checkpoint: the resumed run writes them again."""
         if not self.run.metrics.is_file():
             return
-        kept = [line for line in self.run.metrics.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        atomic_write_text(self.run.metrics, "".join(line + "\n" for line in kept))
+        kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= step]
+        atomic_write_text(self.run.metrics, "".join(json.dumps(finite_json(r), ensure_ascii=False) + "\n" for r in kept))
 
     def _save(self) -> None:
         state = {
