@@ -200,6 +200,7 @@ class TrainConfig(Section):
     max_steps: Optional[int] = Field(None, ge=1)  # optimizer steps; overrides max_epochs when set
     grad_clip: Optional[float] = Field(1.0, gt=0.0)  # clip the global gradient norm; null disables
     accumulate: int = Field(1, ge=1)  # batches per optimizer step
+    max_nonfinite: int = Field(10, ge=1)  # a step with a NaN/inf loss or gradient norm is skipped; stop (exit 3) after N in a row
     ema: Optional[float] = Field(None, gt=0.0, lt=1.0)  # evaluate/keep an exponential moving average of the weights (decay per step, e.g. 0.999)
     eval_every: int = Field(500, ge=1)  # evaluate on dev every N optimizer steps (and at the end)
     log_every: int = Field(50, ge=1)  # write a train record to metrics.jsonl every N steps

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -157,17 +158,21 @@ def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = 
     cfg, task, model, device = load_run(run_dir)
     batch_size = batch_size or task.predict_batch_size
     pending: list[str] = []
+    done = 0  # input lines answered so far
 
     def flush():
         examples = task.parse_inputs(pending)
-        keep = [i for i, ex in enumerate(examples) if not task.is_empty(ex)]
+        units = [(i, part) for i, ex in enumerate(examples) if not task.is_empty(ex)
+                 for part in _windows(task, ex, done + i + 1)]
+        predictions: dict[int, list] = {}
+        for start in range(0, len(units), batch_size):
+            chunk = units[start: start + batch_size]
+            batch = move(task.collate([task.encode(part, max_len=task.eval_max_len()) for _, part in chunk]), device)
+            for (i, _), pred in zip(chunk, model.head.predict(model(batch)["logits"], batch)):
+                predictions.setdefault(i, []).append(pred)
         out = [""] * len(examples)
-        if keep:
-            items = [task.encode(examples[i], max_len=task.eval_max_len()) for i in keep]
-            batch = move(task.collate(items), device)
-            logits = model(batch)["logits"]
-            for i, pred in zip(keep, model.head.predict(logits, batch)):
-                out[i] = task.describe(examples[i], pred)
+        for i, preds in predictions.items():  # a windowed line: the windows' labels, in order
+            out[i] = task.describe(examples[i], preds[0] if len(preds) == 1 else [y for p in preds for y in p])
         pending.clear()
         return out
 
@@ -175,8 +180,22 @@ def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = 
         pending.append(line.rstrip("\n"))
         if len(pending) >= batch_size:
             yield from flush()
+            done += batch_size
     if pending:
         yield from flush()
+
+
+def _windows(task, example: dict, line: int) -> list[dict]:
+    """A text input longer than data.max_len words: a label per word (tagging) is predicted over
+    consecutive windows of data.max_len words, so every word gets one; one label per input reads the
+    first data.max_len words, as evaluation does, and says so on stderr."""
+    words, limit = example.get("words"), task.cfg.data.max_len
+    if words is None or len(words) <= limit:
+        return [example]
+    if task.eval_max_len() is None:
+        return [{**example, "words": words[start: start + limit]} for start in range(0, len(words), limit)]
+    print(f"input line {line}: {len(words)} words, only the first {limit} are read (data.max_len)", file=sys.stderr)
+    return [example]
 
 
 def format_table(rows: dict[str, dict]) -> str:

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from attntrain.config import Config, save_config
 from attntrain.data import build_task
-from attntrain.errors import UserError
+from attntrain.errors import Diverged, UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text, finite_json, read_jsonl
 from attntrain.model.build import build_model, count_parameters
 from attntrain.train.checkpoint import (RESUME_HINT, RunDir, load_checkpoint, load_weights, read_run_json, reading,
@@ -87,6 +87,12 @@ class Progress:
     elapsed: float = 0.0
     tokens: int = 0
     history: list = field(default_factory=list)
+    # The log window in progress (saved, so a resume inside a window logs the same mean loss).
+    window_loss: float = 0.0
+    window_steps: int = 0  # finite steps summed in window_loss
+    window_skipped: int = 0  # steps skipped in this window (non-finite loss or gradient norm)
+    skipped: int = 0  # skipped steps in the whole run
+    nonfinite_run: int = 0  # consecutive skipped steps up to now
 
 
 @dataclass
@@ -134,7 +140,7 @@ class Trainer:
     def _record(self, record: dict) -> None:
         """One metrics.jsonl line; with train.tensorboard its numbers also go to runs/<name>/tensorboard/."""
         append_jsonl(self.run.metrics, record)
-        if self.tensorboard is not None and record["kind"] != "start":
+        if self.tensorboard is not None and record["kind"] not in ("start", "stop"):
             prefix = record["kind"] if record["kind"] == "train" else f"{record['kind']}_{record['split']}"
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "epoch"):
@@ -199,8 +205,12 @@ class Trainer:
             group["lr"] = t.lr * factor
         return t.lr * factor
 
-    def _step(self, batches: list[dict]) -> tuple[float, int]:
-        """One optimizer step over `accumulate` batches; returns (mean loss, real tokens)."""
+    def _step(self, batches: list[dict]) -> tuple[float, int, bool]:
+        """One optimizer step over `accumulate` batches; returns (mean loss, real tokens, finite).
+
+        A step whose loss or gradient norm is NaN/inf changes nothing (no update, no average) and
+        returns finite=False.
+        """
         total_loss, tokens = 0.0, 0
         for batch in batches:
             batch = move(batch, self.device)
@@ -209,9 +219,12 @@ class Trainer:
             self.scaler.scale(loss).backward()
             total_loss += float(loss.detach())
             tokens += int(batch["mask"].sum())
-        if self.cfg.train.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip or math.inf)
+        if not self._finite(total_loss, norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            return total_loss, tokens, False
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -220,7 +233,27 @@ class Trainer:
             decay = min(self.cfg.train.ema, (1 + self.progress.step) / (10 + self.progress.step))
             with torch.no_grad():
                 torch._foreach_lerp_(self.ema, self._params, 1.0 - decay)
-        return total_loss, tokens
+        return total_loss, tokens, True
+
+    def _finite(self, loss: float, grad_norm: torch.Tensor) -> bool:
+        """fp16 loss scaling makes inf gradients routine (the scaler skips those steps): there only the loss counts."""
+        return math.isfinite(loss) and (self.scaler.is_enabled() or bool(torch.isfinite(grad_norm)))
+
+    def _count_nonfinite(self, loss: float) -> None:
+        """A skipped step: count it, and stop (Diverged, exit 3) after train.max_nonfinite in a row."""
+        t, p = self.cfg.train, self.progress
+        p.skipped, p.window_skipped, p.nonfinite_run = p.skipped + 1, p.window_skipped + 1, p.nonfinite_run + 1
+        log(f"step {p.step}: non-finite {'loss' if not math.isfinite(loss) else 'gradient norm'}, step skipped "
+            f"({p.nonfinite_run} in a row, train.max_nonfinite {t.max_nonfinite})")
+        if p.nonfinite_run < t.max_nonfinite:
+            return
+        self._record({"kind": "stop", "reason": "non-finite", "step": p.step, "skipped": p.skipped})
+        kept = (f"{self.run.best} keeps the best finite weights (step {p.best_step}, dev {t.metric} {p.best:.2f}); "
+                f"evaluate them with `attntrain eval {self.run.path}`" if p.best is not None and self.run.best.is_file()
+                else "no finite weights were evaluated yet, so there is no best.safetensors")
+        raise Diverged(f"training diverged: {p.nonfinite_run} consecutive steps with a non-finite loss or gradient "
+                       f"norm (step {p.step}, {p.skipped} skipped in all); {kept}; lower train.lr (now {t.lr:g}) "
+                       "or raise train.max_nonfinite")
 
     @contextlib.contextmanager
     def averaged_weights(self):
@@ -239,6 +272,8 @@ class Trainer:
 
     def _improves(self, value: float) -> bool:
         best = self.progress.best
+        if not math.isfinite(value) or not all(bool(torch.isfinite(w).all()) for w in self._params):
+            return False  # never keep NaN weights or a NaN score as the best
         return best is None or (value > best if self.cfg.train.metric_mode == "max" else value < best)
 
     def _evaluate_dev(self) -> bool:
@@ -259,7 +294,8 @@ class Trainer:
             p.bad_evals += 1
         self._record({"kind": "eval", "split": "dev", "step": p.step, **metrics})
         self._evaluated_step = p.step
-        log(f"step {p.step}: dev {t.metric} {value:.2f} (best {p.best:.2f} at step {p.best_step})")
+        best = f"{p.best:.2f} at step {p.best_step}" if p.best is not None else "none yet"
+        log(f"step {p.step}: dev {t.metric} {value:.2f} (best {best})")
         return t.patience is not None and p.bad_evals >= t.patience
 
     def fit(self) -> FitResult:
@@ -277,7 +313,7 @@ class Trainer:
                        f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%")
         stopped = "finished"
         bar = tqdm(total=total, initial=p.step, desc=f"fit {cfg.name}", disable=not t.progress, dynamic_ncols=True)
-        window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+        window_tokens, window_start = 0, time.perf_counter()
         session_start = time.perf_counter() - p.elapsed
         with StopFlag() as flag:
             while stopped == "finished" and p.step < total and p.epoch < t.max_epochs:
@@ -286,18 +322,24 @@ class Trainer:
                     group = order[p.batch_in_epoch: p.batch_in_epoch + t.accumulate]
                     lr = self._set_lr(total)
                     step_start = time.perf_counter()
-                    loss, tokens = self._step([self.task.batch("train", idx) for idx in group])
+                    loss, tokens, finite = self._step([self.task.batch("train", idx) for idx in group])
                     p.step += 1
                     p.batch_in_epoch += len(group)
                     p.tokens += tokens
                     p.elapsed = time.perf_counter() - session_start
-                    window_loss, window_tokens = window_loss + loss, window_tokens + tokens
+                    window_tokens += tokens
+                    if finite:
+                        p.window_loss, p.window_steps, p.nonfinite_run = p.window_loss + loss, p.window_steps + 1, 0
+                    else:
+                        self._count_nonfinite(loss)
                     if p.step % t.log_every == 0 or p.step == total:
                         speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
-                        self._record({"kind": "train", "step": p.step, "epoch": p.epoch,
-                                                        "loss": window_loss / ((p.step - 1) % t.log_every + 1),
-                                                        "lr": lr, "tokens_per_s": speed, "elapsed": p.elapsed})
-                        window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+                        mean = p.window_loss / p.window_steps if p.window_steps else None
+                        self._record({"kind": "train", "step": p.step, "epoch": p.epoch, "loss": mean,
+                                      "skipped": p.window_skipped, "lr": lr, "tokens_per_s": speed,
+                                      "elapsed": p.elapsed})
+                        p.window_loss, p.window_steps, p.window_skipped = 0.0, 0, 0
+                        window_tokens, window_start = 0, time.perf_counter()
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (time.perf_counter() - step_start):.0f}",
                                     refresh=False)
