@@ -110,7 +110,7 @@ def load_weights(model: torch.nn.Module, path: Path, hint: str = RETRAIN) -> Non
     with reading(path, "not a readable safetensors file (truncated or damaged)", hint):
         tensors = load_file(str(path), device=str(device))
     with reading(path, "these weights do not fit the model built from config.yaml (was the config edited?)",
-                 "restore the run's config.yaml, or " + RETRAIN):
+                 "restore the run's config.yaml, or " + hint):
         model.load_state_dict(tensors)
 
 
