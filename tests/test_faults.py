@@ -217,11 +217,11 @@ DAMAGE = {  # case -> (damage(run), command, words the message must hold)
     "foreign task.json": (lambda r: (r / "task.json").write_text('{"classes": [1, 2]}'), "eval",
                           ["task.json: does not fit this run's config.yaml"]),
     "truncated checkpoint weights": (lambda r: _truncate(RunDir(r).latest() / "model.safetensors"), "resume",
-                                     ["model.safetensors: not a readable safetensors", "attntrain eval"]),
+                                     ["model.safetensors: not a readable safetensors", "attntrain eval {run}`"]),
     "truncated trainer.pt": (lambda r: _truncate(RunDir(r).latest() / "trainer.pt"), "resume",
                              ["trainer.pt: not a readable trainer state", "--overwrite"]),
     "foreign trainer.pt": (lambda r: torch.save({"x": 1}, RunDir(r).latest() / "trainer.pt"), "resume",
-                           ["trainer.pt: not a readable trainer state (not a trainer state:"]),
+                           ["trainer.pt: not a readable trainer state (not a trainer state: expected"]),
 }
 
 
@@ -231,7 +231,7 @@ def test_damaged_run_files_name_the_file_and_what_to_do(run_copy, case):
     damage(run_copy)
     args = ["eval", str(run_copy)] if command == "eval" else ["fit", "--resume", str(run_copy),
                                                                "--set", "train.max_steps=12"]
-    refused(cli(*args), 2, *needles)
+    refused(cli(*args), 2, *(needle.format(run=run_copy) for needle in needles))
 
 
 def mount_namespace(script: str) -> list[str] | None:

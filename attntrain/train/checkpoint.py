@@ -135,13 +135,16 @@ def save_checkpoint(run: RunDir, model: torch.nn.Module, trainer_state: dict, *,
     return final
 
 
-RESUME_HINT = "this checkpoint cannot be resumed; evaluate the best weights with `attntrain eval RUN`, or " + RETRAIN
+def resume_hint(folder: Path) -> str:
+    """What to do when checkpoints/step-N (`folder`) cannot be resumed."""
+    return (f"this checkpoint cannot be resumed; evaluate the best weights with `attntrain eval {folder.parent.parent}`, "
+            "or " + RETRAIN)
 
 
 def load_checkpoint(folder: Path, model: torch.nn.Module) -> dict:
-    load_weights(model, folder / "model.safetensors", RESUME_HINT)
+    load_weights(model, folder / "model.safetensors", resume_hint(folder))
     path = folder / "trainer.pt"
-    with reading(path, "not a readable trainer state (truncated or damaged)", RESUME_HINT):
+    with reading(path, "not a readable trainer state", resume_hint(folder)):
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not {"optimizer", "progress", "rng"} <= state.keys():
             raise ValueError("not a trainer state: expected optimizer, progress and rng")

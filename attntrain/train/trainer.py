@@ -25,7 +25,7 @@ from attntrain.data import build_task
 from attntrain.errors import Diverged, UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text, finite_json, read_jsonl
 from attntrain.model.build import build_model, count_parameters
-from attntrain.train.checkpoint import (RESUME_HINT, RunDir, load_checkpoint, load_weights, read_run_json, reading,
+from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, read_run_json, reading, resume_hint,
                                         save_checkpoint, save_weights)
 from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_split, lr_factor, move,
                                   peak_memory_mb, resolve_device)
@@ -153,7 +153,7 @@ class Trainer:
         if folder is None:
             raise UserError(f"{self.run.path}: no checkpoint to resume from")
         state = load_checkpoint(folder, self.model)
-        with reading(folder / "trainer.pt", "does not fit this model and config", RESUME_HINT):
+        with reading(folder / "trainer.pt", "does not fit this model and config", resume_hint(folder)):
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
             self.progress = Progress(**state["progress"])
