@@ -114,6 +114,8 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
     """(cfg, task, model, device) of a finished or interrupted run, ready for evaluation."""
     cfg = run_config(run_dir, overrides)
     run = RunDir(run_dir)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     dev = resolve_device(device or cfg.train.device)
     task = build_task(cfg)
     state = read_run_json(run.task_state)
