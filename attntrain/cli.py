@@ -72,17 +72,18 @@ def predict(
     pretokenized: bool = typer.Option(False, help="Text is already split into tokens by spaces (skip the run's tokenizer)"),
 ):
     """Predict on raw inputs (a sentence per argument or line) and print the outputs."""
+    from attntrain.io import read_text, stdin_lines
     from attntrain.runs import predict as run_predict
 
     if file is not None:
         if not file.is_file():
             raise UserError(f"--file: {file} not found")
-        lines = file.read_text(encoding="utf-8").splitlines()
+        lines = read_text(file).splitlines()
     elif text and text != ["-"]:
         lines = text
     else:
-        lines = sys.stdin
-    interactive = lines is sys.stdin and sys.stdin.isatty()  # answer each line as it is typed
+        lines = stdin_lines()
+    interactive = file is None and not (text and text != ["-"]) and sys.stdin.isatty()  # answer each line as it is typed
     for out in run_predict(run_dir, lines, batch_size=1 if interactive else None, fmt=format_, top_k=top_k, beam=beam,
                            pretokenized=pretokenized):
         typer.echo(out)
@@ -127,10 +128,12 @@ def attention(
 
 @app.command()
 def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption):
-    """Check a config (keys, types, ranges, choices) without training."""
+    """Check a config (keys, types, ranges, choices, dataset, label, metric) without training."""
+    from attntrain.checks import check_config
     from attntrain.config import load_config
 
     cfg = load_config(config, set_ or [])
+    check_config(cfg, str(config))
     typer.echo(f"{config}: ok (run directory {cfg.run_dir()})")
 
 
@@ -253,13 +256,27 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors arrive here in non-standalone mode
-        import click
+    except OSError as e:  # disk full, read-only folder, permissions: the environment, not a bug
+        from attntrain.io import os_error_message
 
-        if isinstance(e, click.ClickException):
+        typer.echo(f"error: {os_error_message(e)}", err=True)
+        sys.exit(2)
+    except Exception as e:  # usage errors (unknown option, missing argument) arrive here in non-standalone mode
+        if isinstance(e, usage_errors()):
             e.show()
             sys.exit(e.exit_code)
         raise
+
+
+def usage_errors() -> tuple[type, ...]:
+    """The ClickException classes typer raises: typer >= 0.16 carries its own click as typer._click."""
+    classes = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            classes.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except ImportError:
+            pass
+    return tuple(classes)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any, Optional
 
 from attntrain.config import load_config, read_yaml
 from attntrain.errors import UserError
+from attntrain.io import read_jsonl
 
 # eval_<split>.json keys that are not quality metrics: counts, the checkpoint step, and the
 # resource figures that get their own columns.
@@ -42,24 +43,19 @@ class SweepInterrupted(UserError):
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    """Records of a metrics.jsonl; a missing file is empty and a half-written last line is skipped."""
+    """Records of a metrics.jsonl; a missing file is empty and a half-written last line (a kill during an
+    append) is skipped; any other bad line is a UserError at path:line."""
     path = Path(path)
     if not path.is_file():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a kill during append leaves a partial line; the rest is still good
-    return records
+    return read_jsonl(path)
 
 
 def read_json(path: Path) -> Optional[dict]:
     """A JSON file's content, or None when it is missing or unreadable (a partial run)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
 
 

@@ -258,6 +258,7 @@ class TrainConfig(Section):
     max_steps: Optional[int] = Field(None, ge=1)  # optimizer steps; overrides max_epochs when set
     grad_clip: Optional[float] = Field(1.0, gt=0.0)  # clip the global gradient norm; null disables
     accumulate: int = Field(1, ge=1)  # batches per optimizer step
+    max_nonfinite: int = Field(10, ge=1)  # a step with a NaN/inf loss or gradient norm is skipped; stop (exit 3) after N in a row
     ema: Optional[float] = Field(None, gt=0.0, lt=1.0)  # evaluate/keep an exponential moving average of the weights (decay per step, e.g. 0.999)
     ema_horizon: Optional[float] = Field(None, gt=0.0, le=1.0)  # the same average, its span as a fraction of the run (decay 1 - 1/(horizon x steps))
     eval_every: float = Field(500, gt=0)  # evaluate on dev every N optimizer steps; < 1: a fraction of the run (and at the end)
@@ -362,17 +363,21 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def read_yaml(path: Path) -> dict:
+    from attntrain.io import read_text
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(e, "problem", None) or str(e)
         raise UserError(f"{where}: invalid YAML: {problem}") from None
-    return raw if raw is not None else {}
+    if raw is None or raw == {}:  # every key has a default: an empty file would silently train UD EWT tagging
+        raise UserError(f"{path}: empty config (no keys); start from one of the files in configs/")
+    return raw
 
 
 def build_config(raw: dict, source: str, overrides: list[str] = (), default_name: str | None = None) -> Config:

@@ -63,8 +63,9 @@ def learning_curves(run_dir: str | Path, out: Optional[Path] = None) -> Path:
         raise UserError(f"{run.metrics}: no records to plot yet")
     config = read_yaml(run.config)
     metric = config.get("train", {}).get("metric", "accuracy")
-    train = [r for r in records if r.get("kind") == "train" and "loss" in r]
-    dev = [r for r in records if r.get("kind") == "eval" and r.get("split") == "dev" and metric in r]
+    # A window of skipped (non-finite) steps logs loss null: it is a gap in the curve.
+    train = [r for r in records if r.get("kind") == "train" and r.get("loss") is not None]
+    dev = [r for r in records if r.get("kind") == "eval" and r.get("split") == "dev" and r.get(metric) is not None]
 
     figure = new_figure(CURVES_SIZE)
     loss_axes, metric_axes = figure.subplots(1, 2)

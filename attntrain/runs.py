@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import shutil
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from attntrain.checks import check_config
 from attntrain.config import Config, build_config, load_config, read_yaml
 from attntrain.data import build_task
 from attntrain.errors import UserError
-from attntrain.io import atomic_write_json
+from attntrain.io import atomic_write_json, check_writable
 from attntrain.model.build import build_model
-from attntrain.train.checkpoint import RunDir, load_weights
 from attntrain.train import distributed
+from attntrain.train.checkpoint import RETRAIN, RunDir, load_weights, read_run_json, reading
 from attntrain.train.loop import amp_dtype, evaluate_split, resolve_device
+from attntrain.train.lock import LOCK_NAME, RunLock
 from attntrain.train.trainer import FitResult, Trainer
 
 
@@ -31,19 +34,30 @@ def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: 
         overwrite: bool = False) -> FitResult:
     if resume is not None:
         cfg = run_config(resume, overrides)
+        check_config(cfg, str(RunDir(resume).config))
         distributed.setup(cfg.train)  # under torchrun: join the other processes
-        return _with_curves(Trainer(cfg, RunDir(resume), resume=True).fit())
+        with lock(resume):
+            return _with_curves(Trainer(cfg, RunDir(resume), resume=True).fit())
     if config is None:
         raise UserError("fit needs a CONFIG file or --resume RUN_DIR")
     cfg = load_config(config, overrides)
+    check_config(cfg, str(config))
     distributed.setup(cfg.train)
     if cfg.train.seeds > 1:
-        return fit_seeds(cfg, overwrite=overwrite)
+        with lock(cfg.run_dir()):
+            return fit_seeds(cfg, overwrite=overwrite)
     if cfg.data.split.folds > 1 and cfg.data.split.fold is None:
-        return fit_folds(cfg, overwrite=overwrite)
+        with lock(cfg.run_dir()):
+            return fit_folds(cfg, overwrite=overwrite)
     run = RunDir(cfg.run_dir())
-    distributed.on_main(lambda: _fresh_run_dir(run, overwrite))
-    return _with_curves(Trainer(cfg, run, resume=False).fit())
+    with lock(run.path):  # taken before looking inside: two `fit` of one name cannot both start
+        distributed.on_main(lambda: _fresh_run_dir(run, overwrite))
+        return _with_curves(Trainer(cfg, run, resume=False).fit())
+
+
+def lock(folder):
+    """The run directory's lock, held by the main process (the others of a torchrun job share it)."""
+    return RunLock(folder) if distributed.is_main() else contextlib.nullcontext()
 
 
 def launch_fit(nproc: int, config: str | Path | None = None, *, overrides: list[str] = (),
@@ -61,13 +75,20 @@ def launch_fit(nproc: int, config: str | Path | None = None, *, overrides: list[
     return distributed.launch(nproc, argv, train_cfg=cfg.train, run_dir=str(cfg.run_dir()))
 
 
+def clear_run_dir(folder: Path) -> None:
+    """Delete a run directory's content, all but the lock file its owner holds."""
+    for path in folder.iterdir():
+        if path.name != LOCK_NAME:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
 def _fresh_run_dir(run: RunDir, overwrite: bool) -> None:
-    if run.path.exists() and any(run.path.iterdir()):
+    if run.path.exists() and any(p.name != LOCK_NAME for p in run.path.iterdir()):
         if not overwrite:
             raise UserError(f"run directory {run.path} already exists; resume it with "
                             f"`attntrain fit --resume {run.path}`, pick another name with --set name=..., "
                             "or pass --overwrite")
-        shutil.rmtree(run.path)
+        clear_run_dir(run.path)
 
 
 def _with_curves(result: FitResult) -> FitResult:
@@ -105,15 +126,15 @@ def fit_repeats(cfg: Config, variants: list[Config], what: str, *, overwrite: bo
     Running the same command again skips finished variants and resumes an interrupted one.
     """
     parent = cfg.run_dir()
-    if overwrite:
-        distributed.on_main(lambda: shutil.rmtree(parent, ignore_errors=True))
+    if overwrite and parent.exists():
+        distributed.on_main(lambda: clear_run_dir(parent))
     results = {}
     for one in variants:
         one.runs_dir = str(parent)
         run = RunDir(one.run_dir())
         splits = one.train.eval_splits
         if all(run.eval_file(s).is_file() for s in splits):
-            results[one.name] = {s: json.loads(run.eval_file(s).read_text()) for s in splits}
+            results[one.name] = {s: read_run_json(run.eval_file(s)) for s in splits}
             continue
         result = _with_curves(Trainer(one, run, resume=run.latest() is not None).fit())
         if not result.metrics:  # interrupted: stop here, the same command continues later
@@ -144,10 +165,14 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
     """(cfg, task, model, device) of a finished or interrupted run, ready for evaluation."""
     cfg = run_config(run_dir, overrides)
     run = RunDir(run_dir)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     dev = resolve_device(device or cfg.train.device)
     task = build_task(cfg)
-    task.prepare(json.loads(run.task_state.read_text()))
-    model = build_model(cfg, task.info()).to(dev)
+    state = read_run_json(run.task_state)
+    with reading(run.task_state, "does not fit this run's config.yaml (vocabularies of another run?)"):
+        task.prepare(state)
+        model = build_model(cfg, task.info()).to(dev)
     if checkpoint == "best":
         path = run.best
     elif checkpoint == "last":
@@ -157,7 +182,7 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
         path = latest / "model.safetensors"
     else:
         path = Path(checkpoint)
-    load_weights(model, path)
+    load_weights(model, path, "pick another with --checkpoint best|last|PATH, or " + RETRAIN)
     model.eval()
     return cfg, task, model, dev
 
@@ -171,6 +196,7 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
     cfg, task, model, device = load_run(run_dir, checkpoint=checkpoint, overrides=overrides)
     if split not in task.splits:
         raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
+    check_writable(RunDir(run_dir).path)  # found now, not after the whole split was evaluated
     metrics = evaluate_split(model, task, split, device, run_dir, amp=amp_dtype(device, cfg.train.amp), progress=True)
     atomic_write_json(RunDir(run_dir).eval_file(split), metrics)
     if save_predictions:
@@ -233,6 +259,7 @@ def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = 
         pending.append(line.rstrip("\n"))
         if len(pending) >= batch_size:
             yield from flush()
+            done += batch_size
     if pending:
         yield from flush()
 

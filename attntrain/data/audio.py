@@ -34,11 +34,26 @@ def read_wav(path: str | Path, sample_rate: int) -> torch.Tensor:
         raise UserError(f"{path}: not a readable audio file ({reason})") from None
     if samples.shape[0] == 0:
         raise UserError(f"{path}: empty audio file (0 samples)")
+    check_wav_complete(path)
     wave = torch.from_numpy(samples).mean(dim=1)  # (N,)
     if file_rate != sample_rate:
         wave = resample(wave, file_rate, sample_rate)
     # Float files may exceed full scale and resampling can overshoot (Gibbs); keep the promised range.
     return wave.clamp(-1.0, 1.0).to(torch.float32)
+
+
+def check_wav_complete(path: Path) -> None:
+    """A WAV whose RIFF header announces more bytes than the file holds was cut short (a partial copy or
+    download); libsndfile would silently read only what is there."""
+    with open(path, "rb") as f:
+        header = f.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return
+    declared = int.from_bytes(header[4:8], "little") + 8
+    actual = path.stat().st_size
+    if declared not in (8, 0xFFFFFFFF + 8) and actual < declared:  # 0 / 0xFFFFFFFF: written as a stream
+        raise UserError(f"{path}: truncated WAV file ({actual} of the {declared} bytes its header announces); "
+                        "copy or download it again")
 
 
 def resample(wave: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:

@@ -22,12 +22,13 @@ from tqdm import tqdm
 
 from attntrain.config import Config, save_config
 from attntrain.data import build_task
-from attntrain.errors import UserError
-from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text
+from attntrain.errors import Diverged, UserError
+from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text, finite_json, read_jsonl
 from attntrain.model.build import build_model, count_parameters
 from attntrain.train import distributed
 from attntrain.train.schedule import resolve as resolve_schedule
-from attntrain.train.checkpoint import RunDir, load_checkpoint, load_weights, save_checkpoint, save_weights
+from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, read_run_json, reading, resume_hint,
+                                        save_checkpoint, save_weights)
 from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_split, lr_factor, move,
                                   peak_memory_mb, resolve_device)
 
@@ -89,6 +90,12 @@ class Progress:
     elapsed: float = 0.0
     tokens: int = 0
     history: list = field(default_factory=list)
+    # The log window in progress (saved, so a resume inside a window logs the same mean loss).
+    window_loss: float = 0.0
+    window_steps: int = 0  # finite steps summed in window_loss
+    window_skipped: int = 0  # steps skipped in this window (non-finite loss or gradient norm)
+    skipped: int = 0  # skipped steps in the whole run
+    nonfinite_run: int = 0  # consecutive skipped steps up to now
 
 
 @dataclass
@@ -116,7 +123,7 @@ class Trainer:
                             f"{', '.join(self.task.splits)}")
         distributed.on_main(lambda: self._prepare_task(resume))  # rank 0 builds vocabularies, writes the run files
         if not distributed.is_main():
-            self.task.prepare(json.loads(run.task_state.read_text()))
+            self.task.prepare(read_run_json(run.task_state))
         self.model = build_model(cfg, self.task.info()).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
@@ -140,8 +147,9 @@ class Trainer:
 
     def _prepare_task(self, resume: bool) -> None:
         run = self.run
-        state = json.loads(run.task_state.read_text()) if resume and run.task_state.is_file() else None
-        self.task.prepare(state)
+        state = read_run_json(run.task_state) if resume and run.task_state.is_file() else None
+        with reading(run.task_state, "does not fit this task (vocabularies of another run?)"):
+            self.task.prepare(state)
         run.path.mkdir(parents=True, exist_ok=True)
         if not resume:  # a resumed run's config.yaml is replaced once its checkpoint has loaded (_restore)
             save_config(self.cfg, run.config)
@@ -153,7 +161,7 @@ class Trainer:
         if not distributed.is_main():
             return
         append_jsonl(self.run.metrics, record)
-        if self.tensorboard is not None and record["kind"] != "start":
+        if self.tensorboard is not None and record["kind"] not in ("start", "stop"):
             prefix = record["kind"] if record["kind"] == "train" else f"{record['kind']}_{record['split']}"
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "epoch"):
@@ -169,9 +177,10 @@ class Trainer:
             state = load_checkpoint(folder, self.model)
         except UserError as e:  # name the settings that changed since the checkpoint was written
             raise UserError(f"{e}{distributed.changed_settings(self.run.config, self.cfg)}") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.progress = Progress(**state["progress"])
+        with reading(folder / "trainer.pt", "does not fit this model and config", resume_hint(folder)):
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.progress = Progress(**state["progress"])
         if self.ema is not None:
             saved = state.get("ema")  # None when the run was trained without train.ema until now
             self.ema = ([t.to(self.device) for t in saved] if saved is not None
@@ -189,9 +198,8 @@ class Trainer:
         """Drop records logged after the checkpoint: the resumed run writes them again."""
         if not self.run.metrics.is_file():
             return
-        kept = [line for line in self.run.metrics.read_text().splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= step]
-        atomic_write_text(self.run.metrics, "".join(line + "\n" for line in kept))
+        kept = [r for r in read_jsonl(self.run.metrics) if r.get("step", 0) <= step]
+        atomic_write_text(self.run.metrics, "".join(json.dumps(finite_json(r), ensure_ascii=False) + "\n" for r in kept))
 
     def _save(self) -> None:
         state = {
@@ -234,11 +242,12 @@ class Trainer:
             return [self.task.batch("train", indices) for indices in group], None
         return distributed.local_share(self.task, self.model.head, group)
 
-    def _step(self, batches: list[dict], weights: list[float] | None = None) -> tuple[float, int]:
-        """One optimizer step over `accumulate` batches; returns (mean loss, real tokens).
+    def _step(self, batches: list[dict], weights: list[float] | None = None) -> tuple[float, int, bool]:
+        """One optimizer step over `accumulate` batches; returns (mean loss, real tokens, finite).
 
         weights: with several processes, each local batch's loss weight (see distributed.local_share);
-        loss and tokens are then summed over the processes.
+        loss and tokens are then summed over the processes. A step whose loss or gradient norm is
+        NaN/inf changes nothing (no update, no average) and returns finite=False (the same on every process).
         """
         total_loss, tokens = 0.0, 0
         for i, batch in enumerate(batches):
@@ -255,9 +264,12 @@ class Trainer:
         if weights is not None:
             total_loss, tokens = distributed.all_sum([total_loss / distributed.world_size(), tokens])
             tokens = int(tokens)
-        if self.cfg.train.grad_clip:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip)
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip or math.inf)
+        if not self._finite(total_loss, norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            return total_loss, tokens, False
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -266,7 +278,27 @@ class Trainer:
             decay = min(self.schedule.ema, (1 + self.progress.step) / (10 + self.progress.step))
             with torch.no_grad():
                 torch._foreach_lerp_(self.ema, self._params, 1.0 - decay)
-        return total_loss, tokens
+        return total_loss, tokens, True
+
+    def _finite(self, loss: float, grad_norm: torch.Tensor) -> bool:
+        """fp16 loss scaling makes inf gradients routine (the scaler skips those steps): there only the loss counts."""
+        return math.isfinite(loss) and (self.scaler.is_enabled() or bool(torch.isfinite(grad_norm)))
+
+    def _count_nonfinite(self, loss: float) -> None:
+        """A skipped step: count it, and stop (Diverged, exit 3) after train.max_nonfinite in a row."""
+        t, p = self.cfg.train, self.progress
+        p.skipped, p.window_skipped, p.nonfinite_run = p.skipped + 1, p.window_skipped + 1, p.nonfinite_run + 1
+        log(f"step {p.step}: non-finite {'loss' if not math.isfinite(loss) else 'gradient norm'}, step skipped "
+            f"({p.nonfinite_run} in a row, train.max_nonfinite {t.max_nonfinite})")
+        if p.nonfinite_run < t.max_nonfinite:
+            return
+        self._record({"kind": "stop", "reason": "non-finite", "step": p.step, "skipped": p.skipped})
+        kept = (f"{self.run.best} keeps the best finite weights (step {p.best_step}, dev {t.metric} {p.best:.2f}); "
+                f"evaluate them with `attntrain eval {self.run.path}`" if p.best is not None and self.run.best.is_file()
+                else "no finite weights were evaluated yet, so there is no best.safetensors")
+        raise Diverged(f"training diverged: {p.nonfinite_run} consecutive steps with a non-finite loss or gradient "
+                       f"norm (step {p.step}, {p.skipped} skipped in all); {kept}; lower train.lr (now {t.lr:g}) "
+                       "or raise train.max_nonfinite")
 
     @contextlib.contextmanager
     def averaged_weights(self):
@@ -285,6 +317,8 @@ class Trainer:
 
     def _improves(self, value: float) -> bool:
         best = self.progress.best
+        if not math.isfinite(value) or not all(bool(torch.isfinite(w).all()) for w in self._params):
+            return False  # never keep NaN weights or a NaN score as the best
         return best is None or (value > best if self.cfg.train.metric_mode == "max" else value < best)
 
     def _evaluate_dev(self) -> bool:
@@ -306,7 +340,8 @@ class Trainer:
             p.bad_evals += 1
         self._record({"kind": "eval", "split": "dev", "step": p.step, **metrics})
         self._evaluated_step = p.step
-        log(f"step {p.step}: dev {t.metric} {value:.2f} (best {p.best:.2f} at step {p.best_step})")
+        best = f"{p.best:.2f} at step {p.best_step}" if p.best is not None else "none yet"
+        log(f"step {p.step}: dev {t.metric} {value:.2f} (best {best})")
         return t.patience is not None and p.bad_evals >= t.patience
 
     def fit(self) -> FitResult:
@@ -328,7 +363,7 @@ class Trainer:
         stopped = "finished"
         bar = tqdm(total=total, initial=p.step, desc=f"fit {cfg.name}", disable=not t.progress or not distributed.is_main(),
                    dynamic_ncols=True)
-        window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+        window_tokens, window_start = 0, time.perf_counter()
         session_start = time.perf_counter() - p.elapsed
         with StopFlag() as flag:
             while stopped == "finished" and p.step < total and p.epoch < t.max_epochs:
@@ -337,18 +372,24 @@ class Trainer:
                     group = order[p.batch_in_epoch: p.batch_in_epoch + t.accumulate]
                     lr = self._set_lr(total)
                     step_start = time.perf_counter()
-                    loss, tokens = self._step(*self._local_batches(group))
+                    loss, tokens, finite = self._step(*self._local_batches(group))
                     p.step += 1
                     p.batch_in_epoch += len(group)
                     p.tokens += tokens
                     p.elapsed = time.perf_counter() - session_start
-                    window_loss, window_tokens = window_loss + loss, window_tokens + tokens
+                    window_tokens += tokens
+                    if finite:
+                        p.window_loss, p.window_steps, p.nonfinite_run = p.window_loss + loss, p.window_steps + 1, 0
+                    else:
+                        self._count_nonfinite(loss)
                     if p.step % t.log_every == 0 or p.step == total:
                         speed = window_tokens / max(time.perf_counter() - window_start, 1e-9)
-                        self._record({"kind": "train", "step": p.step, "epoch": p.epoch,
-                                                        "loss": window_loss / ((p.step - 1) % t.log_every + 1),
-                                                        "lr": lr, "tokens_per_s": speed, "elapsed": p.elapsed})
-                        window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+                        mean = p.window_loss / p.window_steps if p.window_steps else None
+                        self._record({"kind": "train", "step": p.step, "epoch": p.epoch, "loss": mean,
+                                      "skipped": p.window_skipped, "lr": lr, "tokens_per_s": speed,
+                                      "elapsed": p.elapsed})
+                        p.window_loss, p.window_steps, p.window_skipped = 0.0, 0, 0
+                        window_tokens, window_start = 0, time.perf_counter()
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (time.perf_counter() - step_start):.0f}",
                                     refresh=False)

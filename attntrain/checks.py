@@ -1,0 +1,61 @@
+"""Checks of config values that name data or metrics, made before any data is read.
+
+Pydantic checks keys, types, ranges and table choices; these check the choices that only make sense
+against the data on disk or the chosen head (dataset folder, label, languages, dev metric), so
+`attntrain validate` and `attntrain fit` refuse them at once instead of at the first evaluation.
+"""
+
+from __future__ import annotations
+
+from attntrain.errors import UserError
+from attntrain.registry import suggest
+
+
+def check_config(cfg, source: str = "config") -> None:
+    """Raise a UserError naming the key for the first data-dependent value that cannot work."""
+    check_metric(cfg, source)
+    check_label(cfg, source)
+    check_dataset(cfg, source)
+
+
+def check_metric(cfg, source: str = "config") -> None:
+    from attntrain.model.heads import METRICS
+
+    kind, metric = cfg.model.head.kind, cfg.train.metric
+    known = METRICS.get(kind)
+    if known is not None and metric not in known:
+        raise UserError(f"{source}: train.metric: '{metric}'{suggest(metric, known)} is not reported by the "
+                        f"{kind} head; choose one of {', '.join(known)}")
+
+
+def check_label(cfg, source: str = "config") -> None:
+    from attntrain.data import TASKS
+
+    task = TASKS.get(cfg.data.task)
+    choices = getattr(task, "labels_to_predict", None)
+    label = cfg.data.label
+    if choices and label not in choices:
+        raise UserError(f"{source}: data.label: '{label}'{suggest(label, choices)} is not a label of task "
+                        f"{cfg.data.task}; choose one of {', '.join(choices)}")
+    if not choices and label != "default":
+        raise UserError(f"{source}: data.label: task {cfg.data.task} has a single label; "
+                        f"remove data.label (got '{label}')")
+
+
+def check_dataset(cfg, source: str = "config") -> None:
+    from attntrain.data.root import dataset_dir
+
+    try:
+        folder = dataset_dir(cfg.data.root, cfg.data.dataset)
+    except UserError as e:
+        raise UserError(f"{source}: data.dataset: {e}") from None
+    if cfg.data.task == "translation":
+        languages = cfg.data.translation
+        if languages.source == languages.target:
+            raise UserError(f"{source}: data.translation: source and target are both '{languages.source}'")
+        found = sorted({p.name.split(".")[-2] for p in folder.glob("raw/*.gz") if p.name.count(".") >= 2})
+        for key in ("source", "target"):
+            lang = getattr(languages, key)
+            if lang not in found:
+                raise UserError(f"{source}: data.translation.{key}: no '*.{lang}.gz' files in {folder / 'raw'}"
+                                f"{suggest(lang, found)}; languages there: {', '.join(found) or 'none'}")
