@@ -9,6 +9,7 @@ predictions into JSON-ready dicts through the task's `record` hook; `lines` into
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -106,16 +107,43 @@ class Predictor:
             out["top_k"] = [{"label": label, "probability": p} for label, p in ranked]
         return out
 
+    def windows(self, example: dict) -> list[dict]:
+        """A text input longer than data.max_len tokens: for a label per token, consecutive windows of
+        data.max_len tokens (every token gets a label); for one label per input, the input as it is (it is
+        cut to data.max_len as evaluation does, which is said on stderr)."""
+        field = getattr(self.task, "input_field", "words")
+        tokens, limit = example.get(field), self.cfg.data.max_len
+        if self.task.input != "text" or not isinstance(tokens, list) or len(tokens) <= limit:
+            return [example]
+        if self.task.eval_max_len() is None:
+            return [{**example, field: tokens[start: start + limit]} for start in range(0, len(tokens), limit)]
+        print(f"an input of {len(tokens)} tokens: only {limit} are read (data.max_len)", file=sys.stderr)
+        return [example]
+
+    def answers(self, examples: list[dict], *, beam: Optional[int] = None,
+                batch_size: Optional[int] = None) -> list[Optional[tuple[Any, Any]]]:
+        """(prediction, scores) per example (None when empty); windows of a long input are joined."""
+        self.check_beam(beam)
+        parts = [(i, part) for i, ex in enumerate(examples) for part in self.windows(ex)]
+        results = self.run_encoded([self.encode(part) for _, part in parts], beam=beam, batch_size=batch_size)
+        joined: list[Optional[tuple[Any, Any]]] = [None] * len(examples)
+        for (i, _), result in zip(parts, results):
+            if result is None:
+                continue
+            if joined[i] is None:
+                joined[i] = result
+            else:  # the next window of a tagged input: its labels follow
+                joined[i] = (joined[i][0] + result[0], None)
+        return joined
+
     def records(self, examples: list[dict], *, beam: Optional[int] = None, top_k: Optional[int] = None,
                 batch_size: Optional[int] = None) -> list[dict]:
-        self.check_beam(beam)
-        results = self.run_encoded([self.encode(ex) for ex in examples], beam=beam, batch_size=batch_size)
+        results = self.answers(examples, beam=beam, batch_size=batch_size)
         return [self.record(ex, r, top_k=top_k) for ex, r in zip(examples, results)]
 
     def lines(self, examples: list[dict], *, beam: Optional[int] = None, batch_size: Optional[int] = None) -> list[str]:
         """The terminal text of `attntrain predict` ('' for an empty input)."""
-        self.check_beam(beam)
-        results = self.run_encoded([self.encode(ex) for ex in examples], beam=beam, batch_size=batch_size)
+        results = self.answers(examples, beam=beam, batch_size=batch_size)
         return ["" if r is None else self.task.describe(ex, r[0]) for ex, r in zip(examples, results)]
 
     def info(self) -> dict:

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import torch
+
 from attntrain.checks import check_config
 from attntrain.config import Config, build_config, load_config, read_yaml
 from attntrain.data import build_task

@@ -70,6 +70,10 @@ class DataTask(Task):
         self.predict_batch_size = 16 if self.input in ("audio", "image") else 32
 
     @property
+    def input_field(self) -> str:
+        return self.cfg.data.input.field
+
+    @property
     def labels(self):
         """The target's label (or tag) vocabulary."""
         return self.target.labels

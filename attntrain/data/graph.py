@@ -8,6 +8,8 @@ by the loss and the metrics. Attention is restricted to edges (+ self loops) unl
 
 from __future__ import annotations
 
+import zipfile
+
 import numpy as np
 import torch
 
@@ -28,7 +30,7 @@ def load_planetoid(path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise UserError(f"{path}: not a readable .npz file ({e})") from None
     needed = ["features", "labels", "edge_index", *SPLIT_KEYS.values()]
     missing = [k for k in needed if k not in arrays]
