@@ -24,7 +24,7 @@ from attntrain.io import read_jsonl
 
 # eval_<split>.json keys that are not quality metrics: counts, the checkpoint step, and the
 # resource figures that get their own columns.
-NOT_METRICS = {"step", "tokens", "examples", "train_seconds", "peak_memory_mb"}
+NOT_METRICS = {"step", "tokens", "examples", "entities", "train_seconds", "peak_memory_mb"}
 
 # Keys of the saved config that may differ between two runs of the same set-up (where and how
 # fast it ran), ignored when run_sweep decides whether an existing run directory is the variant.
@@ -163,9 +163,10 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
 
 
 def metric_names(rows: list[dict], split: str) -> list[str]:
-    """Metric columns of a split: accuracy first, then the others in first-seen order."""
+    """Metric columns of a split: entity F1 (span tags) first, then accuracy, then the others in first-seen order."""
     names = list(dict.fromkeys(key for row in rows for key in row[split]))
-    return sorted(names, key=lambda name: name != "accuracy")  # stable: keeps the rest in order
+    first = {"f1": 0, "accuracy": 1}
+    return sorted(names, key=lambda name: first.get(name, 2))  # stable: keeps the rest in order
 
 
 def format_number(value: Any, decimals: int, thousands: bool) -> str:

@@ -76,6 +76,9 @@ def test_second_fit_on_a_locked_run_stops_at_once_naming_the_holder(ewt_root, tm
             assert first.poll() is None and __import__("time").time() < deadline, first.stderr.read()
         second = cli("fit", str(config))
         refused(second, 2, "runs/same is in use by another attntrain process", f"PID {first.pid}")
+        metrics = tmp_path / "runs" / "same" / "metrics.jsonl"
+        while not (metrics.is_file() and '"start"' in metrics.read_text()):  # training (and its signal handler) began
+            assert first.poll() is None and __import__("time").time() < deadline, first.stderr.read()
     finally:
         first.terminate()
         first.communicate(timeout=120)

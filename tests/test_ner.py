@@ -218,3 +218,13 @@ def test_token_and_tag_counts_must_match_in_jsonl(tmp_path):
     task = build_task(build_config(raw, "test"))
     with pytest.raises(UserError, match=r"train.jsonl:2: 2 tokens but 1 tags"):
         task.prepare()
+
+
+def test_compare_shows_entity_f1_first(crf_run):
+    from attntrain.compare import compare_table, summarize_run
+
+    _, result = crf_run
+    markdown, _ = compare_table([summarize_run(result.run_dir)])
+    header = markdown.splitlines()[0]
+    assert "test f1" in header.lower() and header.lower().index("f1") < header.lower().index("accuracy")
+    assert "entities" not in header
