@@ -122,20 +122,9 @@ train:
   metric: bleu
 """,
 }
-AUDIO_MODEL = """model:
-  embed: {{dropout: 0.1}}
-  encoder: {{kind: transformer, num_layers: 3, width: 128, num_heads: 4, ffn_dim: 256, dropout: 0.1}}
-  head: {{kind: sequence, pooling: mean}}
-train:
-  lr: 1.0e-3
-  max_epochs: {epochs}
-  warmup: 0.05
-  eval_every: 0.1
-  metric: accuracy
-"""
-IMAGE_MODEL = """model:
-  embed: {{dropout: 0.1, image_position: sinusoidal}}
-  encoder: {{kind: transformer, num_layers: 4, width: 128, num_heads: 4, ffn_dim: 256, dropout: 0.1}}
+MEDIA_MODEL = """model:
+  embed: {{dropout: 0.1{position}}}
+  encoder: {{kind: transformer, num_layers: {layers}, width: 128, num_heads: 4, ffn_dim: 256, dropout: 0.1}}
   head: {{kind: sequence, pooling: mean}}
 train:
   lr: 1.0e-3
@@ -188,9 +177,9 @@ def starter_config(data: str | Path, target: str, input_field: str | None = None
         lines.append("  translation: {joint_vocab: true, vocab_size: 8000}")
     epochs = 20 if len(rows) < 500 else 10
     if kind == "audio":
-        body = AUDIO_MODEL.format(epochs=epochs)
+        body = MEDIA_MODEL.format(epochs=epochs, layers=3, position="")
     elif kind == "image":
-        body = IMAGE_MODEL.format(epochs=epochs)
+        body = MEDIA_MODEL.format(epochs=epochs, layers=4, position=", image_position: sinusoidal")
     else:
         tags = {t for r in rows for t in (r.get(target) or [])} if mode == "tagging" else set()
         spans = any(str(t).startswith(("B-", "I-")) for t in tags)

@@ -15,7 +15,7 @@ from attntrain.data.spans import allowed_transitions, entities, format_spans, is
 from attntrain.errors import UserError
 from attntrain.model.crf import LinearChainCRF, viterbi
 from attntrain.runs import eval_run, fit, predict
-from tests.conftest import cli_env, shared_data
+from tests.conftest import cli_env, head_sentences, shared_data
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
@@ -106,18 +106,6 @@ def test_crf_likelihood_and_viterbi_equal_brute_force():
     assert float(nll) == pytest.approx(float((log_z - crf.path_score(emissions, tags, mask)).sum()))
 
 
-def _head_sentences(src, dst, count):
-    blocks, current = [], []
-    for line in src.read_text(encoding="utf-8").splitlines(keepends=True):
-        current.append(line)
-        if not line.strip():
-            blocks.append("".join(current))
-            current = []
-            if len(blocks) == count:
-                break
-    dst.write_text("".join(blocks), encoding="utf-8")
-
-
 @pytest.fixture(scope="module")
 def wnut_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
@@ -125,7 +113,7 @@ def wnut_root(tmp_path_factory):
     folder.mkdir()
     src = shared_data() / "wnut17"
     for name, count in (("wnut17train.conll", 1200), ("emerging.dev.conll", 300), ("emerging.test.annotated", 300)):
-        _head_sentences(src / name, folder / name, count)
+        head_sentences(src / name, folder / name, count)
     return root
 
 

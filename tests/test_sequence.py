@@ -242,7 +242,7 @@ def test_sst2_slice_loss_falls_and_phrases_exclude_dev_test(tmp_path):
 
 def test_predict_truncates_long_text_as_evaluation_does(tmp_path):
     """A review over data.max_len is cut the same way (start + end) in predict and attention maps as in dev/test."""
-    from attntrain.data.sentiment import truncate
+    from attntrain.data.text import truncate
 
     cfg = small("sst2", tmp_path, **{"data.train_limit": 200, "data.eval_limit": 50, "data.phrases": False,
                                      "data.max_len": 9, "data.truncate": "head_tail", "train.max_steps": 5,

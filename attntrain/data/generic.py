@@ -19,19 +19,10 @@ from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
 from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source
 from attntrain.data.spans import entities, format_spans
 from attntrain.data.targets import TARGETS
+from attntrain.data.text import truncate
 from attntrain.data.task import Task
 from attntrain.errors import UserError
 from attntrain.registry import lookup
-
-
-def truncate(tokens: list, max_len: int | None, how: str) -> list:
-    """Keep the first max_len items, or (head_tail) the first third and the last two thirds."""
-    if not max_len or len(tokens) <= max_len:
-        return tokens
-    if how == "head":
-        return tokens[:max_len]
-    head = max_len // 3
-    return tokens[:head] + tokens[len(tokens) - (max_len - head):]
 
 
 def ratio_split(n: int, dev: float, test: float, seed: int) -> dict[str, list[int]]:

@@ -15,20 +15,10 @@ from pathlib import Path
 
 from attntrain.data.classify import ClassifyTask, holdout
 from attntrain.data.root import dataset_dir
-from attntrain.data.text import TextVocab, tokenize
+from attntrain.data.text import TextVocab, tokenize, truncate
 from attntrain.errors import UserError
 
 SENTIMENT = ["negative", "positive"]
-
-
-def truncate(words: list[str], max_len: int | None, how: str) -> list[str]:
-    """Keep the first max_len words, or (head_tail) the first third and the last two thirds."""
-    if not max_len or len(words) <= max_len:
-        return words
-    if how == "head":
-        return words[:max_len]
-    head = max_len // 3
-    return words[:head] + words[len(words) - (max_len - head):]
 
 
 class TextClassifyTask(ClassifyTask):

@@ -24,6 +24,16 @@ def tokenize(line: str) -> list[str]:
     return _TOKEN.findall(line)
 
 
+def truncate(tokens: list, max_len: int | None, how: str) -> list:
+    """Keep the first max_len items, or (head_tail) the first third and the last two thirds."""
+    if not max_len or len(tokens) <= max_len:
+        return tokens
+    if how == "head":
+        return tokens[:max_len]
+    head = max_len // 3
+    return tokens[:head] + tokens[len(tokens) - (max_len - head):]
+
+
 def word_shape(word: str) -> int:
     """A word's shape class (1..11; 0 is padding): case pattern, digits, punctuation, @user, #tag, URL."""
     if word.startswith("@") and len(word) > 1:
