@@ -53,11 +53,14 @@ def eval_(
     checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
     beam: Optional[int] = typer.Option(None, min=1, help="seq2seq: beam width (1 = greedy); default from the config"),
     save_predictions: bool = typer.Option(False, help="Also write predictions_<split>.jsonl (one record per example, in order)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s",
+                                             help="Evaluate with a changed decoding, e.g. model.head.decode=argmax"),
 ):
     """Evaluate a run's checkpoint on a split; writes eval_<split>.json into the run directory."""
     from attntrain.runs import eval_run, format_table
 
-    metrics = eval_run(run_dir, split, checkpoint=checkpoint, beam=beam, save_predictions=save_predictions)
+    metrics = eval_run(run_dir, split, checkpoint=checkpoint, beam=beam, save_predictions=save_predictions,
+                       overrides=set_ or [])
     typer.echo(format_table({split: metrics}))
 
 

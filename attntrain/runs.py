@@ -190,11 +190,13 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
 
 
 def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best", beam: int | None = None,
-             save_predictions: bool = False) -> dict:
+             save_predictions: bool = False, overrides: list[str] = ()) -> dict:
+    """Evaluate a run; `overrides` change how it decodes (e.g. model.head.decode=argmax), not what it learned."""
     kind = run_config(run_dir).model.head.kind
     if beam is not None and kind != "seq2seq":
         raise UserError(f"--beam: only seq2seq runs search for their output; {run_dir} has model.head.kind '{kind}'")
-    overrides = [] if beam is None else [f"model.head.decoder.{key}={beam}" for key in ("beam_size", "dev_beam_size")]
+    overrides = list(overrides) + ([] if beam is None else
+                                   [f"model.head.decoder.{key}={beam}" for key in ("beam_size", "dev_beam_size")])
     cfg, task, model, device = load_run(run_dir, checkpoint=checkpoint, overrides=overrides)
     if split not in task.splits:
         raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
