@@ -113,12 +113,14 @@ def load_weights(model: torch.nn.Module, path: Path, hint: str = RETRAIN) -> Non
     for key, tensor in own.items():  # name the first tensor that does not fit (a changed model.* setting)
         if key not in saved or saved[key].shape != tensor.shape:
             found = f"has shape {tuple(saved[key].shape)}" if key in saved else "is missing"
-            raise UserError(f"{path} does not fit this model: {key} {found} there, {tuple(tensor.shape)} here; "
-                            "was a model.* or data setting changed since it was saved?")
+            raise UserError(f"{path}: these weights do not fit the model built from config.yaml: {key} {found} there, "
+                            f"{tuple(tensor.shape)} here (was a model.* or data setting changed?); restore the "
+                            f"run's config.yaml, or {hint}")
     unexpected = sorted(set(saved) - set(own))
     if unexpected:
-        raise UserError(f"{path} does not fit this model: it holds {unexpected[0]}, which this model lacks; "
-                        "was a model.* setting changed since it was saved?")
+        raise UserError(f"{path}: these weights do not fit the model built from config.yaml: they hold "
+                        f"{unexpected[0]}, which this model lacks (was a model.* setting changed?); restore the "
+                        f"run's config.yaml, or {hint}")
     with reading(path, "these weights do not fit the model built from config.yaml (was the config edited?)",
                  "restore the run's config.yaml, or " + hint):
         model.load_state_dict(saved)
