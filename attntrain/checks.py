@@ -45,6 +45,8 @@ def check_label(cfg, source: str = "config") -> None:
 def check_dataset(cfg, source: str = "config") -> None:
     from attntrain.data.root import dataset_dir
 
+    if not cfg.data.dataset:  # own data: file names are checked when the source is read
+        return
     try:
         folder = dataset_dir(cfg.data.root, cfg.data.dataset)
     except UserError as e:

@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Optional
 
-from attntrain.config import load_config, read_yaml
+from attntrain.config import build_config, load_config, read_yaml
 from attntrain.errors import UserError
 from attntrain.io import read_jsonl
 
@@ -124,7 +124,8 @@ def seeds_row(path: Path) -> dict[str, Any]:
     summary = read_json(path / "summary.json")
     if summary is None or "summary" not in summary:
         raise UserError(f"{path}/summary.json is not a multi-seed summary (see `attntrain fit --seeds`)")
-    seed_dirs = [path / f"seed-{seed}" for seed in summary.get("seeds", [])]
+    seed_dirs = ([path / f"seed-{seed}" for seed in summary["seeds"]] if "seeds" in summary
+                 else [path / f"fold-{fold}" for fold in summary.get("folds", [])])
     config_file = next((d / "config.yaml" for d in seed_dirs if (d / "config.yaml").is_file()), None)
     row = new_row(path.name, path, read_yaml(config_file) if config_file else {})
     row["seeds"] = len(seed_dirs)
@@ -316,6 +317,15 @@ def without_runtime_keys(config: dict) -> dict:
     return kept
 
 
+def expanded(config: dict) -> dict:
+    """A config as trained (a preset's data source spelled out), minus the keys that do not change it."""
+    from attntrain.data.presets import expand_preset
+
+    cfg = build_config(config, "config.yaml")
+    expand_preset(cfg)
+    return without_runtime_keys(cfg.to_dict())
+
+
 def existing_run(cfg) -> Optional[str]:
     """'finished', 'interrupted' or None (nothing there) for a variant's run directory.
 
@@ -329,7 +339,7 @@ def existing_run(cfg) -> Optional[str]:
         return None
     if cfg.train.seeds > 1:
         return "interrupted"  # runs.fit_seeds skips finished seeds and resumes the others itself
-    if not run.config.is_file() or without_runtime_keys(read_yaml(run.config)) != without_runtime_keys(cfg.to_dict()):
+    if not run.config.is_file() or expanded(read_yaml(run.config)) != expanded(cfg.to_dict()):
         raise UserError(f"{run.path} exists and holds a different run; remove it or set another name "
                         "with --set name=...")
     if all(run.eval_file(split).is_file() for split in cfg.train.eval_splits):

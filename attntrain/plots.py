@@ -125,6 +125,7 @@ def attention_weights(model, task, text: str,
     if task.is_empty(example):
         raise UserError("attention map: the input is empty")
     model.eval()
+    device = torch.device(device)
     item = task.encode(example, max_len=task.eval_max_len())
     batch = move(task.collate([item]), device)
     x, mask = model.head.prefix(*model.embed(batch))  # (1,T,D), (1,T); a [CLS] vector may come first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -109,7 +110,7 @@ def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
         one = cfg.model_copy(deep=True)
         one.seed, one.name, one.train.seeds = cfg.seed + k, f"seed-{cfg.seed + k}", 1
         variants.append(one)
-    return fit_repeats(cfg, variants, "seeds", overwrite=overwrite)
+    return fit_repeats(cfg, variants, "seeds", [one.seed for one in variants], overwrite=overwrite)
 
 
 def fit_folds(cfg: Config, *, overwrite: bool = False) -> FitResult:
@@ -119,11 +120,13 @@ def fit_folds(cfg: Config, *, overwrite: bool = False) -> FitResult:
         one = cfg.model_copy(deep=True)
         one.name, one.data.split.fold = f"fold-{fold}", fold
         variants.append(one)
-    return fit_repeats(cfg, variants, "folds", overwrite=overwrite)
+    return fit_repeats(cfg, variants, "folds", list(range(cfg.data.split.folds)), overwrite=overwrite)
 
 
-def fit_repeats(cfg: Config, variants: list[Config], what: str, *, overwrite: bool = False) -> FitResult:
-    """Train each variant under runs/<name>/<variant name>/, then write summary.json (mean, std per metric).
+def fit_repeats(cfg: Config, variants: list[Config], what: str, keys: list[int], *,
+                overwrite: bool = False) -> FitResult:
+    """Train each variant under runs/<name>/<variant name>/, then write summary.json (mean, std per metric);
+    summary.json lists the variants' keys under `what` ("seeds": [1, 2, 3] or "folds": [0, 1, ...]).
 
     Running the same command again skips finished variants and resumes an interrupted one.
     """
@@ -144,7 +147,7 @@ def fit_repeats(cfg: Config, variants: list[Config], what: str, *, overwrite: bo
         results[one.name] = result.metrics
     summary = summarise(results)
     if distributed.is_main():
-        atomic_write_json(parent / "summary.json", {what: list(results), "runs": results, "summary": summary})
+        atomic_write_json(parent / "summary.json", {what: keys, "runs": results, "summary": summary})
     return FitResult(str(parent), "finished", 0, None, summary)
 
 
@@ -263,7 +266,6 @@ def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = 
         pending.append(line.rstrip("\n"))
         if len(pending) >= batch_size:
             yield from flush()
-            done += batch_size
     if pending:
         yield from flush()
 

@@ -198,10 +198,11 @@ def _sync_worker(rank: int, world: int, init: str, out: str) -> None:
     logits, labels = torch.randn(7, 5, 4), torch.randint(0, 4, (7, 5))
     labels[:, 3:] = IGNORE
     batches = distributed.shard(list(range(7)))  # 7 one-example batches: ranks get 4 and 3
-    tagging, sequence = TaggingMeter(), SequenceMeter(4)
+    tagging, sequence = TaggingMeter(tags=["O", "B-X", "I-X", "B-Y"], scheme="iob2"), SequenceMeter(4)
     translation = TranslationMeter(lambda ids: " ".join(map(str, ids)), None)
     for i in batches:
-        tagging.update(logits[i:i + 1], {"labels": labels[i:i + 1]}, torch.tensor(0.5 + i))
+        tagging.update(logits[i:i + 1], {"labels": labels[i:i + 1], "mask": labels[i:i + 1] != IGNORE},
+                       torch.tensor(0.5 + i))
         sequence.update(logits[i:i + 1, 0], {"labels": labels[i:i + 1, 0]}, torch.tensor(1.0 * i))
         translation.update(Seq2seqOutput(tokens=[[i, i + 1]], beam=4), {"indices": [i], "references": [f"{i} {i + 1}"]})
     results = {}
@@ -224,9 +225,12 @@ def test_meters_summed_over_processes_equal_one_meter(tmp_path):
     _sync_worker(0, 1, f"file://{tmp_path / 'store1'}", single)
     assert not dist.is_initialized()
     reference = json.loads(Path(single.format(0)).read_text())
+    reference_types = reference["tagging"].pop("per_type")
     for rank in (0, 1):
         got = json.loads(Path(out.format(rank)).read_text())
-        assert got["tagging"] == pytest.approx(reference["tagging"])
+        per_type = got["tagging"].pop("per_type")
+        assert per_type == reference_types and per_type  # entity counts from all ranks
+        assert got["tagging"] == pytest.approx(reference["tagging"]) and "f1" in got["tagging"]
         assert got["sequence"] == pytest.approx(reference["sequence"])
         assert got["translation"]["bleu"] == pytest.approx(reference["translation"]["bleu"])
         assert got["translation"]["sentences"] == 7 and got["translation"]["beam"] == 4

@@ -214,6 +214,6 @@ def test_k_fold_cross_validation_covers_every_row_once_as_test(own, tmp_path):
                                                  eval_every=5)))
     result = fit(config_file)
     summary = json.loads((Path(result.run_dir) / "summary.json").read_text())
-    assert summary["folds"] == ["fold-0", "fold-1", "fold-2"]
+    assert summary["folds"] == [0, 1, 2]
     counts = [summary["runs"][f"fold-{k}"]["test"]["examples"] for k in range(3)]
     assert sum(counts) == 800 and "accuracy" in summary["summary"]["test mean"]

@@ -26,6 +26,8 @@ class TaggingMeter:
     scheme (IOB2 / BIOES) also entity precision, recall and F1 overall and per type (seqeval, strict).
     Predictions come from the head's `decode` (argmax, constrained or CRF Viterbi)."""
 
+    settings = ("tags",)  # the same on every process: not summed by distributed.sync_meter
+
     def __init__(self, decode=None, tags: list[str] | None = None, scheme: str = "none"):
         self.decode = decode or (lambda logits, mask: logits.argmax(-1))
         self.tags, self.scheme = tags, scheme
@@ -245,5 +247,5 @@ def build_seq2seq_head(cfg, info: dict, width: int):
 HEADS = {"tagging": build_tagging_head, "sequence": build_sequence_head, "seq2seq": build_seq2seq_head}
 
 # Dev metrics each head's meter reports, i.e. the valid values of train.metric (checked before training).
-METRICS = {"tagging": ("accuracy", "oov_accuracy", "loss"), "sequence": ("accuracy", "macro_f1", "loss"),
+METRICS = {"tagging": ("accuracy", "oov_accuracy", "f1", "precision", "recall", "loss"),  # f1/P/R: span tags "sequence": ("accuracy", "macro_f1", "loss"),
            "seq2seq": ("bleu", "bleu_lc", "chrf", "loss")}

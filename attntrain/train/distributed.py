@@ -243,7 +243,7 @@ def local_share(task, head, group: list[list[int]]) -> tuple[list[dict], list[fl
 # ---- meters ----------------------------------------------------------------------------------------
 def sync_meter(meter) -> None:
     """Sum a meter's counts over ranks, in place: numbers and tensors are added, dicts (seq2seq
-    hypotheses by example index) merged. Names in the meter's `settings` (e.g. the beam width) are left
+    hypotheses by example index) merged, lists (tag sequences for span scores) concatenated. Names in the meter's `settings` (e.g. the beam width) are left
     alone. Which attributes count is read from rank 0, so every rank runs the same collectives even
     when its share was empty."""
     if not active():
@@ -255,7 +255,7 @@ def sync_meter(meter) -> None:
             return "tensor"
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return "number"
-        return "dict" if isinstance(value, dict) else None
+        return "dict" if isinstance(value, dict) else "list" if isinstance(value, list) else None
 
     names = broadcast({k: kind(v) for k, v in vars(meter).items() if k not in kept and kind(v)})
     with peers():
@@ -267,6 +267,8 @@ def sync_meter(meter) -> None:
             elif what == "number":
                 total = all_sum([float(value or 0)])[0]
                 setattr(meter, name, int(round(total)) if isinstance(value, int) else total)
+            elif what == "list":
+                setattr(meter, name, [item for part in gather_objects(value or []) for item in part])
             else:
                 merged = {}
                 for part in gather_objects(value or {}):

@@ -350,22 +350,22 @@ class Trainer:
         self.schedule = resolve_schedule(t, total)
         self.model.train()
         params = count_parameters(self.model)
-        if p.step == 0:
-            batches0 = self.task.batches("train", shuffle=True, epoch=0)
-            record = {"kind": "start", "step": 0, "parameters": params, "device": str(self.device),
-                      "train_examples": len(self.task.split("train")), "batches_per_epoch": len(batches0),
-                      "padding_fraction": self.task.padding("train", batches0), "total_steps": total}
-            self._record(record)
-            log(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
-                       f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%")
-        for warning in self.schedule.warnings:
-            log(f"warning: {warning}")
-        stopped = "finished"
-        bar = tqdm(total=total, initial=p.step, desc=f"fit {cfg.name}", disable=not t.progress or not distributed.is_main(),
-                   dynamic_ncols=True)
-        window_tokens, window_start = 0, time.perf_counter()
-        session_start = time.perf_counter() - p.elapsed
-        with StopFlag() as flag:
+        with StopFlag() as flag:  # before the start record: a signal from then on saves and stops
+            if p.step == 0:
+                batches0 = self.task.batches("train", shuffle=True, epoch=0)
+                record = {"kind": "start", "step": 0, "parameters": params, "device": str(self.device),
+                          "train_examples": len(self.task.split("train")), "batches_per_epoch": len(batches0),
+                          "padding_fraction": self.task.padding("train", batches0), "total_steps": total}
+                self._record(record)
+                log(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
+                    f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%")
+            for warning in self.schedule.warnings:
+                log(f"warning: {warning}")
+            stopped = "finished"
+            bar = tqdm(total=total, initial=p.step, desc=f"fit {cfg.name}",
+                       disable=not t.progress or not distributed.is_main(), dynamic_ncols=True)
+            window_tokens, window_start = 0, time.perf_counter()
+            session_start = time.perf_counter() - p.elapsed
             while stopped == "finished" and p.step < total and p.epoch < t.max_epochs:
                 order = self.task.batches("train", shuffle=True, epoch=p.epoch)
                 while p.batch_in_epoch < len(order) and p.step < total:
