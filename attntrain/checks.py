@@ -26,6 +26,22 @@ def check_metric(cfg, source: str = "config") -> None:
     if known is not None and metric not in known:
         raise UserError(f"{source}: train.metric: '{metric}'{suggest(metric, known)} is not reported by the "
                         f"{kind} head; choose one of {', '.join(known)}")
+    if kind == "tagging" and metric in SPAN_METRICS and span_scheme(cfg) == "none":
+        plain = [m for m in known if m not in SPAN_METRICS]
+        raise UserError(f"{source}: train.metric: '{metric}' is an entity score, but these tags are not spans "
+                        f"(data.target.scheme: none); choose one of {', '.join(plain)}")
+
+
+SPAN_METRICS = ("f1", "precision", "recall")
+
+
+def span_scheme(cfg) -> str:
+    """data.target.scheme as the run will see it (a preset's scheme filled in); 'auto' until data is read."""
+    from attntrain.data.presets import expand_preset
+
+    expanded = cfg.model_copy(deep=True)
+    expand_preset(expanded)
+    return expanded.data.target.scheme
 
 
 def check_label(cfg, source: str = "config") -> None:
