@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from attntrain.errors import UserError
 from attntrain.registry import check_choice, suggest
@@ -171,8 +171,8 @@ class AudioConfig(Section):
 class SourceConfig(Section):
     """data.source: where rows come from (attntrain/data/sources.py)."""
 
-    format: str  # csv | tsv | jsonl | parquet | text | parallel | conll | conllu | audiofolder | imagefolder | hf
-    files: Optional[dict[str, Union[str, list[str]]]] = None  # split -> file(s) or glob(s): {train: ..., dev: ..., test: ...}
+    format: str  # csv | tsv | jsonl | parquet | text | parallel | conll | conllu | audiofolder | imagefolder | hf | graph
+    files: Optional[dict[str, Union[str, list[str]]]] = None  # split -> file(s) or glob(s): {train: ..., dev: ..., test: ...}; graph: {nodes: ..., edges: ...}
     path: Optional[str] = None  # everything in one file / folder / glob (split by data.split), or an hf save_to_disk folder
     columns: Optional[list[str]] = None  # conll: names of the whitespace/tab columns (default [tokens, tags])
     languages: list[str] = []  # parallel: the two file suffixes, e.g. [de, en]; they become the field names
@@ -185,13 +185,21 @@ class SourceConfig(Section):
 class InputConfig(Section):
     """data.input: which field is the input and how it becomes vectors."""
 
-    field: str = "text"  # the input field (text or token list, audio or image path, source sentence)
-    kind: str = "text"  # text | audio | image (attntrain/data/inputs.py)
+    field: Union[str, list[str]] = "text"  # the input field (text or token list, audio or image path, source sentence, node features); graph: also a list of numeric fields
+    kind: str = "text"  # text | audio | image | graph (attntrain/data/inputs.py)
     tokenizer: str = "english"  # text given as a string: english (UD/PTB-like regex) | words | whitespace | bert
 
     _kind = choice_of("attntrain.data.inputs", "INPUT_KINDS", "kind")
 
     _tokenizer = choice_of("attntrain.data.inputs", "TOKENIZERS", "tokenizer")
+
+    @model_validator(mode="after")
+    def _field_list_is_graph_only(self):
+        if isinstance(self.field, list) and self.kind != "graph":
+            raise ValueError(f"field: a list of fields is read by kind graph only (kind is {self.kind})")
+        if isinstance(self.field, list) and not self.field:
+            raise ValueError("field: an empty list names no feature")
+        return self
 
 
 class TargetConfig(Section):
@@ -212,6 +220,15 @@ class SplitConfig(Section):
     fold: Optional[int] = Field(None, ge=0)  # which fold is the test set (set per run by --folds)
 
 
+class GraphConfig(Section):
+    """data.graph: a graph from a node table and an edge table (data.source.format: graph, attntrain/data/graph_tables.py)."""
+
+    node_id: str = "id"  # node table: the field naming each node (integers or strings); edges and `predict` use it
+    edge_fields: tuple[str, str] = ("source", "target")  # edge table: the two node-id fields; the target attends to the source
+    undirected: bool = True  # also add each edge reversed (an edge listed both ways is kept once); false: as listed
+    normalize: Literal["rows", "none"] = "rows"  # rows: divide a node's features by their absolute sum (counts -> frequencies, as Planetoid)
+
+
 class ImageConfig(Section):
     size: tuple[int, int] = (28, 28)  # every image is resized to (height, width)
     channels: Literal["auto", "gray", "rgb"] = "auto"  # gray: 1 value per pixel; rgb: a pixel is a vector of 3
@@ -226,6 +243,7 @@ class DataConfig(Section):
     target: TargetConfig = TargetConfig()  # with source: the target field
     split: SplitConfig = SplitConfig()  # with source: how to split rows that come without splits
     image: ImageConfig = ImageConfig()  # image inputs from files
+    graph: GraphConfig = GraphConfig()  # graphs (task planetoid, or data.source.format: graph): fields and feature scaling
     translation: TranslationConfig = TranslationConfig()  # task translation: languages and subword vocabulary
     max_tokens: int = Field(4000, ge=1)  # training batch size in (padded) tokens
     eval_max_tokens: int = Field(8000, ge=1)  # evaluation batch size in (padded) tokens
@@ -241,6 +259,16 @@ class DataConfig(Section):
     audio: AudioConfig = AudioConfig()
 
     _task = choice_of("attntrain.data", "TASKS", "task")
+
+    @model_validator(mode="after")
+    def _graph_source_has_graph_input(self):
+        """A node table only makes sense as graph input, and graph input only comes from node tables."""
+        if self.source is None:
+            return self
+        if (self.source.format == "graph") != (self.input.kind == "graph"):
+            raise ValueError("source.format graph goes with input.kind graph (node features), and only with it "
+                             f"(got format {self.source.format}, kind {self.input.kind})")
+        return self
 
 
 class TrainConfig(Section):

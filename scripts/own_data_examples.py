@@ -12,6 +12,9 @@ Layouts (each a folder under --out; the configs in configs/own/ read them):
   mnist_png/{train,test}/<digit>/*.png     an imagefolder of grayscale PNGs (--per-class images per digit)
   mnist_png_rgb/...                        the same digits as RGB PNGs (a colour tint per image)
   ewt_jsonl/{train,dev,test}.jsonl         {"tokens": [...], "upos": [...]} per sentence
+  cora_tables/{nodes,edges}.csv            Cora as tables: id,features,label,split (features: 1433 numbers
+                                           separated by spaces; split: the Planetoid split, empty for the
+                                           other nodes) and source,target (both directions)
 """
 
 from __future__ import annotations
@@ -141,8 +144,39 @@ def ewt_jsonl(out: Path, src: Path, *, limit: int | None = None) -> None:
             encoding="utf-8")
 
 
+def cora_tables(out: Path, src: Path, *, limit: int | None = None, fmt: str = "csv", names: bool = True) -> None:
+    """The Planetoid .npz as a node table and an edge table (the whole graph: `limit` is ignored).
+
+    fmt: csv (features as a string of numbers) or jsonl (features as a list); names: class names as
+    labels (false: the npz's class ids 0-6, which keep its label order).
+    """
+    import numpy as np
+
+    from attntrain.data.graph import CORA_CLASSES, SPLIT_KEYS
+
+    with np.load(src / "cora" / "cora_planetoid.npz") as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    split_of = {int(node): split for split, key in SPLIT_KEYS.items() for node in arrays[key]}
+    nodes = [{"id": node, "features": row.tolist(), "label": CORA_CLASSES[label] if names else int(label),
+              "split": split_of.get(node, "")}
+             for node, (row, label) in enumerate(zip(arrays["features"], arrays["labels"]))]
+    edges = [{"source": int(a), "target": int(b)} for a, b in arrays["edge_index"].T]
+    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        for name, rows in (("nodes", nodes), ("edges", edges)):
+            (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return
+    for name, rows in (("nodes", nodes), ("edges", edges)):
+        with open(out / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({**r, "features": " ".join(map(str, r["features"]))} if "features" in r else r
+                             for r in rows)
+
+
 LAYOUTS = {"sst2_csv": sst2_csv, "sst2_text": sst2_text, "sst2_hf": sst2_hf, "multi30k_text": multi30k_text,
-           "fsdd_audio": fsdd_audio, "mnist_png": mnist_png, "mnist_png_rgb": mnist_png_rgb, "ewt_jsonl": ewt_jsonl}
+           "fsdd_audio": fsdd_audio, "mnist_png": mnist_png, "mnist_png_rgb": mnist_png_rgb, "ewt_jsonl": ewt_jsonl,
+           "cora_tables": cora_tables}
 
 
 def write(name: str, out: Path, *, limit: int | None = None, src: Path | None = None) -> Path:

@@ -1,19 +1,30 @@
-"""Graph input: node classification on a Planetoid-style graph (Cora), one vector per node.
+"""Graph input: node classification, one vector per node.
 
 The whole graph is one example (B = 1, T = number of nodes). Every split sees all nodes and edges
 (transductive learning); only the labels of the split's own nodes are kept, the rest are ignored
 by the loss and the metrics. Attention is restricted to edges (+ self loops) unless
 `data.graph_mask: none`, which lets every node attend to every node.
+
+One task, two ways to fill the same arrays (`GraphArrays`): a Planetoid .npz (`data.task: planetoid`,
+below) or a node table + an edge table (`data.source.format: graph`, attntrain.data.graph_tables).
+Everything after loading (label ids, splits, feature scaling, edges, predict) is shared.
+
+# N nodes, F features per node, E edges
 """
 
 from __future__ import annotations
 
 import zipfile
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
+from attntrain.data.generic import fold_split, ratio_split
+from attntrain.data.inputs import GraphInput
 from attntrain.data.root import dataset_dir
+from attntrain.data.targets import sorted_labels
 from attntrain.data.task import Task
 from attntrain.errors import UserError
 from attntrain.model.heads import IGNORE
@@ -53,43 +64,159 @@ def load_planetoid(path) -> dict[str, np.ndarray]:
     return arrays
 
 
-class PlanetoidTask(Task):
+@dataclass
+class GraphArrays:
+    """A graph as read, before label ids and scaling: what either source fills in.
+
+    features (N,F) float32 as given; edges (2,E) node positions, row 0 source, row 1 target (the target
+    attends to the source); ids: each node's name (`predict` takes it); labels: each node's label name
+    or None; splits: split -> node positions when the data fixes them (npz arrays, a split column),
+    None for a seeded split of the labelled nodes; classes: the label order when the data fixes it
+    (npz), None to take the sorted train labels; origin: the node file, for messages; where: each
+    node's file:line (None for the npz).
+    """
+
+    features: torch.Tensor
+    edges: torch.Tensor
+    ids: list
+    labels: list[Optional[str]]
+    splits: Optional[dict[str, list[int]]]
+    origin: str
+    classes: Optional[list[str]] = None
+    where: Optional[list[str]] = None
+
+    def node(self, position: int) -> str:
+        """A node for messages: its file:line, or its id in the file."""
+        return self.where[position] if self.where else f"{self.origin}: node {self.ids[position]}"
+
+
+def planetoid_arrays(cfg) -> GraphArrays:
+    """<dataset>/<dataset>_planetoid.npz under the data root; class names for cora, ids as text otherwise."""
+    path = dataset_dir(cfg.data.root, cfg.data.dataset) / f"{cfg.data.dataset}_planetoid.npz"
+    arrays = load_planetoid(path)
+    labels = arrays["labels"].tolist()
+    classes = CORA_CLASSES if cfg.data.dataset == "cora" else [str(i) for i in range(max(labels) + 1)]
+    return GraphArrays(features=torch.from_numpy(arrays["features"].astype(np.float32)),
+                       edges=torch.from_numpy(arrays["edge_index"]).long(), ids=list(range(len(labels))),
+                       labels=[classes[i] for i in labels], origin=str(path), classes=classes,
+                       splits={split: arrays[key].tolist() for split, key in SPLIT_KEYS.items()})
+
+
+def graph_edges(edges: torch.Tensor, nodes: int, *, undirected: bool) -> torch.Tensor:
+    """Edges as attention reads them: without self loops and repeats (undirected: + each reversed), then
+    one self loop per node. Listed edges keep their order, added reverses follow, so a file that lists
+    both directions gives its own order back. (2,E) -> (2,E')"""
+    edges = edges[:, edges[0] != edges[1]]
+    if undirected:
+        edges = torch.cat([edges, edges.flip(0)], dim=1)  # (2,2E)
+    keys = (edges[0] * nodes + edges[1]).numpy()
+    _, first = np.unique(keys, return_index=True)
+    edges = edges[:, torch.from_numpy(np.sort(first))]
+    loops = torch.arange(nodes).expand(2, nodes)
+    return torch.cat([edges, loops], dim=1)
+
+
+class GraphTask(Task):
+    """Node classification on one graph, from a Planetoid .npz or from node + edge tables.
+
+    batch: features (1,N,F), mask (1,N), labels (1,N) (IGNORE outside the split), edges (2,E) with
+    data.graph_mask: edges.
+    """
+
     input = "graph"
+    predict_batch_size = 1
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self._graph = None
+        self._arrays: Optional[GraphArrays] = None
+        self._split_index: Optional[dict[str, list[int]]] = None  # a seeded split, saved with the run
+        self._graph: Optional[dict[str, torch.Tensor]] = None
+        self.classes: Optional[list[str]] = None
 
-    def graph(self) -> dict[str, torch.Tensor]:
-        """Features (row-normalised), labels, edges (+ self loops), loaded once."""
-        if self._graph is None:
-            folder = dataset_dir(self.cfg.data.root, self.cfg.data.dataset)
-            arrays = load_planetoid(folder / f"{self.cfg.data.dataset}_planetoid.npz")
-            features = torch.from_numpy(arrays["features"].astype(np.float32))
-            features = features / features.sum(1, keepdim=True).clamp(min=1)  # bag of words -> frequencies
-            nodes = features.shape[0]
-            edges = torch.from_numpy(arrays["edge_index"]).long()
-            loops = torch.arange(nodes).expand(2, nodes)
-            self._graph = {
-                "features": features,
-                "labels": torch.from_numpy(arrays["labels"]).long(),
-                "edges": torch.cat([edges[:, edges[0] != edges[1]], loops], dim=1),
-                **{split: torch.from_numpy(arrays[key]).long() for split, key in SPLIT_KEYS.items()},
-            }
-        return self._graph
+    # ---- loading ---------------------------------------------------------------------------------
+    def arrays(self) -> GraphArrays:
+        if self._arrays is None:
+            if self.cfg.data.source is None:
+                self._arrays = planetoid_arrays(self.cfg)
+            else:
+                from attntrain.data.graph_tables import table_arrays  # it imports GraphArrays from here
+
+                self._arrays = table_arrays(self.cfg.data)
+        return self._arrays
+
+    def node_splits(self) -> dict[str, list[int]]:
+        """split -> node positions: as the data gives them, else a seeded split of the labelled nodes."""
+        arrays = self.arrays()
+        if arrays.splits is not None:
+            return arrays.splits
+        if self._split_index is None:
+            labelled = [i for i, name in enumerate(arrays.labels) if name is not None]
+            settings = self.cfg.data.split
+            index = (fold_split(len(labelled), settings.folds, settings.fold or 0, settings.dev, settings.seed)
+                     if settings.folds > 1 else ratio_split(len(labelled), settings.dev, settings.test, settings.seed))
+            self._split_index = {split: [labelled[i] for i in rows] for split, rows in index.items()}
+        return self._split_index
+
+    @property
+    def splits(self) -> tuple[str, ...]:  # type: ignore[override]
+        try:
+            return tuple(s for s in SPLIT_KEYS if self.node_splits().get(s))
+        except UserError:  # reported by prepare, with the whole message
+            return tuple(SPLIT_KEYS)
 
     def prepare(self, state: dict | None = None) -> None:
-        graph = self.graph()
-        self.num_labels = int(graph["labels"].max()) + 1
-        self.classes = CORA_CLASSES if self.cfg.data.dataset == "cora" else [str(i) for i in range(self.num_labels)]
+        arrays = self.arrays()
+        if state is not None:
+            self.classes, self._split_index = state["classes"], state.get("split_index")
+        splits = self.node_splits()
+        self._check_splits(arrays, splits)
+        if state is None:
+            train = {arrays.labels[i] for i in splits["train"]}
+            self.classes = arrays.classes or sorted_labels(train)
+        ids = {name: i for i, name in enumerate(self.classes)}
+        for split in ("dev", "test"):
+            for node in splits.get(split, []):
+                if arrays.labels[node] not in ids:
+                    raise UserError(f"{arrays.node(node)}: label '{arrays.labels[node]}' never occurs in train "
+                                    f"(train labels: {', '.join(self.classes[:20])})")
+        inputs = GraphInput(self.cfg.data)
+        self._graph = {
+            "features": inputs.scale(arrays.features),  # (N,F)
+            "labels": torch.tensor([ids.get(name, IGNORE) for name in arrays.labels], dtype=torch.long),  # (N,)
+            "edges": graph_edges(arrays.edges, len(arrays.ids), undirected=self.cfg.data.graph.undirected),
+            **{split: torch.tensor(splits.get(split, []), dtype=torch.long) for split in SPLIT_KEYS},
+        }
+        self.num_labels = len(self.classes)
+
+    def _check_splits(self, arrays: GraphArrays, splits: dict[str, list[int]]) -> None:
+        """Train has nodes; every node of a split has a label."""
+        if not splits.get("train"):
+            how = (f"split column '{self.cfg.data.split.column}'" if self.cfg.data.split.column
+                   else "labelled nodes after the dev/test split" if arrays.splits is None else "train_idx")
+            raise UserError(f"{arrays.origin}: no labelled training nodes ({how}; label field "
+                            f"'{self.cfg.data.target.field}')")
+        for split, nodes in splits.items():
+            for node in nodes:
+                if arrays.labels[node] is None:
+                    raise UserError(f"{arrays.node(node)}: node '{arrays.ids[node]}' is in the {split} split "
+                                    f"but has no label (field '{self.cfg.data.target.field}')")
+
+    def graph(self) -> dict[str, torch.Tensor]:
+        """Features (scaled), labels, edges (+ self loops) and each split's nodes; prepare() builds them."""
+        if self._graph is None:
+            self.prepare()
+        return self._graph
 
     def state(self) -> dict:
-        return {"classes": self.classes}
+        return {"classes": self.classes, "split_index": self._split_index}
 
     def info(self) -> dict:
-        return {"input": "graph", "num_features": self.graph()["features"].shape[1], "num_labels": self.num_labels}
+        return {**GraphInput(self.cfg.data).info(self.graph()["features"]), "num_labels": self.num_labels}
 
+    # ---- examples: one per split, the whole graph ---------------------------------------------------
     def read_split(self, split: str) -> list[dict]:
+        if not self.node_splits().get(split):
+            raise UserError(f"data: the {split} split has no nodes ({self.arrays().origin})")
         return [{"split": split}]
 
     def encode(self, example: dict, *, max_len: int | None) -> dict:
@@ -110,21 +237,20 @@ class PlanetoidTask(Task):
             "labels": items[0]["labels"][None],  # (1,N)
         }
         if self.cfg.data.graph_mask == "edges":
-            batch["edges"] = graph["edges"]  # (2,N_edges)
+            batch["edges"] = graph["edges"]  # (2,E)
         return batch
 
-    predict_batch_size = 1
-
+    # ---- predict: a node id per line ------------------------------------------------------------------
     def parse_inputs(self, lines: list[str]) -> list[dict]:
-        nodes = self.graph()["features"].shape[0]
+        ids = self.arrays().ids
+        positions = {str(name): i for i, name in enumerate(ids)}
         examples = []
         for line in lines:
-            if not line.strip():
-                examples.append({"split": "none", "node": None})
-                continue
-            if not line.strip().isdigit() or int(line) >= nodes:
-                raise UserError(f"predict: expected a node id 0..{nodes - 1}, got {line.strip()!r}")
-            examples.append({"split": "none", "node": int(line)})
+            name = line.strip()
+            if name and name not in positions:
+                shown = ", ".join(str(n) for n in ids[:3])
+                raise UserError(f"predict: no node {name!r} in this graph ({len(ids)} nodes, ids like {shown}, ...)")
+            examples.append({"split": "none", "node": positions[name] if name else None})
         return examples
 
     def is_empty(self, example: dict) -> bool:
@@ -132,9 +258,10 @@ class PlanetoidTask(Task):
 
     def describe(self, example: dict, prediction: list[int]) -> str:
         node = example["node"]
-        return f"node {node}: {self.classes[prediction[node]]}"
+        return f"node {self.arrays().ids[node]}: {self.classes[prediction[node]]}"
 
-    def record(self, example: dict, prediction: list[int], scores=None) -> dict:
+    def record(self, example: dict, prediction: list[int], scores: Any = None) -> dict:
         if example.get("node") is None:  # a whole split (eval --save-predictions): every node's label
             return {"labels": [self.classes[p] for p in prediction]}
-        return {"node": example["node"], "label": self.classes[prediction[example["node"]]]}
+        node = example["node"]
+        return {"node": self.arrays().ids[node], "label": self.classes[prediction[node]]}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import torch
 
 from attntrain.data.batching import length_mask, pad_stack
@@ -191,4 +192,69 @@ class ImageInput:
                 "mask": torch.ones(B, items[0]["length"], dtype=torch.bool)}
 
 
-INPUT_KINDS = {"text": TextInput, "audio": AudioInput, "image": ImageInput}
+class GraphInput:
+    """Graph nodes: each node row's feature field(s) -> one row of the feature matrix (N,F).
+
+    A field holds a list of numbers or a string of numbers separated by spaces; `data.input.field` may
+    also name several numeric fields, one feature each. The whole graph is one example, so the graph
+    task (attntrain.data.graph) calls `features` once on every node; there is no per-row encode.
+    """
+
+    kind = "graph"
+
+    def __init__(self, data_cfg, embed_cfg=None):
+        field = data_cfg.input.field
+        self.fields = field if isinstance(field, list) else [field]
+        self.normalize = data_cfg.graph.normalize
+
+    def vector(self, row: dict, where: str) -> np.ndarray:
+        """One node's features as float64; a non-number is an error naming the field and the value."""
+        where = row.get("_where", where)
+        values = [field_value(row, f, where) for f in self.fields]
+        if len(values) == 1:
+            values = values[0]
+            values = values.split() if isinstance(values, str) else values
+        values = values if isinstance(values, (list, tuple)) else [values]
+        try:
+            vector = np.asarray(values, dtype=np.float64)
+            if vector.ndim == 1 and np.isfinite(vector).all():
+                return vector
+        except (TypeError, ValueError):
+            pass
+        for position, value in enumerate(values, 1):  # the first value that is not a finite number
+            if not _is_number(value):
+                name = (f"field '{self.fields[position - 1]}'" if len(self.fields) > 1
+                        else f"field '{self.fields[0]}', value {position},")
+                raise UserError(f"{where}: {name} is {value!r}, not a number")
+        raise UserError(f"{where}: field '{self.fields[0]}' must hold numbers")
+
+    def features(self, rows: list[dict]) -> torch.Tensor:
+        """Node rows -> (N,F) float32; every node must have as many features as the first."""
+        vectors = [self.vector(row, f"node {number}") for number, row in enumerate(rows, 1)]
+        for row, vector in zip(rows, vectors):
+            if len(vector) != len(vectors[0]):
+                first = rows[0].get("_where", "the first node")
+                raise UserError(f"{row.get('_where', 'a node')}: {len(vector)} features, but {first} has "
+                                f"{len(vectors[0])}; every node needs the same number (field {', '.join(self.fields)})")
+        return torch.from_numpy(np.stack(vectors).astype(np.float32))  # (N,F)
+
+    def scale(self, features: torch.Tensor) -> torch.Tensor:
+        """data.graph.normalize rows: each node's features over their absolute sum (counts -> frequencies)."""
+        if self.normalize == "none":
+            return features
+        return features / features.abs().sum(1, keepdim=True).clamp(min=1e-12)  # (N,F); an all-zero row stays 0
+
+    def info(self, features: torch.Tensor) -> dict:
+        return {"input": "graph", "num_features": features.shape[1]}
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
+INPUT_KINDS = {"text": TextInput, "audio": AudioInput, "image": ImageInput, "graph": GraphInput}

@@ -89,29 +89,32 @@ def file_groups(source, base: Path) -> dict[str, list[Path]]:
 # ---- readers: (source config, files) -> rows --------------------------------------------------
 def read_table(source, files: list[Path]) -> Rows:
     """CSV / TSV / JSON Lines / Parquet through `datasets` (gzip'd files allowed where it allows them)."""
+    return [row for path in files for row in table_rows(path, source.format)]  # every row knows its file and line
+
+
+def table_rows(path: Path, fmt: str) -> Rows:
+    """The rows of one csv / tsv / jsonl / parquet file, each with its file:line in `_where`."""
     import datasets
 
-    builder = {"csv": "csv", "tsv": "csv", "jsonl": "json", "parquet": "parquet"}[source.format]
-    kwargs = {"keep_default_na": False} if source.format in ("csv", "tsv") else {}  # "NA" and "null" stay text
-    if source.format == "tsv":
-        kwargs["delimiter"] = "\t"
-    datasets.disable_progress_bars()
     from attntrain.data.root import cache_dir
 
-    rows = []
-    for path in files:  # one file at a time, so that every row knows its file and line
-        try:
-            table = datasets.load_dataset(builder, data_files=[str(path)], split="train",
-                                          cache_dir=str(cache_dir() / "tables"), **kwargs)
-        except Exception as e:  # the library's parse errors carry the row; we add the file name
-            if "corresponds to no data" in str(e) or isinstance(e, datasets.exceptions.DatasetGenerationError) \
-                    and path.stat().st_size <= len(path.read_bytes().split(b"\n", 1)[0]) + 1:
-                continue  # a header-only (or empty) file: no rows; an empty split is reported by the task
-            raise UserError(f"{path}: cannot read as {source.format}: {str(e).splitlines()[0][:300]}") from None
-        first = {"csv": 2, "tsv": 2, "jsonl": 1}.get(source.format)  # line of the first row (after a header)
-        for index, row in enumerate(table.to_list()):
-            row[WHERE] = f"{path}:{index + first}" if first else f"{path}: row {index}"
-            rows.append(row)
+    builder = {"csv": "csv", "tsv": "csv", "jsonl": "json", "parquet": "parquet"}[fmt]
+    kwargs = {"keep_default_na": False} if fmt in ("csv", "tsv") else {}  # "NA" and "null" stay text
+    if fmt == "tsv":
+        kwargs["delimiter"] = "\t"
+    datasets.disable_progress_bars()
+    try:
+        table = datasets.load_dataset(builder, data_files=[str(path)], split="train",
+                                      cache_dir=str(cache_dir() / "tables"), **kwargs)
+    except Exception as e:  # the library's parse errors carry the row; we add the file name
+        if "corresponds to no data" in str(e) or isinstance(e, datasets.exceptions.DatasetGenerationError) \
+                and path.stat().st_size <= len(path.read_bytes().split(b"\n", 1)[0]) + 1:
+            return []  # a header-only (or empty) file: no rows; an empty split is reported by the task
+        raise UserError(f"{path}: cannot read as {fmt}: {str(e).splitlines()[0][:300]}") from None
+    first = {"csv": 2, "tsv": 2, "jsonl": 1}.get(fmt)  # line of the first row (after a header)
+    rows = table.to_list()
+    for index, row in enumerate(rows):
+        row[WHERE] = f"{path}:{index + first}" if first else f"{path}: row {index}"
     return rows
 
 
@@ -291,7 +294,7 @@ READERS: dict[str, Callable] = {
     "text": read_text_classes, "parallel": read_parallel, "conll": read_columns, "conllu": read_conllu_rows,
     "audiofolder": read_folder, "imagefolder": read_folder,
 }
-FORMATS = (*READERS, "hf")
+FORMATS = (*READERS, "hf", "graph")  # graph: node + edge tables, read by attntrain.data.graph_tables
 
 
 def read_source(data_cfg) -> dict[str, Rows]:
@@ -300,6 +303,9 @@ def read_source(data_cfg) -> dict[str, Rows]:
     base = base_folder(data_cfg)
     if source.format == "hf":
         return read_hf(source, base)
+    if source.format == "graph":
+        raise UserError("data.source.format graph: a node table and an edge table are one graph task, not rows "
+                        "(needs data.input.kind graph)")
     if source.format not in READERS:
         raise UserError(f"data.source.format: unknown '{source.format}'; valid: {', '.join(FORMATS)}")
     reader = READERS[source.format]
