@@ -16,6 +16,16 @@ def check_config(cfg, source: str = "config") -> None:
     check_metric(cfg, source)
     check_label(cfg, source)
     check_dataset(cfg, source)
+    check_graph(cfg, source)
+
+
+def check_graph(cfg, source: str = "config") -> None:
+    """A graph's nodes are its positions: each gets a label, so only the tagging head fits."""
+    data = cfg.data
+    graph = data.source.format == "graph" if data.source is not None else data.task == "planetoid"
+    if graph and cfg.model.head.kind != "tagging":
+        raise UserError(f"{source}: model.head.kind: a graph run labels every node; use tagging "
+                        f"(got '{cfg.model.head.kind}')")
 
 
 def check_metric(cfg, source: str = "config") -> None:
