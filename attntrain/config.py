@@ -172,7 +172,7 @@ class SourceConfig(Section):
     """data.source: where rows come from (attntrain/data/sources.py)."""
 
     format: str  # csv | tsv | jsonl | parquet | text | parallel | conll | conllu | audiofolder | imagefolder | hf | graph
-    files: Optional[dict[str, Union[str, list[str]]]] = None  # split -> file(s) or glob(s): {train: ..., dev: ..., test: ...}; graph: {nodes: ..., edges: ...}
+    files: Optional[dict[str, Union[str, list[str]]]] = None  # {train: .., dev: .., test: ..} -> file(s) or glob(s); graph: {nodes: .., edges: ..}
     path: Optional[str] = None  # everything in one file / folder / glob (split by data.split), or an hf save_to_disk folder
     columns: Optional[list[str]] = None  # conll: names of the whitespace/tab columns (default [tokens, tags])
     languages: list[str] = []  # parallel: the two file suffixes, e.g. [de, en]; they become the field names
@@ -185,7 +185,7 @@ class SourceConfig(Section):
 class InputConfig(Section):
     """data.input: which field is the input and how it becomes vectors."""
 
-    field: Union[str, list[str]] = "text"  # the input field (text or token list, audio or image path, source sentence, node features); graph: also a list of numeric fields
+    field: Union[str, list[str]] = "text"  # input field (text, tokens, audio/image path, node features); graph: or a list
     kind: str = "text"  # text | audio | image | graph (attntrain/data/inputs.py)
     tokenizer: str = "english"  # text given as a string: english (UD/PTB-like regex) | words | whitespace | bert
 
@@ -221,12 +221,12 @@ class SplitConfig(Section):
 
 
 class GraphConfig(Section):
-    """data.graph: a graph from a node table and an edge table (data.source.format: graph, attntrain/data/graph_tables.py)."""
+    """data.graph: a node table + an edge table (data.source.format: graph), and how any graph is prepared."""
 
     node_id: str = "id"  # node table: the field naming each node (integers or strings); edges and `predict` use it
-    edge_fields: tuple[str, str] = ("source", "target")  # edge table: the two node-id fields; the target attends to the source
+    edge_fields: tuple[str, str] = ("source", "target")  # edge table: node-id fields (target attends to source)
     undirected: bool = True  # also add each edge reversed (an edge listed both ways is kept once); false: as listed
-    normalize: Literal["rows", "none"] = "rows"  # rows: divide a node's features by their absolute sum (counts -> frequencies, as Planetoid)
+    normalize: Literal["rows", "none"] = "rows"  # rows: features / their absolute sum (as Planetoid); none: as given
 
 
 class ImageConfig(Section):
@@ -243,7 +243,7 @@ class DataConfig(Section):
     target: TargetConfig = TargetConfig()  # with source: the target field
     split: SplitConfig = SplitConfig()  # with source: how to split rows that come without splits
     image: ImageConfig = ImageConfig()  # image inputs from files
-    graph: GraphConfig = GraphConfig()  # graphs (task planetoid, or data.source.format: graph): fields and feature scaling
+    graph: GraphConfig = GraphConfig()  # graphs (task planetoid, source format graph): fields, edges, scaling
     translation: TranslationConfig = TranslationConfig()  # task translation: languages and subword vocabulary
     max_tokens: int = Field(4000, ge=1)  # training batch size in (padded) tokens
     eval_max_tokens: int = Field(8000, ge=1)  # evaluation batch size in (padded) tokens

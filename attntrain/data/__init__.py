@@ -19,7 +19,7 @@ TASKS: dict[str, type[Task]] = {"planetoid": GraphTask, "sst2": Sst2Task, "imdb"
 
 
 def build_task(cfg) -> Task:
-    """The task for cfg.data: a source (own data or an expanded preset) x input kind x target, a graph, or a shipped reader."""
+    """The task for cfg.data: source (own data or a preset) x input kind x target, a graph, or a shipped reader."""
     expand_preset(cfg)
     if cfg.data.source is not None:
         if cfg.data.source.format == "graph":  # one graph, one example: the nodes are the positions

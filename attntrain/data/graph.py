@@ -91,14 +91,15 @@ class GraphArrays:
 
 
 def planetoid_arrays(cfg) -> GraphArrays:
-    """<dataset>/<dataset>_planetoid.npz under the data root; class names for cora, ids as text otherwise."""
+    """<dataset>/<dataset>_planetoid.npz under the data root; class names for cora, ids as text otherwise
+    (a negative label: an unlabelled node)."""
     path = dataset_dir(cfg.data.root, cfg.data.dataset) / f"{cfg.data.dataset}_planetoid.npz"
     arrays = load_planetoid(path)
     labels = arrays["labels"].tolist()
     classes = CORA_CLASSES if cfg.data.dataset == "cora" else [str(i) for i in range(max(labels) + 1)]
     return GraphArrays(features=torch.from_numpy(arrays["features"].astype(np.float32)),
                        edges=torch.from_numpy(arrays["edge_index"]).long(), ids=list(range(len(labels))),
-                       labels=[classes[i] for i in labels], origin=str(path), classes=classes,
+                       labels=[classes[i] if i >= 0 else None for i in labels], origin=str(path), classes=classes,
                        splits={split: arrays[key].tolist() for split, key in SPLIT_KEYS.items()})
 
 
