@@ -4,7 +4,7 @@
     GET  /health   -> {"status": "ok"}
     GET  /info     -> task, input kind, head, labels, model summary, limits
 
-An input is a string (a sentence; a node index for graph runs), {"text": str}, {"tokens": [str]},
+An input is a string (a sentence; a node id for graph runs), {"text": str}, {"tokens": [str]},
 {"base64": str} (audio/image bytes) or {"path": str} (audio/image file; only below --allow-paths).
 Each request is checked and encoded in the request's own coroutine (a bad one gets a 4xx and never
 reaches the model); encoded inputs of all requests then queue for one model thread, which takes up
@@ -324,7 +324,7 @@ def create_app(predictor: Predictor, settings: ServeSettings):
             return {"predictions": await answer(request)}
         except RequestError as e:
             return JSONResponse({"error": e.message}, status_code=e.status)
-        except UserError as e:  # a task's own check, e.g. a graph node index out of range
+        except UserError as e:  # a task's own check, e.g. a graph node id not in the graph
             return JSONResponse({"error": str(e)}, status_code=422)
         except Exception as e:  # a bug or a model failure: a 500 with the error's type, never a traceback
             log.error("internal error on /predict: %s: %s", type(e).__name__, e)
