@@ -194,7 +194,13 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
 
 def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best", beam: int | None = None,
              save_predictions: bool = False, overrides: list[str] = ()) -> dict:
-    """Evaluate a run; `overrides` change how it decodes (e.g. model.head.decode=argmax), not what it learned."""
+    """Evaluate a run; `overrides` change how it decodes (e.g. model.head.decode=argmax), not what it learned.
+
+    Metrics go to eval_<split>.json; with overrides to eval_<split>@<key=value,...>.json beside it, so the
+    run's own figures (what `compare` and `runs` read) stay those of its config.
+    """
+    name = split + ("@" + ",".join(o.replace("model.head.", "").replace("/", "_") for o in overrides)
+                    if overrides else "")
     kind = run_config(run_dir).model.head.kind
     if beam is not None and kind != "seq2seq":
         raise UserError(f"--beam: only seq2seq runs search for their output; {run_dir} has model.head.kind '{kind}'")
@@ -205,7 +211,7 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
         raise UserError(f"--split: unknown split '{split}'; this task has {', '.join(task.splits)}")
     check_writable(RunDir(run_dir).path)  # found now, not after the whole split was evaluated
     metrics = evaluate_split(model, task, split, device, run_dir, amp=amp_dtype(device, cfg.train.amp), progress=True)
-    atomic_write_json(RunDir(run_dir).eval_file(split), metrics)
+    atomic_write_json(RunDir(run_dir).eval_file(name), metrics)
     if save_predictions:
         save_split_predictions(run_dir, split, cfg, task, model, device)
     return metrics

@@ -170,6 +170,13 @@ def test_plain_and_constrained_heads_train(wnut_root, tmp_path):
         raw["train"]["max_steps"] = 20
         result = fit_config(build_config(raw, "test"))
         assert {"f1", "precision", "recall", "accuracy"} <= set(result.metrics["test"])
+    # eval --set re-scores the argmax run with constrained decoding, beside (not over) its own figures
+    run = tmp_path / "runs" / "argmax"
+    own = json.loads((run / "eval_test.json").read_text())
+    other = eval_run(run, "test", overrides=["model.head.decode=constrained"])
+    assert json.loads((run / "eval_test.json").read_text()) == own
+    assert json.loads((run / "eval_test@decode=constrained.json").read_text())["f1"] == pytest.approx(other["f1"])
+    assert other["tokens"] == own["tokens"]
 
 
 @pytest.mark.parametrize("content,message", [
