@@ -98,7 +98,7 @@ def mean_or_none(values: list[float]) -> Optional[float]:
 def new_row(name: str, path: Path, config: dict) -> dict[str, Any]:
     """A row with every key present, so a missing piece reads as None."""
     metric = config.get("train", {}).get("metric", "accuracy")
-    return {"name": name, "path": str(path), "task": config.get("data", {}).get("task"),
+    return {"name": name, "path": str(path), "task": data_label(config.get("data", {})),
             "encoder": encoder_label(config), "parameters": None, "seeds": 1,
             "test": {}, "test_std": {}, "dev": {}, "dev_std": {}, "dev_metric": metric,
             "train_seconds": None, "tokens_per_s": None, "peak_memory_mb": None}
@@ -117,6 +117,17 @@ def single_run_row(path: Path) -> dict[str, Any]:
     row["tokens_per_s"] = mean_or_none(train_speeds(records))
     row["peak_memory_mb"] = test.get("peak_memory_mb")
     return row
+
+
+def data_label(data: dict) -> str | None:
+    """What a run was trained on: its preset (data.task), or for its own data the dataset folder / source format."""
+    from attntrain.data.presets import PRESETS
+
+    source, task = data.get("source"), data.get("task")
+    preset = PRESETS.get(task, {}).get("source") if task != "translation" else {"format": "parallel"}
+    if not source or (preset and all(source.get(k) == v for k, v in preset.items())):
+        return task
+    return data.get("dataset") or f"{source.get('format')} files"
 
 
 def seeds_row(path: Path) -> dict[str, Any]:

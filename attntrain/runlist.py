@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
-from attntrain.compare import read_json, read_metrics
+from attntrain.compare import data_label, read_json, read_metrics
 from attntrain.config import read_yaml
 from attntrain.errors import UserError
 
@@ -27,7 +27,7 @@ def run_summary(path: Path) -> dict[str, Any]:
         status = f"stopped at step {max(steps)}"
     else:
         status = "not started"
-    return {"name": path.name, "task": config.get("data", {}).get("task"),
+    return {"name": path.name, "task": data_label(config.get("data", {})),
             "head": config.get("model", {}).get("head", {}).get("kind", "tagging"), "status": status,
             "metric": metric, "best_dev": best[metric] if best else None, "best_step": best["step"] if best else None,
             "test": test.get(metric)}
