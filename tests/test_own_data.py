@@ -217,3 +217,18 @@ def test_k_fold_cross_validation_covers_every_row_once_as_test(own, tmp_path):
     assert summary["folds"] == [0, 1, 2]
     counts = [summary["runs"][f"fold-{k}"]["test"]["examples"] for k in range(3)]
     assert sum(counts) == 800 and "accuracy" in summary["summary"]["test mean"]
+
+
+def test_unseen_conllu_tag_names_the_file_and_line_of_its_sentence(tmp_path):
+    def sentence(number: int, word: str, tag: str) -> str:
+        return f"# sent_id = {number}\n1\t{word}\t{word}\t{tag}\t_\t_\t0\troot\t_\t_\n\n"
+
+    (tmp_path / "train.conllu").write_text(sentence(1, "dog", "NOUN") + sentence(2, "cat", "NOUN"))
+    (tmp_path / "dev.conllu").write_text(sentence(1, "cat", "NOUN") + sentence(2, "runs", "VERB"))
+    data = {"source": {"format": "conllu", "files": {"train": str(tmp_path / "train.conllu"),
+                                                     "dev": str(tmp_path / "dev.conllu")}},
+            "input": {"field": "words"}, "target": {"field": "upos"}, "split": {"test": 0.0}}
+    task = build_task(build_config(config(tmp_path, data, {"kind": "tagging"}), "test"))
+    task.prepare()
+    with pytest.raises(UserError, match=r"dev.conllu:4: tag 'VERB' never occurs in train \(train tags: NOUN\)"):
+        task.split("dev")

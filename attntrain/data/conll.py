@@ -20,7 +20,7 @@ from attntrain.errors import UserError
 
 UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
         "SCONJ", "SYM", "VERB", "X"]
-PARSER_VERSION = 2  # bump when the parsed columns change, to invalidate caches
+PARSER_VERSION = 3  # bump when the parsed columns change, to invalidate caches
 
 
 def _blocks(path: Path):
@@ -56,7 +56,7 @@ def _check_block(path: Path, start: int, text: str) -> None:
 
 
 def read_conllu(path: str | Path) -> list[dict]:
-    """Parse a CoNLL-U file into [{"words": [...], "upos": [...]}]; errors name file and line."""
+    """Parse a CoNLL-U file into [{"words": [...], "upos": [...], ..., "line": first line}]; errors name file and line."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"CoNLL-U file not found: {path}")
@@ -74,7 +74,7 @@ def read_conllu(path: str | Path) -> list[dict]:
                     sentences.append({"words": [t["form"] for t in words], "upos": [t["upos"] for t in words],
                                       "xpos": [t["xpos"] or "_" for t in words],
                                       "lemma": [t["lemma"] or "_" for t in words],
-                                      "deprel": [t["deprel"] or "_" for t in words]})
+                                      "deprel": [t["deprel"] or "_" for t in words], "line": start})
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     return sentences

@@ -204,7 +204,9 @@ def read_conllu_rows(source, files: list[Path]) -> Rows:
 
     rows = []
     for path in files:
-        rows.extend(load_conllu_dataset(path).to_list())
+        for row in load_conllu_dataset(path).to_list():
+            row[WHERE] = f"{path}:{row.pop('line')}"  # where the sentence starts, for messages about it
+            rows.append(row)
     return rows
 
 
