@@ -207,6 +207,7 @@ class TargetConfig(Section):
 
     field: str = "label"  # a class label (sequence), a tag list (tagging) or the target text (seq2seq)
     scheme: Literal["auto", "none", "iob2", "bioes"] = "auto"  # tagging: span scheme (auto: from the tag set)
+    labels: Optional[list[str]] = None  # the whole label / tag set when known in advance (e.g. UPOS); default: from train
 
 
 class SplitConfig(Section):

@@ -232,3 +232,11 @@ def test_unseen_conllu_tag_names_the_file_and_line_of_its_sentence(tmp_path):
     task.prepare()
     with pytest.raises(UserError, match=r"dev.conllu:4: tag 'VERB' never occurs in train \(train tags: NOUN\)"):
         task.split("dev")
+    data["target"]["labels"] = ["NOUN", "VERB"]  # a tag set declared in advance (as the ud_pos preset does)
+    task = build_task(build_config(config(tmp_path, data, {"kind": "tagging"}), "test"))
+    task.prepare()
+    assert len(task.split("dev")) == 2 and task.info()["num_labels"] == 2
+    data["target"]["labels"] = ["VERB"]
+    task = build_task(build_config(config(tmp_path, data, {"kind": "tagging"}), "test"))
+    with pytest.raises(UserError, match=r"train.conllu:1: tag 'NOUN' is not in data.target.labels \(VERB\)"):
+        task.prepare()

@@ -15,11 +15,10 @@ from pathlib import Path
 import conllu
 import datasets
 
+from attntrain.data.presets import UPOS
 from attntrain.data.root import cache_dir
 from attntrain.errors import UserError
 
-UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
-        "SCONJ", "SYM", "VERB", "X"]
 PARSER_VERSION = 3  # bump when the parsed columns change, to invalidate caches
 
 

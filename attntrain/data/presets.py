@@ -6,10 +6,14 @@ saved config.yaml holds the expanded block, so the run reads exactly like a user
 
 from __future__ import annotations
 
+UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
+        "SCONJ", "SYM", "VERB", "X"]  # Universal POS tags (universaldependencies.org/u/pos)
+
 PRESETS: dict[str, dict] = {
     # UPOS tagging on a UD treebank: any *-ud-{train,dev,test}.conllu in the dataset folder.
     "ud_pos": {"source": {"format": "conllu", "files": {s: f"*-ud-{s}.conllu" for s in ("train", "dev", "test")}},
-               "input": {"field": "words", "kind": "text"}, "target": {"field": "upos", "scheme": "none"}},
+               "input": {"field": "words", "kind": "text"},
+               "target": {"field": "upos", "scheme": "none", "labels": UPOS}},  # the 17 UD tags, whatever train has
     # WNUT-17 emerging entities: raw token<TAB>tag files.
     "wnut17": {"source": {"format": "conll", "columns": ["tokens", "tags"],
                           "files": {"train": "wnut17train.conll", "dev": "emerging.dev.conll",

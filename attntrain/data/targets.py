@@ -43,7 +43,7 @@ class LabelTarget:
     head = "sequence"
 
     def __init__(self, data_cfg):
-        self.field = data_cfg.target.field
+        self.field, self.declared = data_cfg.target.field, data_cfg.target.labels
         self.labels = Vocab([], unk=False)
 
     def value(self, row: dict, where: str) -> str | None:
@@ -54,6 +54,10 @@ class LabelTarget:
         if state is not None:
             self.labels = Vocab.from_json(state["labels"])
             return
+        if self.declared:
+            self.labels = Vocab(list(self.declared), unk=False)
+            self.check(train, "train")
+            return
         names = {self.value(r, "train") for r in train} - {None}
         self.labels = Vocab(sorted_labels(names), unk=False)
 
@@ -62,8 +66,7 @@ class LabelTarget:
             where = row.get("_where", f"{split} row {number}")
             name = self.value(row, where)
             if name is not None and name not in self.labels:
-                raise UserError(f"{where}: label '{name}' never occurs in train "
-                                f"(train labels: {', '.join(self.labels.items[:20])})")
+                raise UserError(unknown_label(where, "label", name, self.labels.items, self.declared))
 
     def state(self) -> dict:
         return {"labels": self.labels.to_json()}
@@ -77,6 +80,13 @@ class LabelTarget:
 
     def collate(self, items: list[dict]) -> dict:
         return {"labels": torch.stack([it["labels"] for it in items])} if "labels" in items[0] else {}  # (B,)
+
+
+def unknown_label(where: str, what: str, name: str, known: list[str], declared) -> str:
+    """The message for a label outside the label set (declared in data.target.labels, or seen in train)."""
+    if declared:
+        return f"{where}: {what} '{name}' is not in data.target.labels ({', '.join(known[:30])})"
+    return f"{where}: {what} '{name}' never occurs in train (train {what}s: {', '.join(known[:30])})"
 
 
 def detect_scheme(tags: list[str]) -> str:
@@ -105,7 +115,7 @@ class TagsTarget:
     head = "tagging"
 
     def __init__(self, data_cfg):
-        self.field, self.scheme = data_cfg.target.field, data_cfg.target.scheme
+        self.field, self.scheme, self.declared = data_cfg.target.field, data_cfg.target.scheme, data_cfg.target.labels
         self.labels = Vocab([], unk=False)
 
     def value(self, row: dict, where: str) -> list[str] | None:
@@ -120,7 +130,7 @@ class TagsTarget:
         if state is not None:
             self.labels, self.scheme = Vocab.from_json(state["labels"]), state["scheme"]
             return
-        names = sorted({t for r in train for t in (self.value(r, "train") or [])})
+        names = list(self.declared) if self.declared else sorted({t for r in train for t in (self.value(r, "train") or [])})
         if self.scheme == "auto":
             self.scheme = detect_scheme(names)
         for row in train:
@@ -129,6 +139,8 @@ class TagsTarget:
         if self.scheme != "none" and "O" in names:  # O first: id 0 is the outside tag
             names = ["O"] + [n for n in names if n != "O"]
         self.labels = Vocab(names, unk=False)
+        if self.declared:
+            self.check(train, "train")
 
     def check(self, rows: list[dict], split: str) -> None:
         for number, row in enumerate(rows, 1):
@@ -136,8 +148,7 @@ class TagsTarget:
             for tag in self.value(row, where) or []:
                 if tag not in self.labels:
                     check_span_tag(tag, self.scheme, where)
-                    raise UserError(f"{where}: tag '{tag}' never occurs in train "
-                                    f"(train tags: {', '.join(self.labels.items[:30])})")
+                    raise UserError(unknown_label(where, "tag", tag, self.labels.items, self.declared))
 
     def state(self) -> dict:
         return {"labels": self.labels.to_json(), "scheme": self.scheme}
