@@ -5,12 +5,16 @@
 Scoring turns a query and a key into a relevance alpha; normalisation turns a row of alphas into
 weights over the keys. dot + softmax runs through `F.scaled_dot_product_attention` (fast kernel);
 every other combination, and `reference=True`, runs the explicit path `normalize(score(Q, K)) V`.
+
+Local attention (a window) on long inputs is kept as a `LocalMask` and computed block by block
+(`local_attention`), so no (T,T) tensor is made; the dense band mask stays as its reference.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -101,10 +105,74 @@ def window_mask(T: int, window: int, device=None) -> torch.Tensor:
     return (index[None, :] - index[:, None]).abs() <= window
 
 
+def local_block(window: int) -> int:
+    """Query block size of blockwise local attention: about 2 * window (a tile then holds the 2w + 1 keys
+    each query needs about twice over), in multiples of 64 from 64 to 512 so SDPA's tiles stay efficient."""
+    return min(512, 64 * max(1, -(-2 * window // 64)))
+
+
+@dataclass
+class LocalMask:
+    """Key padding and |i - j| <= window in factored form: what `local_attention` reads instead of a (T,T) mask.
+
+    keep (B,T) bool, True = a real key; `dense()` is the equivalent (B,1,T,T) bool mask (the reference).
+    """
+
+    keep: torch.Tensor
+    window: int
+
+    def dense(self) -> torch.Tensor:
+        T = self.keep.shape[1]
+        return self.keep[:, None, None, :] & window_mask(T, self.window, self.keep.device)[None, None]  # (B,1,T,T)
+
+
+def dense_mask(mask: Union[torch.Tensor, LocalMask, None]) -> Optional[torch.Tensor]:
+    """Any mask `attention_mask` returns, as a bool tensor broadcastable to (B,H,T,S) (or None)."""
+    return mask.dense() if isinstance(mask, LocalMask) else mask
+
+
+def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, local: LocalMask, *,
+                    dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(QK^T / sqrt(E)) V restricted to |i - j| <= window and real keys, in O(T (b + 2w)) memory.
+
+    q, k, v (B,H,T,E) -> (B,H,T,E). Queries are cut into n blocks of b; block [s, s + b) sees only the
+    L = b + 2w keys [s - w, s + b + w), gathered from padded k, v with `unfold` (a view, copied once
+    into tiles). Inside a (b, L) tile the exact band and key padding form the mask, and SDPA attends
+    one tile per batch entry. A query with no allowed key gets zeros, as in the dense path.
+    """
+    B, H, T, E = q.shape
+    w = local.window
+    b = local_block(w)
+    n = -(-T // b)
+    L = b + 2 * w
+    tail = n * b - T  # the last block is padded to b queries; those rows are dropped at the end
+    queries = F.pad(q, (0, 0, 0, tail)).view(B, H, n, b, E).transpose(1, 2).reshape(B * n, H, b, E)
+
+    def tiles(x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (0, 0, w, tail + w)).unfold(2, L, b)  # (B,H,T,E) -> (B,H,T+2w+tail,E) -> (B,H,n,E,L)
+        return x.permute(0, 2, 1, 4, 3).reshape(B * n, H, L, E)  # -> (B,n,H,L,E) -> (B*n,H,L,E)
+
+    real = F.pad(local.keep, (w, tail + w)).unfold(1, L, b)  # (B,T) -> (B,n,L); keys outside [0,T) are False
+    offset = torch.arange(L, device=q.device)[None, :] - torch.arange(b, device=q.device)[:, None]  # (b,L): j - i + w
+    band = (offset >= 0) & (offset <= 2 * w)
+    mask = (band & real[:, :, None, :]).view(B * n, 1, b, L)  # (B,n,b,L) -> (B*n,1,b,L)
+    mixed = F.scaled_dot_product_attention(queries, tiles(k), tiles(v), attn_mask=mask, dropout_p=dropout_p)
+    return mixed.view(B, n, H, b, E).transpose(1, 2).reshape(B, H, n * b, E)[:, :, :T]  # (B*n,H,b,E) -> (B,H,T,E)
+
+
 def attention_mask(mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
-                   window: Optional[int] = None) -> Optional[torch.Tensor]:
+                   window: Optional[int] = None, *,
+                   blockwise: bool = True) -> Union[torch.Tensor, LocalMask, None]:
     """Key padding (B,S), an optional window and an extra (B,T,S) mask as one bool (B,1,1|T,S) mask,
-    or None when everything may be attended to (SDPA's fastest path)."""
+    or None when everything may be attended to (SDPA's fastest path).
+
+    A window over an input longer than one tile (T > b + 2w) with no extra mask comes back as a
+    `LocalMask` instead, which attention computes blockwise; `blockwise=False` always builds the dense mask.
+    """
+    T = mask.shape[1]
+    if (blockwise and window is not None and attn_mask is None
+            and T > local_block(window) + 2 * window):
+        return LocalMask(mask, window)
     full = None if bool(mask.all()) else mask[:, None, None, :]  # (B,S) -> (B,1,1,S)
     extra = []
     if window is not None and window < mask.shape[1]:
@@ -119,9 +187,13 @@ def attention_mask(mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
 class MultiHeadAttention(nn.Module):
     """Multi-head attention: project to Q, K, V, attend per head, merge heads, project out.
 
-    forward(x (B,T,D), mask (B,1|H,1|T,T) bool, True = may attend, memory (B,S,D) or None)
+    forward(x (B,T,D), mask (B,1|H,1|T,T) bool, True = may attend, or a LocalMask, memory (B,S,D) or None)
     -> (B,T,D). With `memory`, keys and values come from it (cross-attention); `causal` lets position
     i attend only to positions <= i (decoder self-attention).
+
+    A `LocalMask` is attended blockwise only by dot + softmax self-attention (rotary positions
+    included: they rotate q and k before `attend`). Additive scoring, ReLU normalisation, `fast=False`,
+    `reference=True` and `causal` fall back to its dense (B,1,T,T) mask.
     """
 
     def __init__(
@@ -191,13 +263,17 @@ class MultiHeadAttention(nn.Module):
         mixed = torch.zeros_like(q).index_add_(0, target, weights[..., None] * v[source])  # (N,H,E)
         return mixed.view(1, N, D)
 
-    def attend(self, q, k, v, mask: Optional[torch.Tensor], reference: bool = False,
+    def attend(self, q, k, v, mask: Union[torch.Tensor, LocalMask, None], reference: bool = False,
                causal: bool = False) -> torch.Tensor:
-        """q (B,H,T,E), k/v (B,H,S,E), mask bool broadcastable to (B,H,T,S) -> (B,H,T,E).
+        """q (B,H,T,E), k/v (B,H,S,E), mask bool broadcastable to (B,H,T,S) or a LocalMask -> (B,H,T,E).
 
         `causal`: query i also sees only keys j <= i (T == S; a decoder's masked self-attention).
         """
         p = self.dropout if self.training else 0.0
+        if isinstance(mask, LocalMask):
+            if self.fast and not reference and not causal:
+                return local_attention(q, k, v, mask, dropout_p=p)
+            mask = mask.dense()
         if causal and mask is None and self.fast and not reference:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # flash kernel, no mask tensor
         if causal:
@@ -210,13 +286,13 @@ class MultiHeadAttention(nn.Module):
         weights = F.dropout(weights, p=p, training=self.training)
         return torch.matmul(weights, v)
 
-    def weights(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def weights(self, x: torch.Tensor, mask: Union[torch.Tensor, LocalMask, None] = None) -> torch.Tensor:
         """The attention matrix alpha' (B,H,T,T) for inspection and plots (explicit path)."""
         q = self.split_heads(self.query(x))
         k, _ = (self.split_heads(t) for t in self.key_value(x).chunk(2, dim=-1))
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
-        return self.normalize.dense(self.score(q, k), mask)
+        return self.normalize.dense(self.score(q, k), dense_mask(mask))
 
 
 def build_attention(width: int, num_heads: int, *, score: str, normalize: str, dropout: float,
