@@ -1,0 +1,208 @@
+"""Cost of one training step against input length: full attention, windowed attention, CNN, bi-LSTM.
+
+Every encoder is the project's own (`model.encoder.kind` through the ENCODERS table), built from a Config:
+2 layers, width 256, 4 heads, feed-forward 1024, dropout 0 (its mask costs every encoder alike and would
+only blur the attention figures). Batch 1, fp32, one thread unless --threads. One point = one encoder at
+one length T, measured in a fresh subprocess:
+
+  memory  peak resident memory during one forward + backward (ru_maxrss after it) minus resident
+          memory just before it (VmRSS), after a warm-up step at T = 32 loads the kernels. This is
+          what the step adds on top of the model and input: activations, attention tensors, gradients.
+  time    median of up to 3 further forward + backward steps (fewer when one takes over 5 s).
+
+A point whose time, extrapolated from the encoder's two previous lengths, exceeds --budget seconds per
+step is marked skipped (not run). `windowed-dense` is window 128 through the dense (T,T) band mask (the
+reference the blockwise path replaced), for comparison.
+
+    python scripts/bench_length.py --threads 1            # T = 256 .. 16384 (~10 min on 2 cores)
+    python scripts/bench_length.py --threads 1 --quick    # T = 256 .. 2048
+    python scripts/bench_length.py --max-t 4096 --budget 20
+Writes bench_results/bench_length.json and docs/cost_vs_length.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LENGTHS = [256, 512, 1024, 2048, 4096, 8192, 16384]
+QUICK_MAX = 2048
+WINDOW = 128
+# name -> (model.encoder overrides, blockwise local attention)
+ENCODERS = {
+    "full": ({"kind": "transformer"}, True),
+    "windowed": ({"kind": "transformer", "attention": {"window": WINDOW}}, True),
+    "windowed-dense": ({"kind": "transformer", "attention": {"window": WINDOW}}, False),
+    "cnn": ({"kind": "cnn"}, True),
+    "bilstm": ({"kind": "rnn", "rnn_cell": "lstm", "bidirectional": True}, True),
+}
+
+
+def resident_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def measure(name: str, T: int, threads: int) -> dict:
+    """Runs inside the child process: one encoder at one length."""
+    import torch
+
+    from attntrain.config import build_config
+    from attntrain.model.encoder import ENCODERS as BUILDERS
+    from attntrain.registry import lookup
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    overrides, blockwise = ENCODERS[name]
+    encoder_cfg = {"num_layers": 2, "width": 256, "num_heads": 4, "ffn_dim": 1024, "dropout": 0.0,
+                   "max_len": T, **overrides}
+    cfg = build_config({"model": {"encoder": encoder_cfg}}, "bench_length")
+    encoder = lookup(BUILDERS, cfg.model.encoder.kind, "model.encoder.kind")(cfg.model.encoder).train()
+    if hasattr(encoder, "blockwise"):
+        encoder.blockwise = blockwise
+
+    def step(length: int) -> float:
+        x = torch.randn(1, length, 256, requires_grad=True)  # (B,T,D)
+        mask = torch.ones(1, length, dtype=torch.bool)
+        start = time.perf_counter()
+        encoder(x, mask).square().mean().backward()
+        return time.perf_counter() - start
+
+    step(32)
+    before = resident_mib()
+    first = step(T)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    times = [step(T) for _ in range(3 if first < 5.0 else 1)]
+    seconds = statistics.median(times)
+    return {"encoder": name, "T": T, "status": "ok", "seconds": seconds, "us_per_token": seconds / T * 1e6,
+            "peak_mib": max(peak - before, 0.0), "steps_timed": len(times)}
+
+
+def predict(rows: list[dict], T: int) -> float | None:
+    """Seconds per step at T from the encoder's last two measured lengths (a power law, exponent 1..2)."""
+    done = [r for r in rows if r["status"] == "ok"]
+    if not done:
+        return None
+    last = done[-1]
+    exponent = 2.0
+    if len(done) >= 2:
+        prev = done[-2]
+        exponent = math.log(last["seconds"] / prev["seconds"]) / math.log(last["T"] / prev["T"])
+        exponent = min(max(exponent, 1.0), 2.0)
+    return last["seconds"] * (T / last["T"]) ** exponent
+
+
+def run_point(name: str, T: int, threads: int) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", name, str(T), "--threads", str(threads)],
+                         capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["?"])[-1]
+        return {"encoder": name, "T": T, "status": "failed", "error": tail}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[dict], lengths: list[int]) -> str:
+    """Markdown: time (s) and peak memory (MiB) per encoder and T, then windowed / full ratios."""
+    cell = {(r["encoder"], r["T"]): r for r in rows}
+    names = [n for n in ENCODERS if any(r["encoder"] == n for r in rows)]
+
+    def show(name: str, T: int, key: str, fmt: str) -> str:
+        r = cell.get((name, T))
+        if r is None or r["status"] != "ok":
+            return r["status"] if r else "-"
+        return format(r[key], fmt)
+
+    lines = []
+    for title, key, fmt in [("time of one forward + backward (s)", "seconds", ".3f"),
+                            ("time per token (us)", "us_per_token", ".1f"),
+                            ("peak memory of the step (MiB)", "peak_mib", ".1f")]:
+        lines += [f"{title}:", "| T | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
+        lines += [f"| {T} | " + " | ".join(show(n, T, key, fmt) for n in names) + " |" for T in lengths]
+        lines.append("")
+    lines += ["windowed / full:", "| T | time | memory |", "|---:|---:|---:|"]
+    for T in lengths:
+        full, local = cell.get(("full", T)), cell.get(("windowed", T))
+        if full and local and full["status"] == local["status"] == "ok":
+            memory = local["peak_mib"] / full["peak_mib"] if full["peak_mib"] > 0 else float("nan")
+            lines.append(f"| {T} | {local['seconds'] / full['seconds']:.3f} | {memory:.3f} |")
+        else:
+            lines.append(f"| {T} | - | - |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in ENCODERS:
+        done = [r for r in rows if r["encoder"] == name and r["status"] == "ok"]
+        if not done:
+            continue
+        style = "--" if name == "windowed-dense" else "-"
+        lengths = [r["T"] for r in done]
+        left.plot(lengths, [r["seconds"] for r in done], style, marker="o", label=name)
+        right.plot(lengths, [r["peak_mib"] for r in done], style, marker="o", label=name)
+    for axis, label in [(left, "seconds per forward + backward"), (right, "peak memory of the step (MiB)")]:
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("input length T (batch 1)")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+    left.legend()
+    fig.suptitle(f"Encoder cost vs length: 2 layers, width 256, 4 heads, window {WINDOW}, 1 CPU thread")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help=f"lengths up to {QUICK_MAX}")
+    parser.add_argument("--max-t", type=int, default=None, help="longest length to measure")
+    parser.add_argument("--budget", type=float, default=60.0, help="skip points predicted slower (s per step)")
+    parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=list(ENCODERS))
+    parser.add_argument("--out", type=Path, default=REPO / "bench_results" / "bench_length.json")
+    parser.add_argument("--plot", type=Path, default=REPO / "docs" / "cost_vs_length.png")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(measure(args.child[0], int(args.child[1]), args.threads)))
+        return
+    longest = args.max_t or (QUICK_MAX if args.quick else LENGTHS[-1])
+    lengths = [T for T in LENGTHS if T <= longest]
+    rows = []
+    for name in args.encoders:
+        mine: list[dict] = []
+        for T in lengths:
+            guess = predict(mine, T)
+            if guess is not None and guess > args.budget:
+                row = {"encoder": name, "T": T, "status": "skipped", "predicted_seconds": guess}
+            else:
+                row = run_point(name, T, args.threads)
+            mine.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+        rows += mine
+    print(table(rows, lengths))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"threads": args.threads, "window": WINDOW, "budget_s": args.budget,
+                                    "rows": rows}, indent=2) + "\n")
+    plot(rows, args.plot)
+    print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out} and {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
