@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -103,8 +104,11 @@ def predict(rows: list[dict], T: int) -> float | None:
 
 
 def run_point(name: str, T: int, threads: int) -> dict:
+    # glibc would keep freed tensors in its heap (its mmap threshold grows with each large free), so the
+    # resident peak would follow fragmentation; a fixed threshold returns every block >= 64 KiB on free.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     out = subprocess.run([sys.executable, __file__, "--child", name, str(T), "--threads", str(threads)],
-                         capture_output=True, text=True, cwd=REPO)
+                         capture_output=True, text=True, cwd=REPO, env=env)
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["?"])[-1]
         return {"encoder": name, "T": T, "status": "failed", "error": tail}

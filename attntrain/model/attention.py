@@ -136,9 +136,13 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, local: Lo
     """softmax(QK^T / sqrt(E)) V restricted to |i - j| <= window and real keys, in O(T (b + 2w)) memory.
 
     q, k, v (B,H,T,E) -> (B,H,T,E). Queries are cut into n blocks of b; block [s, s + b) sees only the
-    L = b + 2w keys [s - w, s + b + w), gathered from padded k, v with `unfold` (a view, copied once
-    into tiles). Inside a (b, L) tile the exact band and key padding form the mask, and SDPA attends
-    one tile per batch entry. A query with no allowed key gets zeros, as in the dense path.
+    L = b + 2w keys [s - w, s + b + w). Those tiles are `unfold` views of k and v laid out as one padded
+    sequence (all batch entries end to end), so no key is copied per tile. SDPA attends every tile
+    under one shared (b, L) band mask, which is exact for tiles whose keys are all real. The few
+    tiles that reach a sequence edge or padding (a tile at an edge reads the neighbouring entry's
+    keys) are attended again with their own mask and replace those rows: a per-tile mask for all
+    tiles would be saved as float for backward, 4 L bytes per token and layer. A query with no
+    allowed key gets zeros, as in the dense path.
     """
     B, H, T, E = q.shape
     w = local.window
@@ -146,18 +150,26 @@ def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, local: Lo
     n = -(-T // b)
     L = b + 2 * w
     tail = n * b - T  # the last block is padded to b queries; those rows are dropped at the end
-    queries = F.pad(q, (0, 0, 0, tail)).view(B, H, n, b, E).transpose(1, 2).reshape(B * n, H, b, E)
 
-    def tiles(x: torch.Tensor) -> torch.Tensor:
-        x = F.pad(x, (0, 0, w, tail + w)).unfold(2, L, b)  # (B,H,T,E) -> (B,H,T+2w+tail,E) -> (B,H,n,E,L)
-        return x.permute(0, 2, 1, 4, 3).reshape(B * n, H, L, E)  # -> (B,n,H,L,E) -> (B*n,H,L,E)
+    def end_to_end(x: torch.Tensor, margin: int) -> torch.Tensor:
+        x = F.pad(x.transpose(1, 2), (0, 0, 0, 0, 0, tail))  # (B,H,T,E) -> (B,T,H,E) -> (B,n*b,H,E)
+        return F.pad(x.reshape(B * n * b, H, E), (0, 0, 0, 0, margin, margin))  # -> (B*n*b + 2 margin,H,E)
 
-    real = F.pad(local.keep, (w, tail + w)).unfold(1, L, b)  # (B,T) -> (B,n,L); keys outside [0,T) are False
+    queries = end_to_end(q, 0).view(B * n, b, H, E).transpose(1, 2)  # (B*n,H,b,E)
+    keys, values = (end_to_end(x, w).unfold(0, L, b).permute(0, 1, 3, 2) for x in (k, v))  # (B*n,H,L,E) views
     offset = torch.arange(L, device=q.device)[None, :] - torch.arange(b, device=q.device)[:, None]  # (b,L): j - i + w
     band = (offset >= 0) & (offset <= 2 * w)
-    mask = (band & real[:, :, None, :]).view(B * n, 1, b, L)  # (B,n,b,L) -> (B*n,1,b,L)
-    mixed = F.scaled_dot_product_attention(queries, tiles(k), tiles(v), attn_mask=mask, dropout_p=dropout_p)
-    return mixed.view(B, n, H, b, E).transpose(1, 2).reshape(B, H, n * b, E)[:, :, :T]  # (B*n,H,b,E) -> (B,H,T,E)
+    mixed = F.scaled_dot_product_attention(queries, keys, values, attn_mask=band, dropout_p=dropout_p)
+
+    real = F.pad(local.keep, (w, tail + w)).unfold(1, L, b).reshape(B * n, L)  # keys outside [0,T) are False
+    edge = (~real.all(dim=1)).nonzero().squeeze(1)  # (N_edge,) tiles with a missing key
+    if len(edge):
+        mask = (band & real[edge, None, :])[:, None]  # (N_edge,1,b,L)
+        exact = F.scaled_dot_product_attention(queries[edge], keys[edge], values[edge], attn_mask=mask,
+                                               dropout_p=dropout_p)
+        mixed = mixed.index_copy(0, edge, exact)
+    mixed = mixed.transpose(1, 2).reshape(B, n * b, H, E)[:, :T]  # (B*n,H,b,E) -> (B,n*b,H,E) -> (B,T,H,E)
+    return mixed.transpose(1, 2)  # (B,H,T,E)
 
 
 def attention_mask(mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
