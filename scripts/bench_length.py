@@ -5,10 +5,12 @@ Every encoder is the project's own (`model.encoder.kind` through the ENCODERS ta
 only blur the attention figures). Batch 1, fp32, one thread unless --threads. One point = one encoder at
 one length T, measured in a fresh subprocess:
 
-  memory  peak resident memory during one forward + backward (ru_maxrss after it) minus resident
-          memory just before it (VmRSS), after a warm-up step at T = 32 loads the kernels. This is
-          what the step adds on top of the model and input: activations, attention tensors, gradients.
-  time    median of up to 3 further forward + backward steps (fewer when one takes over 5 s).
+  memory  peak resident memory during one forward + backward (VmHWM, reset just before the step
+          through /proc/self/clear_refs) minus resident memory just before it (VmRSS). A warm-up step
+          at the same T comes first, so one-time kernel buffers are not counted. glibc runs with a fixed
+          mmap threshold (64 KiB): every freed tensor goes back to the system, so the resident peak is
+          the peak of live tensors (activations, attention tensors, gradients), not heap fragmentation.
+  time    median of that step and up to 2 more (none more when it takes over 5 s).
 
 A point whose time, extrapolated from the encoder's two previous lengths, exceeds --budget seconds per
 step is marked skipped (not run). `windowed-dense` is window 128 through the dense (T,T) band mask (the
@@ -26,7 +28,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -47,11 +48,12 @@ ENCODERS = {
 }
 
 
-def resident_mib() -> float:
+def status_mib(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (resident peak) of this process, from /proc/self/status (Linux)."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def measure(name: str, T: int, threads: int) -> dict:
@@ -79,14 +81,15 @@ def measure(name: str, T: int, threads: int) -> dict:
         encoder(x, mask).square().mean().backward()
         return time.perf_counter() - start
 
-    step(32)
-    before = resident_mib()
-    first = step(T)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    times = [step(T) for _ in range(3 if first < 5.0 else 1)]
+    step(T)  # warm-up: one-time kernel buffers and lazy initialisation are not the step's memory
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current resident size
+    before = status_mib("VmRSS")
+    times = [step(T)]
+    peak = status_mib("VmHWM")
+    times += [step(T) for _ in range(2 if times[0] < 5.0 else 0)]
     seconds = statistics.median(times)
     return {"encoder": name, "T": T, "status": "ok", "seconds": seconds, "us_per_token": seconds / T * 1e6,
-            "peak_mib": max(peak - before, 0.0), "steps_timed": len(times)}
+            "peak_mib": peak - before, "steps_timed": len(times)}
 
 
 def predict(rows: list[dict], T: int) -> float | None:

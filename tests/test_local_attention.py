@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from attntrain.config import EncoderConfig
-from attntrain.model.attention import LocalMask, attention_mask, build_attention, local_attention, local_block
+from attntrain.model.attention import (LocalMask, Tiles, attention_mask, build_attention, local_attention,
+                                       local_block)
 from attntrain.model.encoder import build_transformer
 
 
@@ -32,6 +33,7 @@ CASES = [
     (300, 64, 2, [299, 10]),
     (384, 64, 3, None),
     (700, 100, 2, [650, 333]),
+    (2100, 2, 2, [2100, 1500]),  # b = 64: several runs of tiles (backward recomputes run by run)
 ]
 
 
@@ -40,7 +42,7 @@ def test_blockwise_equals_dense_forward_and_gradients(T, window, heads, lengths)
     torch.manual_seed(T + window)
     B = 1 if lengths is None else len(lengths)
     keep = torch.ones(B, T, dtype=torch.bool) if lengths is None else padded_mask(lengths, T)
-    assert T > local_block(window) + 2 * window  # really more than one tile
+    assert T >= local_block(window) + 2 * window  # at least one whole tile of keys
     leaves = [torch.randn(B, heads, T, 16, requires_grad=True) for _ in range(3)]
     grad_out = torch.randn(B, heads, T, 16)
 
@@ -114,3 +116,34 @@ def test_windowed_encoder_trains_with_dropout():
     x = torch.randn(2, 150, 16, requires_grad=True)
     encoder(x, padded_mask([150, 60], 150)).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad[1, :60].abs().sum() > 0
+
+
+def test_backward_recomputation_passes_gradcheck():
+    """The hand-written backward (tiles recomputed run by run) against finite differences, in float64."""
+    torch.manual_seed(0)
+    keep = padded_mask([70, 41], 70)
+    q, k, v = (torch.randn(2, 1, 70, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    assert len(Tiles(q, k, v, keep, 3).chunks()) == 1 and len(Tiles(q, k, v, keep, 3).real) == 4
+    torch.autograd.gradcheck(lambda *qkv: local_attention(*qkv, LocalMask(keep, 3)), (q, k, v), fast_mode=True)
+
+
+def test_dropout_masks_are_replayed_in_backward():
+    """With attention dropout, backward recomputes each run under the forward's random state: its gradients
+    equal those of the same computation kept by autograd (same seed)."""
+    keep = padded_mask([300, 180], 300)
+    leaves = [torch.randn(2, 2, 300, 8, requires_grad=True) for _ in range(3)]
+    grad_out = torch.randn(2, 2, 300, 8)
+    torch.manual_seed(5)
+    out = local_attention(*leaves, LocalMask(keep, 4), dropout_p=0.3)
+    got = torch.autograd.grad(out, leaves, grad_out)
+
+    torch.manual_seed(5)
+    tiles = Tiles(*leaves, keep, 4)  # the same runs, differentiated by autograd
+    H, E = 2, 8
+    runs = [tiles.attend(tiles.queries[r], tiles.keys[k], tiles.values[k], m0, m1, 0.3)
+            for (m0, m1), (r, k) in ((c, tiles.rows(*c)) for c in tiles.chunks())]
+    reference = tiles.per_entry(torch.cat(runs).transpose(1, 2).reshape(-1, H, E), 0)
+    torch.testing.assert_close(out, reference)
+    assert not torch.allclose(out, local_attention(*leaves, LocalMask(keep, 4)))  # dropout really acted
+    for a, b in zip(got, torch.autograd.grad(reference, leaves, grad_out)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

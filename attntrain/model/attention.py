@@ -131,45 +131,122 @@ def dense_mask(mask: Union[torch.Tensor, LocalMask, None]) -> Optional[torch.Ten
     return mask.dense() if isinstance(mask, LocalMask) else mask
 
 
+class Tiles:
+    """q, k, v (B,H,T,E) laid out for blockwise local attention with window w and query blocks of b.
+
+    Queries are cut into n blocks per entry; block [s, s + b) sees only the L = b + 2w keys [s - w, s + b + w).
+    All batch entries are laid end to end as one sequence (queries (B*n*b,H,E), keys and values with w
+    rows of margin at both ends), so the keys of m consecutive tiles are one slice of m*b + 2w rows and
+    a tile is an `unfold` view, never a copy. A tile at a sequence edge reads the margin or the
+    neighbouring entry's keys; `real` (B*n,L), False there and at padding, masks them.
+    """
+
+    def __init__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor, window: int):
+        B, H, T, E = q.shape
+        self.shape, self.window, self.block = q.shape, window, local_block(window)
+        b, w = self.block, window
+        self.count = -(-T // b)  # n blocks per entry
+        self.tail = self.count * b - T  # the last block is padded to b queries; those rows are dropped at the end
+        L = b + 2 * w
+        self.queries, self.keys, self.values = self.end_to_end(q, 0), self.end_to_end(k, w), self.end_to_end(v, w)
+        self.real = F.pad(keep, (w, self.tail + w)).unfold(1, L, b).reshape(B * self.count, L)  # (B,T) -> (B*n,L)
+        offset = torch.arange(L, device=q.device)[None, :] - torch.arange(b, device=q.device)[:, None]  # j - i + w
+        self.band = (offset >= 0) & (offset <= 2 * w)  # (b,L)
+
+    def end_to_end(self, x: torch.Tensor, margin: int) -> torch.Tensor:
+        B, H, T, E = self.shape
+        x = F.pad(x.transpose(1, 2), (0, 0, 0, 0, 0, self.tail))  # (B,H,T,E) -> (B,T,H,E) -> (B,n*b,H,E)
+        return F.pad(x.reshape(-1, H, E), (0, 0, 0, 0, margin, margin))  # -> (B*n*b + 2 margin,H,E)
+
+    def per_entry(self, x: torch.Tensor, margin: int) -> torch.Tensor:
+        """Inverse of `end_to_end`: (B*n*b + 2 margin,H,E) -> (B,H,T,E)."""
+        B, H, T, E = self.shape
+        x = x[margin:x.shape[0] - margin].view(B, self.count * self.block, H, E)[:, :T]  # (B,T,H,E)
+        return x.transpose(1, 2)
+
+    def chunks(self) -> list[tuple[int, int]]:
+        """Runs [m0, m1) of consecutive tiles, about 2048 queries each: the unit of work and of transient memory."""
+        total, step = self.real.shape[0], max(1, 2048 // self.block)
+        return [(m0, min(m0 + step, total)) for m0 in range(0, total, step)]
+
+    def rows(self, m0: int, m1: int) -> tuple[slice, slice]:
+        """Query rows and key rows of tiles m0..m1 (the key rows include both margins)."""
+        b = self.block
+        return slice(m0 * b, m1 * b), slice(m0 * b, m1 * b + 2 * self.window)
+
+    def attend(self, queries, keys, values, m0: int, m1: int, dropout_p: float) -> torch.Tensor:
+        """Tiles m0..m1: queries (m*b,H,E), keys/values (m*b + 2w,H,E) -> (m,H,b,E).
+
+        The shared (b,L) band is the whole mask when every key of the run is real (SDPA broadcasts it);
+        otherwise each tile gets its own mask, which SDPA would keep as float, 4 L bytes per query.
+        """
+        b, L, H, E = self.block, self.band.shape[1], self.shape[1], self.shape[3]
+        real = self.real[m0:m1]
+        queries = queries.view(m1 - m0, b, H, E).transpose(1, 2)  # (m,H,b,E)
+        keys, values = (x.unfold(0, L, b).permute(0, 1, 3, 2) for x in (keys, values))  # (m,H,E,L) -> (m,H,L,E)
+        mask = self.band if bool(real.all()) else (self.band & real[:, None, :])[:, None]  # (b,L) or (m,1,b,L)
+        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=dropout_p)
+
+
+def _rng_state(device: torch.device) -> torch.Tensor:
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+
+
+class LocalAttention(torch.autograd.Function):
+    """Blockwise local attention that saves only q, k, v (as full attention's SDPA does) and recomputes
+    the tiles in backward, one run of tiles at a time, so its memory stays O(T (b + 2w) / n_runs) on
+    top of q, k, v. With dropout the random state is saved and replayed, so backward sees the same masks.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, keep: torch.Tensor, window: int, dropout_p: float):
+        ctx.save_for_backward(q, k, v, keep)
+        ctx.window, ctx.dropout_p = window, dropout_p
+        ctx.rng = _rng_state(q.device) if dropout_p > 0 else None
+        tiles = Tiles(q, k, v, keep, window)
+        B, H, T, E = q.shape
+        mixed = q.new_empty(tiles.real.shape[0], H, tiles.block, E)  # (B*n,H,b,E)
+        for m0, m1 in tiles.chunks():
+            rows, keys = tiles.rows(m0, m1)
+            mixed[m0:m1] = tiles.attend(tiles.queries[rows], tiles.keys[keys], tiles.values[keys], m0, m1, dropout_p)
+        return tiles.per_entry(mixed.transpose(1, 2).reshape(-1, H, E), 0)  # (B*n,b,H,E) -> (B,H,T,E)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        q, k, v, keep = ctx.saved_tensors
+        tiles = Tiles(q, k, v, keep, ctx.window)
+        grad = tiles.end_to_end(grad, 0)  # (B,H,T,E) -> (B*n*b,H,E)
+        grads = [torch.zeros_like(tiles.queries), torch.zeros_like(tiles.keys), torch.zeros_like(tiles.values)]
+        devices = [q.device] if q.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, enabled=ctx.rng is not None):
+            if ctx.rng is not None and devices:
+                torch.cuda.set_rng_state(ctx.rng, q.device)
+            elif ctx.rng is not None:
+                torch.set_rng_state(ctx.rng)
+            for m0, m1 in tiles.chunks():
+                rows, keys = tiles.rows(m0, m1)
+                # Leaves per run: a gradient through a slice of the whole sequence would allocate all of it per run.
+                parts = [tiles.queries[rows], tiles.keys[keys], tiles.values[keys]]
+                parts = [part.detach().requires_grad_() for part in parts]
+                with torch.enable_grad():
+                    mixed = tiles.attend(*parts, m0, m1, ctx.dropout_p)  # (m,H,b,E)
+                H, E = mixed.shape[1], mixed.shape[3]
+                upstream = grad[rows].view(m1 - m0, tiles.block, H, E).transpose(1, 2)  # (m*b,H,E) -> (m,H,b,E)
+                for total, part, index in zip(grads, torch.autograd.grad(mixed, parts, upstream), (rows, keys, keys)):
+                    total[index] += part
+        w = ctx.window
+        return tiles.per_entry(grads[0], 0), tiles.per_entry(grads[1], w), tiles.per_entry(grads[2], w), None, None, None
+
+
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, local: LocalMask, *,
                     dropout_p: float = 0.0) -> torch.Tensor:
-    """softmax(QK^T / sqrt(E)) V restricted to |i - j| <= window and real keys, in O(T (b + 2w)) memory.
+    """softmax(QK^T / sqrt(E)) V restricted to |i - j| <= window and real keys, in O(T (b + 2w)) time.
 
-    q, k, v (B,H,T,E) -> (B,H,T,E). Queries are cut into n blocks of b; block [s, s + b) sees only the
-    L = b + 2w keys [s - w, s + b + w). Those tiles are `unfold` views of k and v laid out as one padded
-    sequence (all batch entries end to end), so no key is copied per tile. SDPA attends every tile
-    under one shared (b, L) band mask, which is exact for tiles whose keys are all real. The few
-    tiles that reach a sequence edge or padding (a tile at an edge reads the neighbouring entry's
-    keys) are attended again with their own mask and replace those rows: a per-tile mask for all
-    tiles would be saved as float for backward, 4 L bytes per token and layer. A query with no
-    allowed key gets zeros, as in the dense path.
+    q, k, v (B,H,T,E) -> (B,H,T,E); see `Tiles` for the layout and `LocalAttention` for the memory.
+    Inside each (b, L) tile the exact band and key padding form the mask. A query with no allowed key
+    gets zeros, as in the dense path.
     """
-    B, H, T, E = q.shape
-    w = local.window
-    b = local_block(w)
-    n = -(-T // b)
-    L = b + 2 * w
-    tail = n * b - T  # the last block is padded to b queries; those rows are dropped at the end
-
-    def end_to_end(x: torch.Tensor, margin: int) -> torch.Tensor:
-        x = F.pad(x.transpose(1, 2), (0, 0, 0, 0, 0, tail))  # (B,H,T,E) -> (B,T,H,E) -> (B,n*b,H,E)
-        return F.pad(x.reshape(B * n * b, H, E), (0, 0, 0, 0, margin, margin))  # -> (B*n*b + 2 margin,H,E)
-
-    queries = end_to_end(q, 0).view(B * n, b, H, E).transpose(1, 2)  # (B*n,H,b,E)
-    keys, values = (end_to_end(x, w).unfold(0, L, b).permute(0, 1, 3, 2) for x in (k, v))  # (B*n,H,L,E) views
-    offset = torch.arange(L, device=q.device)[None, :] - torch.arange(b, device=q.device)[:, None]  # (b,L): j - i + w
-    band = (offset >= 0) & (offset <= 2 * w)
-    mixed = F.scaled_dot_product_attention(queries, keys, values, attn_mask=band, dropout_p=dropout_p)
-
-    real = F.pad(local.keep, (w, tail + w)).unfold(1, L, b).reshape(B * n, L)  # keys outside [0,T) are False
-    edge = (~real.all(dim=1)).nonzero().squeeze(1)  # (N_edge,) tiles with a missing key
-    if len(edge):
-        mask = (band & real[edge, None, :])[:, None]  # (N_edge,1,b,L)
-        exact = F.scaled_dot_product_attention(queries[edge], keys[edge], values[edge], attn_mask=mask,
-                                               dropout_p=dropout_p)
-        mixed = mixed.index_copy(0, edge, exact)
-    mixed = mixed.transpose(1, 2).reshape(B, n * b, H, E)[:, :T]  # (B*n,H,b,E) -> (B,n*b,H,E) -> (B,T,H,E)
-    return mixed.transpose(1, 2)  # (B,H,T,E)
+    return LocalAttention.apply(q, k, v, local.keep, local.window, dropout_p)
 
 
 def attention_mask(mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
@@ -178,12 +255,12 @@ def attention_mask(mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
     """Key padding (B,S), an optional window and an extra (B,T,S) mask as one bool (B,1,1|T,S) mask,
     or None when everything may be attended to (SDPA's fastest path).
 
-    A window over an input longer than one tile (T > b + 2w) with no extra mask comes back as a
+    A window over an input at least one tile of keys long (T >= b + 2w) with no extra mask comes back as a
     `LocalMask` instead, which attention computes blockwise; `blockwise=False` always builds the dense mask.
     """
     T = mask.shape[1]
     if (blockwise and window is not None and attn_mask is None
-            and T > local_block(window) + 2 * window):
+            and T >= local_block(window) + 2 * window):
         return LocalMask(mask, window)
     full = None if bool(mask.all()) else mask[:, None, None, :]  # (B,S) -> (B,1,1,S)
     extra = []
