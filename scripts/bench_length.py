@@ -3,14 +3,17 @@
 Every encoder is the project's own (`model.encoder.kind` through the ENCODERS table), built from a Config:
 2 layers, width 256, 4 heads, feed-forward 1024, dropout 0 (its mask costs every encoder alike and would
 only blur the attention figures). Batch 1, fp32, one thread unless --threads. One point = one encoder at
-one length T, measured in a fresh subprocess:
+one length T. Each point's memory is measured in a fresh subprocess; the times of all encoders at one T
+in one subprocess, interleaved:
 
   memory  peak resident memory during one forward + backward (VmHWM, reset just before the step
           through /proc/self/clear_refs) minus resident memory just before it (VmRSS). A warm-up step
           at the same T comes first, so one-time kernel buffers are not counted. glibc runs with a fixed
           mmap threshold (64 KiB): every freed tensor goes back to the system, so the resident peak is
           the peak of live tensors (activations, attention tensors, gradients), not heap fragmentation.
-  time    median of that step and up to 2 more (none more when it takes over 5 s).
+  time    median of 3 forward + backward steps after a warm-up step (1 when the warm-up took over
+          5 s), with the ordinary allocator, the encoders taking turns step by step so that load
+          from other processes on a shared machine falls on all alike.
 
 A point whose time, extrapolated from the encoder's two previous lengths, exceeds --budget seconds per
 step is marked skipped (not run). `windowed-dense` is window 128 through the dense (T,T) band mask (the
@@ -56,15 +59,14 @@ def status_mib(field: str) -> float:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def measure(name: str, T: int, threads: int) -> dict:
-    """Runs inside the child process: one encoder at one length."""
+def build_step(name: str, T: int):
+    """The encoder `name` built from a Config, and a function that times one forward + backward at T."""
     import torch
 
     from attntrain.config import build_config
     from attntrain.model.encoder import ENCODERS as BUILDERS
     from attntrain.registry import lookup
 
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
     overrides, blockwise = ENCODERS[name]
     encoder_cfg = {"num_layers": 2, "width": 256, "num_heads": 4, "ffn_dim": 1024, "dropout": 0.0,
@@ -74,22 +76,37 @@ def measure(name: str, T: int, threads: int) -> dict:
     if hasattr(encoder, "blockwise"):
         encoder.blockwise = blockwise
 
-    def step(length: int) -> float:
-        x = torch.randn(1, length, 256, requires_grad=True)  # (B,T,D)
-        mask = torch.ones(1, length, dtype=torch.bool)
+    def step() -> float:
+        x = torch.randn(1, T, 256, requires_grad=True)  # (B,T,D)
+        mask = torch.ones(1, T, dtype=torch.bool)
         start = time.perf_counter()
         encoder(x, mask).square().mean().backward()
         return time.perf_counter() - start
 
-    step(T)  # warm-up: one-time kernel buffers and lazy initialisation are not the step's memory
+    return step
+
+
+def measure_memory(name: str, T: int) -> dict:
+    """Child process: peak memory of one step of one encoder."""
+    step = build_step(name, T)
+    step()  # warm-up: one-time kernel buffers and lazy initialisation are not the step's memory
     Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current resident size
     before = status_mib("VmRSS")
-    times = [step(T)]
-    peak = status_mib("VmHWM")
-    times += [step(T) for _ in range(2 if times[0] < 5.0 else 0)]
-    seconds = statistics.median(times)
-    return {"encoder": name, "T": T, "status": "ok", "seconds": seconds, "us_per_token": seconds / T * 1e6,
-            "peak_mib": peak - before, "steps_timed": len(times)}
+    step()
+    return {name: {"peak_mib": status_mib("VmHWM") - before}}
+
+
+def measure_time(names: list[str], T: int) -> dict:
+    """Child process: every encoder at T, their steps interleaved so that load from other processes
+    falls on all of them alike; median of 3 rounds (1 for an encoder whose warm-up took over 5 s)."""
+    steps = {name: build_step(name, T) for name in names}
+    rounds = {name: 3 if steps[name]() < 5.0 else 1 for name in names}  # the warm-up decides
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(3):
+        for name in names:
+            if r < rounds[name]:
+                times[name].append(steps[name]())
+    return {name: {"seconds": statistics.median(t), "steps_timed": len(t)} for name, t in times.items()}
 
 
 def predict(rows: list[dict], T: int) -> float | None:
@@ -106,16 +123,36 @@ def predict(rows: list[dict], T: int) -> float | None:
     return last["seconds"] * (T / last["T"]) ** exponent
 
 
-def run_point(name: str, T: int, threads: int) -> dict:
-    # glibc would keep freed tensors in its heap (its mmap threshold grows with each large free), so the
-    # resident peak would follow fragmentation; a fixed threshold returns every block >= 64 KiB on free.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
-    out = subprocess.run([sys.executable, __file__, "--child", name, str(T), "--threads", str(threads)],
+def child(T: int, threads: int, mode: str, names: list[str]) -> dict:
+    env = dict(os.environ)
+    if mode == "memory":
+        # glibc would keep freed tensors in its heap (its mmap threshold grows with each large free), so the
+        # resident peak would follow fragmentation; a fixed threshold returns every block >= 64 KiB on free.
+        # Not for timing: fresh pages for every tensor cost page faults.
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    out = subprocess.run([sys.executable, __file__, "--threads", str(threads), "--child", mode, str(T), *names],
                          capture_output=True, text=True, cwd=REPO, env=env)
     if out.returncode != 0:
-        tail = (out.stderr.strip().splitlines() or ["?"])[-1]
-        return {"encoder": name, "T": T, "status": "failed", "error": tail}
+        raise RuntimeError((out.stderr.strip().splitlines() or ["?"])[-1])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_length(names: list[str], T: int, threads: int) -> list[dict]:
+    """One row per encoder at T: time from one shared child, memory from one child each."""
+    try:
+        found = child(T, threads, "time", names)
+    except RuntimeError as error:
+        return [{"encoder": name, "T": T, "status": "failed", "error": str(error)} for name in names]
+    rows = []
+    for name in names:
+        row = {"encoder": name, "T": T, "status": "ok", **found[name]}
+        try:
+            row.update(child(T, threads, "memory", [name])[name])
+        except RuntimeError as error:
+            row.update(status="failed", error=str(error))
+        row["us_per_token"] = row["seconds"] / T * 1e6
+        rows.append(row)
+    return rows
 
 
 def table(rows: list[dict], lengths: list[int]) -> str:
@@ -184,25 +221,31 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", default=list(ENCODERS), choices=list(ENCODERS))
     parser.add_argument("--out", type=Path, default=REPO / "bench_results" / "bench_length.json")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "cost_vs_length.png")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], int(args.child[1]), args.threads)))
+        import torch
+
+        torch.set_num_threads(args.threads)
+        mode, T, *names = args.child
+        found = measure_memory(names[0], int(T)) if mode == "memory" else measure_time(names, int(T))
+        print(json.dumps(found))
         return
     longest = args.max_t or (QUICK_MAX if args.quick else LENGTHS[-1])
     lengths = [T for T in LENGTHS if T <= longest]
-    rows = []
-    for name in args.encoders:
-        mine: list[dict] = []
-        for T in lengths:
-            guess = predict(mine, T)
+    rows: list[dict] = []
+    for T in lengths:
+        names = []
+        for name in args.encoders:
+            guess = predict([r for r in rows if r["encoder"] == name], T)
             if guess is not None and guess > args.budget:
-                row = {"encoder": name, "T": T, "status": "skipped", "predicted_seconds": guess}
+                rows.append({"encoder": name, "T": T, "status": "skipped", "predicted_seconds": guess})
             else:
-                row = run_point(name, T, args.threads)
-            mine.append(row)
+                names.append(name)
+        rows += run_length(names, T, args.threads) if names else []
+        for row in rows[-len(args.encoders):]:
             print(json.dumps(row), file=sys.stderr, flush=True)
-        rows += mine
+    rows.sort(key=lambda r: (list(ENCODERS).index(r["encoder"]), r["T"]))
     print(table(rows, lengths))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"threads": args.threads, "window": WINDOW, "budget_s": args.budget,

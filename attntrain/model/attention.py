@@ -154,9 +154,11 @@ class Tiles:
         self.band = (offset >= 0) & (offset <= 2 * w)  # (b,L)
 
     def end_to_end(self, x: torch.Tensor, margin: int) -> torch.Tensor:
+        """(B,H,T,E) -> (B*n*b + 2 margin,H,E), zeros in the margins and block padding (one copy)."""
         B, H, T, E = self.shape
-        x = F.pad(x.transpose(1, 2), (0, 0, 0, 0, 0, self.tail))  # (B,H,T,E) -> (B,T,H,E) -> (B,n*b,H,E)
-        return F.pad(x.reshape(-1, H, E), (0, 0, 0, 0, margin, margin))  # -> (B*n*b + 2 margin,H,E)
+        out = x.new_zeros(B * self.count * self.block + 2 * margin, H, E)
+        self.per_entry(out, margin).copy_(x)
+        return out
 
     def per_entry(self, x: torch.Tensor, margin: int) -> torch.Tensor:
         """Inverse of `end_to_end`: (B*n*b + 2 margin,H,E) -> (B,H,T,E)."""
@@ -165,9 +167,17 @@ class Tiles:
         return x.transpose(1, 2)
 
     def chunks(self) -> list[tuple[int, int]]:
-        """Runs [m0, m1) of consecutive tiles, about 2048 queries each: the unit of work and of transient memory."""
-        total, step = self.real.shape[0], max(1, 2048 // self.block)
-        return [(m0, min(m0 + step, total)) for m0 in range(0, total, step)]
+        """Runs [m0, m1) of consecutive tiles, at most about 2048 queries each: the unit of work and of
+        transient memory. A run holds only tiles whose keys are all real or only tiles that miss some, so
+        the many inner tiles share the band mask and only edge and padding tiles carry their own."""
+        inner = self.real.all(dim=1).tolist()  # (B*n,)
+        step = max(1, 2048 // self.block)
+        runs, start = [], 0
+        for m in range(1, len(inner) + 1):
+            if m == len(inner) or inner[m] != inner[start] or m - start == step:
+                runs.append((start, m))
+                start = m
+        return runs
 
     def rows(self, m0: int, m1: int) -> tuple[slice, slice]:
         """Query rows and key rows of tiles m0..m1 (the key rows include both margins)."""
@@ -204,12 +214,12 @@ class LocalAttention(torch.autograd.Function):
         ctx.window, ctx.dropout_p = window, dropout_p
         ctx.rng = _rng_state(q.device) if dropout_p > 0 else None
         tiles = Tiles(q, k, v, keep, window)
-        B, H, T, E = q.shape
-        mixed = q.new_empty(tiles.real.shape[0], H, tiles.block, E)  # (B*n,H,b,E)
+        mixed = torch.empty_like(tiles.queries)  # (B*n*b,H,E)
         for m0, m1 in tiles.chunks():
             rows, keys = tiles.rows(m0, m1)
-            mixed[m0:m1] = tiles.attend(tiles.queries[rows], tiles.keys[keys], tiles.values[keys], m0, m1, dropout_p)
-        return tiles.per_entry(mixed.transpose(1, 2).reshape(-1, H, E), 0)  # (B*n,b,H,E) -> (B,H,T,E)
+            out = tiles.attend(tiles.queries[rows], tiles.keys[keys], tiles.values[keys], m0, m1, dropout_p)
+            mixed[rows].view(m1 - m0, tiles.block, *mixed.shape[1:]).copy_(out.transpose(1, 2))  # (m,H,b,E) -> (m,b,H,E)
+        return tiles.per_entry(mixed, 0)  # (B,H,T,E)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
