@@ -33,7 +33,7 @@ CASES = [
     (300, 64, 2, [299, 10]),
     (384, 64, 3, None),
     (700, 100, 2, [650, 333]),
-    (2100, 2, 2, [2100, 1500]),  # b = 64: several runs of tiles (backward recomputes run by run)
+    (1100, 2, 2, [1100, 700]),  # b = 64: several runs of tiles (backward recomputes run by run)
 ]
 
 
