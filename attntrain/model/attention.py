@@ -105,6 +105,9 @@ def window_mask(T: int, window: int, device=None) -> torch.Tensor:
     return (index[None, :] - index[:, None]).abs() <= window
 
 
+RUN_KEYS = 1024  # tile keys per run of blockwise local attention (see `Tiles.chunks`)
+
+
 def local_block(window: int) -> int:
     """Query block size b of blockwise local attention. A tile holds b + 2w keys where each query needs
     2w + 1, so a small b wastes least; 64 queries still keep SDPA's CPU kernel busy (window 128, T = 8192:
@@ -142,17 +145,23 @@ class Tiles:
     neighbouring entry's keys; `real` (B*n,L), False there and at padding, masks them.
     """
 
-    def __init__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor, window: int):
-        B, H, T, E = q.shape
-        self.shape, self.window, self.block = q.shape, window, local_block(window)
+    def __init__(self, shape: torch.Size, keep: torch.Tensor, window: int):
+        B, H, T, E = shape
+        self.shape, self.window, self.block = shape, window, local_block(window)
         b, w = self.block, window
         self.count = -(-T // b)  # n blocks per entry
         self.tail = self.count * b - T  # the last block is padded to b queries; those rows are dropped at the end
         L = b + 2 * w
-        self.queries, self.keys, self.values = self.end_to_end(q, 0), self.end_to_end(k, w), self.end_to_end(v, w)
         self.real = F.pad(keep, (w, self.tail + w)).unfold(1, L, b).reshape(B * self.count, L)  # (B,T) -> (B*n,L)
-        offset = torch.arange(L, device=q.device)[None, :] - torch.arange(b, device=q.device)[:, None]  # j - i + w
+        offset = torch.arange(L, device=keep.device)[None, :] - torch.arange(b, device=keep.device)[:, None]  # j-i+w
         self.band = (offset >= 0) & (offset <= 2 * w)  # (b,L)
+        self.queries = self.keys = self.values = None
+
+    def load(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> "Tiles":
+        """Lay q, k, v (B,H,T,E) end to end: queries (B*n*b,H,E), keys and values (B*n*b + 2w,H,E)."""
+        w = self.window
+        self.queries, self.keys, self.values = self.end_to_end(q, 0), self.end_to_end(k, w), self.end_to_end(v, w)
+        return self
 
     def end_to_end(self, x: torch.Tensor, margin: int) -> torch.Tensor:
         """(B,H,T,E) -> (B*n*b + 2 margin,H,E), zeros in the margins and block padding (one copy)."""
@@ -168,11 +177,12 @@ class Tiles:
         return x.transpose(1, 2)
 
     def chunks(self) -> list[tuple[int, int]]:
-        """Runs [m0, m1) of consecutive tiles, at most about 2048 queries each: the unit of work and of
-        transient memory. A run holds only tiles whose keys are all real or only tiles that miss some, so
-        the many inner tiles share the band mask and only edge and padding tiles carry their own."""
+        """Runs [m0, m1) of consecutive tiles, the unit of work and of transient memory: SDPA's backward
+        makes a gradient per tile, (b + 2w) / b times the run's own keys, so a run holds at most RUN_KEYS
+        tile keys. A run holds only tiles whose keys are all real or only tiles that miss some, so the
+        many inner tiles share the band mask and only edge and padding tiles carry their own."""
         inner = self.real.all(dim=1).tolist()  # (B*n,)
-        step = max(1, 2048 // self.block)
+        step = max(1, RUN_KEYS // self.band.shape[1])
         runs, start = [], 0
         for m in range(1, len(inner) + 1):
             if m == len(inner) or inner[m] != inner[start] or m - start == step:
@@ -204,49 +214,55 @@ def _rng_state(device: torch.device) -> torch.Tensor:
 
 
 class LocalAttention(torch.autograd.Function):
-    """Blockwise local attention that saves only q, k, v (as full attention's SDPA does) and recomputes
-    the tiles in backward, one run of tiles at a time, so its memory stays O(T (b + 2w) / n_runs) on
-    top of q, k, v. With dropout the random state is saved and replayed, so backward sees the same masks.
+    """Blockwise local attention that saves only q, k, v (as full attention's SDPA does, which also keeps
+    its output) and recomputes the tiles in backward one run at a time, so what it adds to q, k, v is one
+    run of tiles (about 2048 queries), whatever T. The recomputation costs about a third more attention
+    time. With dropout the random state is saved and replayed, so backward draws the same masks.
     """
 
     @staticmethod
     def forward(ctx, q, k, v, keep: torch.Tensor, window: int, dropout_p: float):
-        ctx.save_for_backward(q, k, v, keep)
-        ctx.window, ctx.dropout_p = window, dropout_p
+        tiles = Tiles(q.shape, keep, window).load(q, k, v)
+        # The laid-out copies, not q, k, v: backward then builds nothing, and q, k, v are freed now.
+        ctx.save_for_backward(tiles.queries, tiles.keys, tiles.values, keep)
+        ctx.shape, ctx.window, ctx.dropout_p = q.shape, window, dropout_p
         ctx.rng = _rng_state(q.device) if dropout_p > 0 else None
-        tiles = Tiles(q, k, v, keep, window)
         mixed = torch.empty_like(tiles.queries)  # (B*n*b,H,E)
         for m0, m1 in tiles.chunks():
-            rows, keys = tiles.rows(m0, m1)
-            out = tiles.attend(tiles.queries[rows], tiles.keys[keys], tiles.values[keys], m0, m1, dropout_p)
-            mixed[rows].view(m1 - m0, tiles.block, *mixed.shape[1:]).copy_(out.transpose(1, 2))  # (m,H,b,E) -> (m,b,H,E)
+            query_rows, key_rows = tiles.rows(m0, m1)
+            out = tiles.attend(tiles.queries[query_rows], tiles.keys[key_rows], tiles.values[key_rows], m0, m1,
+                               dropout_p)  # (m,H,b,E)
+            mixed[query_rows].view(m1 - m0, tiles.block, *mixed.shape[1:]).copy_(out.transpose(1, 2))  # (m,b,H,E)
         return tiles.per_entry(mixed, 0)  # (B,H,T,E)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        q, k, v, keep = ctx.saved_tensors
-        tiles = Tiles(q, k, v, keep, ctx.window)
+        queries, keys, values, keep = ctx.saved_tensors
+        tiles = Tiles(ctx.shape, keep, ctx.window)
+        tiles.queries, tiles.keys, tiles.values = queries, keys, values
         grad = tiles.end_to_end(grad, 0)  # (B,H,T,E) -> (B*n*b,H,E)
-        grads = [torch.zeros_like(tiles.queries), torch.zeros_like(tiles.keys), torch.zeros_like(tiles.values)]
-        devices = [q.device] if q.device.type == "cuda" else []
+        grads = [torch.zeros_like(queries), torch.zeros_like(keys), torch.zeros_like(values)]
+        device = queries.device
+        devices = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices, enabled=ctx.rng is not None):
             if ctx.rng is not None and devices:
-                torch.cuda.set_rng_state(ctx.rng, q.device)
+                torch.cuda.set_rng_state(ctx.rng, device)
             elif ctx.rng is not None:
                 torch.set_rng_state(ctx.rng)
             for m0, m1 in tiles.chunks():
-                rows, keys = tiles.rows(m0, m1)
+                query_rows, key_rows = tiles.rows(m0, m1)
                 # Leaves per run: a gradient through a slice of the whole sequence would allocate all of it per run.
-                parts = [tiles.queries[rows], tiles.keys[keys], tiles.values[keys]]
+                parts = [tiles.queries[query_rows], tiles.keys[key_rows], tiles.values[key_rows]]
                 parts = [part.detach().requires_grad_() for part in parts]
                 with torch.enable_grad():
                     mixed = tiles.attend(*parts, m0, m1, ctx.dropout_p)  # (m,H,b,E)
                 H, E = mixed.shape[1], mixed.shape[3]
-                upstream = grad[rows].view(m1 - m0, tiles.block, H, E).transpose(1, 2)  # (m*b,H,E) -> (m,H,b,E)
-                for total, part, index in zip(grads, torch.autograd.grad(mixed, parts, upstream), (rows, keys, keys)):
-                    total[index] += part
-        w = ctx.window
-        return tiles.per_entry(grads[0], 0), tiles.per_entry(grads[1], w), tiles.per_entry(grads[2], w), None, None, None
+                upstream = grad[query_rows].view(m1 - m0, tiles.block, H, E).transpose(1, 2)  # (m*b,H,E) -> (m,H,b,E)
+                found = torch.autograd.grad(mixed, parts, upstream)
+                for total, part, index in zip(grads, found, (query_rows, key_rows, key_rows)):
+                    total[index] += part  # runs overlap by 2w key rows
+        grad_q, grad_k, grad_v = (tiles.per_entry(g, margin) for g, margin in zip(grads, (0, ctx.window, ctx.window)))
+        return grad_q, grad_k, grad_v, None, None, None
 
 
 def local_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, local: LocalMask, *,
