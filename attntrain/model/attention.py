@@ -139,10 +139,11 @@ class Tiles:
     """q, k, v (B,H,T,E) laid out for blockwise local attention with window w and query blocks of b.
 
     Queries are cut into n blocks per entry; block [s, s + b) sees only the L = b + 2w keys [s - w, s + b + w).
-    All batch entries are laid end to end as one sequence (queries (B*n*b,H,E), keys and values with w
-    rows of margin at both ends), so the keys of m consecutive tiles are one slice of m*b + 2w rows and
-    a tile is an `unfold` view, never a copy. A tile at a sequence edge reads the margin or the
-    neighbouring entry's keys; `real` (B*n,L), False there and at padding, masks them.
+    All batch entries are laid end to end as one sequence (queries, keys and values (B*n*b,H,E)), so the
+    keys of m consecutive tiles are one slice of m*b + 2w rows and a tile is an `unfold` view, never a
+    copy. A tile at a sequence edge reads the neighbouring entry's keys, or zeros past either end of the
+    whole sequence (only those two runs are padded copies); `real` (B*n,L), False there and at padding,
+    masks them.
     """
 
     def __init__(self, shape: torch.Size, keep: torch.Tensor, window: int):
@@ -158,23 +159,21 @@ class Tiles:
         self.queries = self.keys = self.values = None
 
     def load(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> "Tiles":
-        """Lay q, k, v (B,H,T,E) end to end: queries (B*n*b,H,E), keys and values (B*n*b + 2w,H,E)."""
-        w = self.window
-        self.queries, self.keys, self.values = self.end_to_end(q, 0), self.end_to_end(k, w), self.end_to_end(v, w)
+        """Lay q, k, v (B,H,T,E) end to end: (B*n*b,H,E) each."""
+        self.queries, self.keys, self.values = (self.end_to_end(x) for x in (q, k, v))
         return self
 
-    def end_to_end(self, x: torch.Tensor, margin: int) -> torch.Tensor:
-        """(B,H,T,E) -> (B*n*b + 2 margin,H,E), zeros in the margins and block padding (one copy)."""
+    def end_to_end(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,H,T,E) -> (B*n*b,H,E), zeros in the block padding (one copy)."""
         B, H, T, E = self.shape
-        out = x.new_zeros(B * self.count * self.block + 2 * margin, H, E)
-        self.per_entry(out, margin).copy_(x)
+        out = x.new_zeros(B * self.count * self.block, H, E)
+        self.per_entry(out).copy_(x)
         return out
 
-    def per_entry(self, x: torch.Tensor, margin: int) -> torch.Tensor:
-        """Inverse of `end_to_end`: (B*n*b + 2 margin,H,E) -> (B,H,T,E)."""
+    def per_entry(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of `end_to_end`: (B*n*b,H,E) -> (B,H,T,E), a view."""
         B, H, T, E = self.shape
-        x = x[margin:x.shape[0] - margin].view(B, self.count * self.block, H, E)[:, :T]  # (B,T,H,E)
-        return x.transpose(1, 2)
+        return x.view(B, self.count * self.block, H, E)[:, :T].transpose(1, 2)  # (B,T,H,E) -> (B,H,T,E)
 
     def chunks(self) -> list[tuple[int, int]]:
         """Runs [m0, m1) of consecutive tiles, the unit of work and of transient memory: SDPA's backward
@@ -191,12 +190,12 @@ class Tiles:
         return runs
 
     def rows(self, m0: int, m1: int) -> tuple[slice, slice]:
-        """Query rows and key rows of tiles m0..m1 (the key rows include both margins)."""
-        b = self.block
-        return slice(m0 * b, m1 * b), slice(m0 * b, m1 * b + 2 * self.window)
+        """Query rows and key rows of tiles m0..m1: keys [m0*b - w, m1*b + w), cut at both ends of the sequence."""
+        b, w = self.block, self.window
+        return slice(m0 * b, m1 * b), slice(max(m0 * b - w, 0), min(m1 * b + w, len(self.real) * b))
 
     def attend(self, queries, keys, values, m0: int, m1: int, dropout_p: float) -> torch.Tensor:
-        """Tiles m0..m1: queries (m*b,H,E), keys/values (m*b + 2w,H,E) -> (m,H,b,E).
+        """Tiles m0..m1: queries (m*b,H,E), keys/values (`rows`) -> (m,H,b,E).
 
         The shared (b,L) band is the whole mask when every key of the run is real (SDPA broadcasts it);
         otherwise each tile gets its own mask, which SDPA would keep as float, 4 L bytes per query.
@@ -204,6 +203,9 @@ class Tiles:
         b, L, H, E = self.block, self.band.shape[1], self.shape[1], self.shape[3]
         real = self.real[m0:m1]
         queries = queries.view(m1 - m0, b, H, E).transpose(1, 2)  # (m,H,b,E)
+        before, after = self.window - m0 * b, m1 * b + self.window - len(self.real) * b
+        if before > 0 or after > 0:  # a run at an end of the whole sequence: zeros stand for the missing keys
+            keys, values = (F.pad(x, (0, 0, 0, 0, max(before, 0), max(after, 0))) for x in (keys, values))
         keys, values = (x.unfold(0, L, b).permute(0, 1, 3, 2) for x in (keys, values))  # (m,H,E,L) -> (m,H,L,E)
         mask = self.band if bool(real.all()) else (self.band & real[:, None, :])[:, None]  # (b,L) or (m,1,b,L)
         return F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=dropout_p)
@@ -233,14 +235,14 @@ class LocalAttention(torch.autograd.Function):
             out = tiles.attend(tiles.queries[query_rows], tiles.keys[key_rows], tiles.values[key_rows], m0, m1,
                                dropout_p)  # (m,H,b,E)
             mixed[query_rows].view(m1 - m0, tiles.block, *mixed.shape[1:]).copy_(out.transpose(1, 2))  # (m,b,H,E)
-        return tiles.per_entry(mixed, 0)  # (B,H,T,E)
+        return tiles.per_entry(mixed)  # (B,H,T,E)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         queries, keys, values, keep = ctx.saved_tensors
         tiles = Tiles(ctx.shape, keep, ctx.window)
         tiles.queries, tiles.keys, tiles.values = queries, keys, values
-        grad = tiles.end_to_end(grad, 0)  # (B,H,T,E) -> (B*n*b,H,E)
+        grad = tiles.end_to_end(grad)  # (B,H,T,E) -> (B*n*b,H,E)
         grads = [torch.zeros_like(queries), torch.zeros_like(keys), torch.zeros_like(values)]
         device = queries.device
         devices = [device] if device.type == "cuda" else []
@@ -261,7 +263,7 @@ class LocalAttention(torch.autograd.Function):
                 found = torch.autograd.grad(mixed, parts, upstream)
                 for total, part, index in zip(grads, found, (query_rows, key_rows, key_rows)):
                     total[index] += part  # runs overlap by 2w key rows
-        grad_q, grad_k, grad_v = (tiles.per_entry(g, margin) for g, margin in zip(grads, (0, ctx.window, ctx.window)))
+        grad_q, grad_k, grad_v = (tiles.per_entry(g) for g in grads)
         return grad_q, grad_k, grad_v, None, None, None
 
 
@@ -282,12 +284,13 @@ def attention_mask(mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
     """Key padding (B,S), an optional window and an extra (B,T,S) mask as one bool (B,1,1|T,S) mask,
     or None when everything may be attended to (SDPA's fastest path).
 
-    A window over an input at least one tile of keys long (T >= b + 2w) with no extra mask comes back as a
-    `LocalMask` instead, which attention computes blockwise; `blockwise=False` always builds the dense mask.
+    A window over a long input (T >= 2w and T >= 2b: the window leaves out pairs, and there are
+    tiles to share the work) with no extra mask comes back as a `LocalMask` instead, which attention
+    computes blockwise; `blockwise=False` always builds the dense mask.
     """
     T = mask.shape[1]
     if (blockwise and window is not None and attn_mask is None
-            and T >= local_block(window) + 2 * window):
+            and T >= 2 * max(window, local_block(window))):
         return LocalMask(mask, window)
     full = None if bool(mask.all()) else mask[:, None, None, :]  # (B,S) -> (B,1,1,S)
     extra = []
