@@ -35,7 +35,7 @@ bench: venv  ## training throughput vs Hugging Face BERT (installs the bench ext
 bench-decode: venv  ## seq2seq decoding: greedy and beam 5, key/value cache vs recomputing the prefix
 	$(BIN)/python scripts/bench_decode.py --threads 1
 
-# Full run: `make bench-length` (T = 256 .. 16384, about 10 min on 2 cores); `make bench` passes --quick (T <= 2048).
+# Full run: `make bench-length` (T = 256 .. 16384, about 13 min on 2 cores); `make bench` passes --quick (T <= 2048).
 bench-length: venv  ## time and memory of one step vs input length: full vs windowed attention, CNN, bi-LSTM
 	$(BIN)/python scripts/bench_length.py --threads 1 $(LENGTH_ARGS)
 

@@ -19,7 +19,7 @@ A point whose time, extrapolated from the encoder's two previous lengths, exceed
 step is marked skipped (not run). `windowed-dense` is window 128 through the dense (T,T) band mask (the
 reference the blockwise path replaced), for comparison.
 
-    python scripts/bench_length.py --threads 1            # T = 256 .. 16384 (~10 min on 2 cores)
+    python scripts/bench_length.py --threads 1            # T = 256 .. 16384 (~13 min on a shared 2-core machine)
     python scripts/bench_length.py --threads 1 --quick    # T = 256 .. 2048
     python scripts/bench_length.py --max-t 4096 --budget 20
 Writes bench_results/bench_length.json and docs/cost_vs_length.png.
@@ -251,7 +251,8 @@ def main() -> None:
     args.out.write_text(json.dumps({"threads": args.threads, "window": WINDOW, "budget_s": args.budget,
                                     "rows": rows}, indent=2) + "\n")
     plot(rows, args.plot)
-    print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out} and {args.plot}")
+    shown = [path.relative_to(REPO) if path.is_relative_to(REPO) else path for path in (args.out, args.plot)]
+    print(f"\nwrote {shown[0]} and {shown[1]}")
 
 
 if __name__ == "__main__":

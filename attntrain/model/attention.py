@@ -198,7 +198,7 @@ class Tiles:
         """Tiles m0..m1: queries (m*b,H,E), keys/values (`rows`) -> (m,H,b,E).
 
         The shared (b,L) band is the whole mask when every key of the run is real (SDPA broadcasts it);
-        otherwise each tile gets its own mask, which SDPA would keep as float, 4 L bytes per query.
+        otherwise each tile gets its own mask, which SDPA turns into float, 4 L bytes per query.
         """
         b, L, H, E = self.block, self.band.shape[1], self.shape[1], self.shape[3]
         real = self.real[m0:m1]
@@ -216,10 +216,10 @@ def _rng_state(device: torch.device) -> torch.Tensor:
 
 
 class LocalAttention(torch.autograd.Function):
-    """Blockwise local attention that saves only q, k, v (as full attention's SDPA does, which also keeps
-    its output) and recomputes the tiles in backward one run at a time, so what it adds to q, k, v is one
-    run of tiles (about 2048 queries), whatever T. The recomputation costs about a third more attention
-    time. With dropout the random state is saved and replayed, so backward draws the same masks.
+    """Blockwise local attention that saves only q, k, v (full attention's SDPA also keeps its output)
+    and recomputes the tiles in backward one run at a time, so what it adds to q, k, v is one run of
+    tiles (RUN_KEYS tile keys), whatever T; the price is one more forward pass over the tiles. With
+    dropout the random state is saved and replayed, so backward draws the same masks.
     """
 
     @staticmethod
