@@ -10,14 +10,14 @@ graph (B = 1) to its edges, computed sparsely (memory linear in the number of ed
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
 from attntrain.model.dropout import Dropout
 
-from attntrain.model.attention import MultiHeadAttention, attention_mask, build_attention
+from attntrain.model.attention import LocalMask, MultiHeadAttention, attention_mask, build_attention
 from attntrain.model.baselines import build_cnn, build_rnn
 from attntrain.model.gat import build_gat
 from attntrain.model.positional import POSITIONS
@@ -71,10 +71,13 @@ class TransformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(width)
         self.window = window
+        self.blockwise = True  # False: the dense band mask, the reference the blockwise path is tested against
 
-    def attention_mask(self, mask: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
-        """Padding, window and extra masks as one bool (B,1,T|1,T) mask, or None if all true."""
-        return attention_mask(mask, attn_mask, self.window)
+    def attention_mask(self, mask: torch.Tensor,
+                       attn_mask: Optional[torch.Tensor]) -> Union[torch.Tensor, LocalMask, None]:
+        """Padding, window and extra masks as one bool (B,1,T|1,T) mask, or None if all true; a window
+        over a long input stays a LocalMask, which dot + softmax attention computes blockwise."""
+        return attention_mask(mask, attn_mask, self.window, blockwise=self.blockwise)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 edges: Optional[torch.Tensor] = None) -> torch.Tensor:
