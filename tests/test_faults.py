@@ -289,6 +289,7 @@ def test_validate_checks_data_choices_and_refuses_an_empty_config(tmp_path):
     refused(cli("validate", pos, "--set", "train.metric=f1"), 2, "train.metric: 'f1'", "accuracy, oov_accuracy, loss")
     refused(cli("validate", pos, "--set", "data.label=upos"), 2, "data.label: task ud_pos has a single label")
     refused(cli("validate", fsdd, "--set", "data.label=digits"), 2, "data.label: 'digits' (did you mean 'digit'?)")
+    refused(cli("validate", fsdd, "--set", "train.metric=bleu"), 2, "sequence head", "accuracy, macro_f1, loss")
     refused(cli("validate", mt, "--set", "data.translation.target=english"), 2,
             "data.translation.target: no '*.english.gz' files", "languages there: de, en, fr")
     refused(cli("validate", mt, "--set", "train.metric=accuracy"), 2, "bleu, bleu_lc, chrf, loss")
