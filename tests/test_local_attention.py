@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from attntrain.config import EncoderConfig
-from attntrain.model.attention import (LocalMask, Tiles, attention_mask, build_attention, local_attention,
-                                       local_block)
+from attntrain.model.attention import (LOCAL_BLOCK, LocalMask, Tiles, attention_mask, build_attention,
+                                       local_attention)
 from attntrain.model.encoder import build_transformer
 
 
@@ -42,7 +42,7 @@ def test_blockwise_equals_dense_forward_and_gradients(T, window, heads, lengths)
     torch.manual_seed(T + window)
     B = 1 if lengths is None else len(lengths)
     keep = torch.ones(B, T, dtype=torch.bool) if lengths is None else padded_mask(lengths, T)
-    assert T >= 2 * max(window, local_block(window))  # long enough for attention_mask to choose blockwise
+    assert T >= 2 * max(window, LOCAL_BLOCK)  # long enough for attention_mask to choose blockwise
     leaves = [torch.randn(B, heads, T, 16, requires_grad=True) for _ in range(3)]
     grad_out = torch.randn(B, heads, T, 16)
 

@@ -24,7 +24,7 @@ import torch
 from attntrain.data.generic import fold_split, ratio_split
 from attntrain.data.inputs import GraphInput
 from attntrain.data.root import dataset_dir
-from attntrain.data.targets import sorted_labels
+from attntrain.data.targets import sorted_labels, unknown_label
 from attntrain.data.task import Task
 from attntrain.errors import UserError
 from attntrain.model.heads import IGNORE
@@ -178,8 +178,8 @@ class GraphTask(Task):
         for split in ("dev", "test"):
             for node in splits.get(split, []):
                 if arrays.labels[node] not in ids:
-                    raise UserError(f"{arrays.node(node)}: label '{arrays.labels[node]}' never occurs in train "
-                                    f"(train labels: {', '.join(self.classes[:20])})")
+                    raise UserError(unknown_label(arrays.node(node), "label", arrays.labels[node], self.classes,
+                                                  None))
         inputs = GraphInput(self.cfg.data)
         self._graph = {
             "features": inputs.scale(arrays.features),  # (N,F)

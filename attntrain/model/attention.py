@@ -108,11 +108,10 @@ def window_mask(T: int, window: int, device=None) -> torch.Tensor:
 RUN_KEYS = 1024  # tile keys per run of blockwise local attention (see `Tiles.chunks`)
 
 
-def local_block(window: int) -> int:
-    """Query block size b of blockwise local attention. A tile holds b + 2w keys where each query needs
-    2w + 1, so a small b wastes least; 64 queries still keep SDPA's CPU kernel busy (window 128, T = 8192:
-    fwd + bwd 510 ms per layer with b = 64, 580 with 128, 610 with 256, 880 with 512)."""
-    return 64
+# Query block size b of blockwise local attention. A tile holds b + 2w keys where each query needs 2w + 1,
+# so a small b wastes least; 64 queries still keep SDPA's CPU kernel busy (window 128, T = 8192: fwd + bwd
+# 510 ms per layer with b = 64, 580 with 128, 610 with 256, 880 with 512).
+LOCAL_BLOCK = 64
 
 
 @dataclass
@@ -148,7 +147,7 @@ class Tiles:
 
     def __init__(self, shape: torch.Size, keep: torch.Tensor, window: int):
         B, H, T, E = shape
-        self.shape, self.window, self.block = shape, window, local_block(window)
+        self.shape, self.window, self.block = shape, window, LOCAL_BLOCK
         b, w = self.block, window
         self.count = -(-T // b)  # n blocks per entry
         self.tail = self.count * b - T  # the last block is padded to b queries; those rows are dropped at the end
@@ -290,7 +289,7 @@ def attention_mask(mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
     """
     T = mask.shape[1]
     if (blockwise and window is not None and attn_mask is None
-            and T >= 2 * max(window, local_block(window))):
+            and T >= 2 * max(window, LOCAL_BLOCK)):
         return LocalMask(mask, window)
     full = None if bool(mask.all()) else mask[:, None, None, :]  # (B,S) -> (B,1,1,S)
     extra = []
