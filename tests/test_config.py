@@ -89,3 +89,19 @@ def test_name_defaults_to_file_stem(tmp_path):
     path = tmp_path / "my_trial.yaml"
     path.write_text("seed: 2\n")
     assert load_config(path).name == "my_trial"
+
+
+@pytest.mark.parametrize("name,warmup,every", [("pos_ewt", 300, 250), ("pos_ewt_quick", 50, 100)])
+def test_schedule_fractions_land_on_the_steps_of_the_published_runs(name, warmup, every):
+    """The shipped fractions resolve, on the real EWT training split, to the absolute steps the README runs used."""
+    import math
+
+    from attntrain.data import build_task
+    from attntrain.train.schedule import resolve
+
+    cfg = load_config(str(Path(__file__).parents[1] / "configs" / f"{name}.yaml"))
+    task = build_task(cfg)
+    task.prepare()
+    total = math.ceil(len(task.batches("train", shuffle=True, epoch=0)) / cfg.train.accumulate) * cfg.train.max_epochs
+    schedule = resolve(cfg.train, total)
+    assert (schedule.warmup, schedule.eval_every) == (warmup, every)
