@@ -25,10 +25,24 @@ from attntrain.errors import UserError
 from attntrain.registry import lookup
 
 
+def ptb_spelling(text: str) -> str:
+    """Text as PTB-tokenised files spell it: lowercased, ( ) as -lrb- -rrb-, / as \\/ (GLUE SST-2 -> Kim 2014 files)."""
+    return text.strip().lower().replace("(", "-lrb-").replace(")", "-rrb-").replace("/", "\\/")
+
+
+def share(n: int, part: float) -> int:
+    """How many of n rows a split setting takes: a fraction (below 1) or a count of rows."""
+    if part >= 1:
+        if part >= n:
+            raise UserError(f"data.split.dev: {int(part)} rows leave no training rows (the data has {n})")
+        return int(part)
+    return round(n * part)
+
+
 def ratio_split(n: int, dev: float, test: float, seed: int) -> dict[str, list[int]]:
     """Row indices of a seeded split of range(n) into train / dev / test (test and dev taken first)."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_test, n_dev = round(n * test), round(n * dev)
+    n_test, n_dev = share(n, test), share(n, dev)
     parts = {"test": perm[:n_test], "dev": perm[n_test:n_test + n_dev], "train": perm[n_test + n_dev:]}
     return {k: sorted(v) for k, v in parts.items()}
 
@@ -42,7 +56,7 @@ def fold_split(n: int, folds: int, fold: int, dev: float, seed: int) -> dict[str
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     test = perm[fold::folds]
     rest = [i for i in perm if i not in set(test)]
-    n_dev = round(len(rest) * dev)
+    n_dev = share(len(rest), dev)
     return {"test": sorted(test), "dev": sorted(rest[:n_dev]), "train": sorted(rest[n_dev:])}
 
 
@@ -76,8 +90,28 @@ class DataTask(Task):
     # ---- rows ----------------------------------------------------------------------------------
     def _read(self) -> dict[str, list[dict]]:
         if self._rows is None:
-            self._rows = read_source(self.cfg.data)
+            rows = read_source(self.cfg.data)
+            if self.cfg.data.source.add_train is not None and "train" in rows:
+                rows["train"] = rows["train"] + self._added_train(rows)
+            self._rows = rows
         return self._rows
+
+    def _added_train(self, rows: dict[str, list[dict]]) -> list[dict]:
+        """data.source.add_train's rows (e.g. SST-2's phrases), less any whose input is a dev or test input."""
+        extra = self.cfg.data.source.add_train
+        added = [row for part in read_source(self.cfg.data, extra).values() for row in part]
+        field = self.cfg.data.input.field
+        if extra.ptb_escapes:
+            for row in added:
+                row[field] = ptb_spelling(str(field_value(row, field, row.get(WHERE, "add_train"))))
+        held_out = {tuple(self._tokens(row)) for split in ("dev", "test") for row in rows.get(split, [])}
+        kept = [row for row in added if tuple(self._tokens(row)) not in held_out]
+        self.added_train = {"rows": len(kept), "dropped_dev_test": len(added) - len(kept)}
+        return kept
+
+    def _tokens(self, row: dict) -> list:
+        value = self._input_value(row, row.get(WHERE, "row"))
+        return self.input_kind.tokens(value) if self.input == "text" else [value]
 
     def _split_rows(self) -> dict[str, list[dict]]:
         """split -> rows, after the split column or the seeded ratio split when the source has no splits."""
@@ -92,8 +126,13 @@ class DataTask(Task):
         everything = rows["all"]
         if settings.column:
             out: dict[str, list[dict]] = {}
+            named = {str(v): split for split, values in (settings.values or {}).items() for v in values}
             for number, row in enumerate(everything, 1):
-                value = str(field_value(row, settings.column, f"row {number}")).lower()
+                value = str(field_value(row, settings.column, row.get(WHERE, f"row {number}")))
+                if settings.values:  # listed values are dev / test, any other value trains
+                    out.setdefault(named.get(value, "train"), []).append(row)
+                    continue
+                value = value.lower()
                 if value not in SPLIT_ALIASES:
                     raise UserError(f"row {number}: split column '{settings.column}' holds '{value}'; "
                                     f"expected one of {', '.join(SPLIT_ALIASES)}")
