@@ -55,10 +55,9 @@ def span_scheme(cfg) -> str:
 
 
 def check_label(cfg, source: str = "config") -> None:
-    from attntrain.data import TASKS
+    from attntrain.data.presets import LABEL_CHOICES
 
-    task = TASKS.get(cfg.data.task)
-    choices = getattr(task, "labels_to_predict", None)
+    choices = LABEL_CHOICES.get(cfg.data.task)
     label = cfg.data.label
     if choices and label not in choices:
         raise UserError(f"{source}: data.label: '{label}'{suggest(label, choices)} is not a label of task "

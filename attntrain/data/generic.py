@@ -11,6 +11,7 @@ whose row indices are saved with the run (task.json), so eval, predict and resum
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,6 +24,8 @@ from attntrain.data.text import truncate
 from attntrain.data.task import Task
 from attntrain.errors import UserError
 from attntrain.registry import lookup
+
+SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
 
 
 def ptb_spelling(text: str) -> str:
@@ -164,6 +167,8 @@ class DataTask(Task):
 
     # ---- vocabularies and statistics -----------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:
+        if state is not None and "input" not in state:
+            state = self._legacy_state(state)
         if state is not None and state.get("split_index") is not None:
             self._split_index = state["split_index"]
         train = None if state is not None else self.split_raw("train")
@@ -172,6 +177,24 @@ class DataTask(Task):
 
     def state(self) -> dict:
         return {"input": self.input_kind.state(), "target": self.target.state(), "split_index": self._split_index}
+
+    def _legacy_state(self, state: dict) -> dict:
+        """task.json of a run made before sst2 / imdb / fsdd / mnist were presets -> today's layout.
+
+        Those runs saved {words, chars, seen} (text), {classes, mean, std} (fsdd) or {classes} (mnist);
+        their splits were the ones the presets compute, so no split index is needed.
+        """
+        from attntrain.data.vocab import Vocab
+
+        labels = state.get("classes") or self.cfg.data.target.labels or self.cfg.data.target.names
+        if self.input == "text":
+            given = {key: state[key] for key in ("words", "chars", "seen")}
+        elif self.input == "audio":
+            given = {"mean": state["mean"], "std": state["std"]}
+        else:
+            image = self.cfg.data.image
+            given = {"channels": 1, "mean": image.mean, "std": image.std}
+        return {"input": given, "target": {"labels": Vocab(list(labels), unk=False).to_json()}, "split_index": None}
 
     def info(self) -> dict:
         return {**self.input_kind.info(), **self.target.info()}
@@ -223,16 +246,28 @@ class DataTask(Task):
     def parse_inputs(self, lines: list[str], *, pretokenized: bool = False) -> list[dict]:
         field = self.cfg.data.input.field
         if self.input != "text":
-            return [{field: line.strip() or None} for line in lines]
+            return [self._media_input(line.strip()) for line in lines]
         how = "whitespace" if pretokenized else self.cfg.data.input.tokenizer
         return [{field: tokenize(line, how)} for line in lines]
+
+    def _media_input(self, text: str) -> dict:
+        """A file path, or a number that is no file: that example of the test split (`predict 7`)."""
+        field = self.cfg.data.input.field
+        if not text.isdigit() or Path(text).exists():
+            return {field: text or None}
+        test = self.split_raw("test")
+        if int(text) >= len(test):
+            raise UserError(f"predict: test index {text} out of range 0..{len(test) - 1}")
+        row = test[int(text)]
+        return {field: self._input_value(row, "test"), SHOWN: f"test[{text}] (true {self.target.value(row, 'test')})"}
 
     def parse_tokens(self, tokens: list[str]) -> dict:
         """Already split input (predict --pretokenized, the server's {"tokens": [...]})."""
         return {self.cfg.data.input.field: list(tokens)}
 
     def is_empty(self, example: dict) -> bool:
-        return not example[self.cfg.data.input.field]
+        value = example[self.cfg.data.input.field]
+        return value is None or isinstance(value, (str, list, tuple)) and not value
 
     def position_labels(self, example: dict, item: dict) -> list[str]:
         value = example[self.cfg.data.input.field]
@@ -245,7 +280,7 @@ class DataTask(Task):
         return [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
 
     def describe(self, example: dict, prediction: Any) -> str:
-        value = example[self.cfg.data.input.field]
+        value = example.get(SHOWN, example[self.cfg.data.input.field])
         if self.target.head == "sequence":
             label, prob = prediction
             name = f"{self.target.labels.items[label]}\t{prob:.3f}"
@@ -257,7 +292,7 @@ class DataTask(Task):
 
     def record(self, example: dict, prediction: Any, scores: Any = None) -> dict:
         """A prediction as a JSON-ready dict (predict --format jsonl, the server); scores: class probabilities."""
-        value = example[self.cfg.data.input.field]
+        value = example.get(SHOWN, example[self.cfg.data.input.field])
         if self.target.head == "sequence":
             label, prob = prediction
             out = {"label": self.target.labels.items[label], "probability": prob}

@@ -13,7 +13,7 @@ UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART
 
 DIGITS = [str(d) for d in range(10)]
 SENTIMENT = ["negative", "positive"]
-FSDD_LABELS = ("digit", "speaker")  # data.label of the fsdd preset
+LABEL_CHOICES = {"fsdd": ("default", "digit", "speaker")}  # presets with several labels: data.label's values
 
 
 def fsdd(data) -> dict:
