@@ -292,13 +292,13 @@ class DataTask(Task):
 
     def record(self, example: dict, prediction: Any, scores: Any = None) -> dict:
         """A prediction as a JSON-ready dict (predict --format jsonl, the server); scores: class probabilities."""
-        value = example.get(SHOWN, example[self.cfg.data.input.field])
-        if self.target.head == "sequence":
+        value = example[self.cfg.data.input.field]
+        if self.target.head == "sequence":  # the caller (predict, the server) pairs the record with its input
             label, prob = prediction
             out = {"label": self.target.labels.items[label], "probability": prob}
             if scores is not None:
                 out["probabilities"] = dict(zip(self.target.labels.items, scores))
-            return out if self.input == "text" else {"input": value, **out}
+            return out
         tags = [self.target.labels.items[p] for p in prediction]
         out = {"tokens": list(value), "tags": tags}
         if self.target.scheme != "none":
