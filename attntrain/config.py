@@ -14,6 +14,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from attntrain import choices
 from attntrain.errors import UserError
 from attntrain.registry import check_choice, suggest
 
@@ -24,16 +25,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _table(module: str, name: str) -> dict:
-    # Imported lazily so that `attntrain validate` and config tests stay cheap to import.
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
-def choice_of(module: str, table: str, field: str):
-    """A validator that checks `field` against a name -> component table (lazy import of `module`)."""
-    return field_validator(field)(lambda cls, v: check_choice(_table(module, table), v))
+def choice_of(names: tuple[str, ...], field: str):
+    """A validator that checks `field` against the names of a table (attntrain.choices: no torch import)."""
+    return field_validator(field)(lambda cls, v: check_choice(names, v))
 
 
 class AttentionConfig(Section):
@@ -42,9 +36,9 @@ class AttentionConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on attention weights (0 keeps SDPA's fast kernel)
     window: Optional[int] = Field(None, ge=1)  # local attention: attend only to |i - j| <= window
 
-    _score = choice_of("attntrain.model.attention", "SCORES", "score")
+    _score = choice_of(choices.SCORES, "score")
 
-    _normalize = choice_of("attntrain.model.attention", "NORMALIZERS", "normalize")
+    _normalize = choice_of(choices.NORMALIZERS, "normalize")
 
 
 def odd_width(v: int) -> int:
@@ -97,7 +91,7 @@ class EmbedConfig(Section):
     image_position: Literal["sinusoidal", "learned", "none"] = "sinusoidal"  # images: 2-D encoding of the patch grid
     shift: int = Field(0, ge=0)  # images: train-time random translation by up to N pixels (augmentation)
 
-    _kind = choice_of("attntrain.model.embed", "TEXT_VECTORS", "kind")
+    _kind = choice_of(choices.TEXT_VECTORS, "kind")
 
     _odd_ngram = field_validator("ngram")(lambda cls, v: odd_width(v))
 
@@ -119,9 +113,9 @@ class EncoderConfig(Section):
     max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
     attention: AttentionConfig = AttentionConfig()
 
-    _kind = choice_of("attntrain.model.encoder", "ENCODERS", "kind")
+    _kind = choice_of(choices.ENCODERS, "kind")
 
-    _position = choice_of("attntrain.model.positional", "POSITIONS", "position")
+    _position = choice_of(choices.POSITIONS, "position")
 
     @field_validator("bidirectional")
     @classmethod
@@ -150,7 +144,7 @@ class HeadConfig(Section):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # cross-entropy label smoothing
     decoder: DecoderConfig = DecoderConfig()  # kind seq2seq: the decoder and its search
 
-    _kind = choice_of("attntrain.model.heads", "HEADS", "kind")
+    _kind = choice_of(choices.HEADS, "kind")
 
 
 class ModelConfig(Section):
@@ -179,7 +173,7 @@ class SourceConfig(Section):
     name: Optional[str] = None  # hf: dataset name, read from the local Hugging Face cache
     config: Optional[str] = None  # hf: dataset configuration name
 
-    _format = choice_of("attntrain.data.sources", "FORMATS", "format")
+    _format = choice_of(choices.FORMATS, "format")
 
 
 class InputConfig(Section):
@@ -189,9 +183,9 @@ class InputConfig(Section):
     kind: str = "text"  # text | audio | image | graph (attntrain/data/inputs.py)
     tokenizer: str = "english"  # text given as a string: english (UD/PTB-like regex) | words | whitespace | bert
 
-    _kind = choice_of("attntrain.data.inputs", "INPUT_KINDS", "kind")
+    _kind = choice_of(choices.INPUT_KINDS, "kind")
 
-    _tokenizer = choice_of("attntrain.data.inputs", "TOKENIZERS", "tokenizer")
+    _tokenizer = choice_of(choices.TOKENIZERS, "tokenizer")
 
     @model_validator(mode="after")
     def _field_list_is_graph_only(self):
@@ -259,7 +253,7 @@ class DataConfig(Section):
     patch: int = Field(7, ge=1)  # images: patch side in pixels (1 = a vector per pixel)
     audio: AudioConfig = AudioConfig()
 
-    _task = choice_of("attntrain.data", "TASKS", "task")
+    _task = choice_of(choices.TASKS, "task")
 
     @model_validator(mode="after")
     def _graph_source_has_graph_input(self):
