@@ -7,18 +7,19 @@ against the data on disk or the chosen head (dataset folder, label, languages, d
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from attntrain.choices import METRICS, TASK_LABELS
+from attntrain.config import Config, load_config
 from attntrain.errors import UserError
 from attntrain.registry import suggest
 
 
-def load_checked(path, overrides=()):
+def load_checked(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read, override and validate a YAML config, then run every check below: what `validate` reports.
 
     Needs neither torch nor any data library, so `validate` and a `fit` with a bad config answer at once.
     """
-    from attntrain.config import load_config
-
     cfg = load_config(path, overrides)
     check_config(cfg, str(path))
     return cfg
