@@ -9,10 +9,11 @@ What it measures
     rounds. One extra run of each command with `python -X importtime` tells whether it imported torch.
 
     Predict's cold start: `attntrain predict RUN "<sentence>"` in a fresh process, split into Python's
-    own start, imports (what `attntrain predict` imports before it reads the run: torch, the model,
-    the data layer), loading (config, vocabularies, weights: `Predictor.from_run`), the first forward
-    on the sentence, and a second forward for comparison (warm). Without `--run`, a tiny run is trained
-    first (configs/pos_ewt_quick.yaml for 20 steps: the quick model and the full EWT vocabulary).
+    own start and exit (with torch's teardown), `import torch`, the rest of what `attntrain predict`
+    imports before it reads the run (attntrain's model, data layer and trainer), loading (config,
+    vocabularies, weights: `Predictor.from_run`), the first forward on the sentence, and a second
+    forward for comparison (warm). Without `--run`, a tiny run is trained first
+    (configs/pos_ewt_quick.yaml for 20 steps: the quick model and the full EWT vocabulary).
 
 How to run
     python scripts/bench_startup.py --threads 1         # what `make bench-startup` runs
@@ -45,6 +46,7 @@ PREDICT_PHASES = """
 import json, sys, time
 start = time.perf_counter()
 import torch
+torch_imported = time.perf_counter()
 from attntrain.runs import predict  # everything `attntrain predict` imports before it reads the run
 from attntrain.predictor import Predictor
 imported = time.perf_counter()
@@ -58,7 +60,8 @@ forward = time.perf_counter()
 second = predictor.lines(predictor.parse([sys.argv[2]]))
 warm = time.perf_counter()
 assert first == second and first and first[0]
-print(json.dumps({"imports": imported - start, "load": loaded - imported, "forward": forward - loaded,
+print(json.dumps({"import_torch": torch_imported - start, "import_attntrain": imported - torch_imported,
+                  "load": loaded - imported, "forward": forward - loaded,
                   "warm_forward": warm - forward, "inside": forward - start, "packages_imported_by_load": during_load,
                   "output": first[0]}))
 """
@@ -147,11 +150,11 @@ def time_predict(args, env, run: Path) -> dict:
         if done.returncode:
             raise SystemExit(f"predict phases failed:\n{done.stderr}")
         phase = json.loads(done.stdout.strip().splitlines()[-1])
-        phase["python_start"] = outside - phase["inside"] - phase["warm_forward"]
+        phase["python_start"] = outside - phase["inside"] - phase["warm_forward"]  # and torch's teardown at exit
         phases.append(phase)
         totals.append(wall(["-m", "attntrain", "predict", str(run), SENTENCE], env, 0))
         print(f"predict: round {round_ + 1}/{args.repeats} done", flush=True)
-    keys = ("python_start", "imports", "load", "forward", "warm_forward")
+    keys = ("python_start", "import_torch", "import_attntrain", "load", "forward", "warm_forward")
     medians = {key: statistics.median(p[key] for p in phases) for key in keys}
     return {"run": str(run), "sentence": SENTENCE, "output": phases[0]["output"], "medians": medians,
             "attntrain_predict_wall": statistics.median(totals), "attntrain_predict_seconds": totals,
@@ -166,12 +169,13 @@ def print_tables(rows: list[dict], predict: dict, args) -> None:
         print(f"| `{r['command']}` | {r['median']:.2f} | {min(r['seconds']):.2f} - {max(r['seconds']):.2f} "
               f"| {r['vs_import_torch']:.2f}x | {'yes' if r['imports_torch'] else 'no'} |")
     m = predict["medians"]
-    cold = m["python_start"] + m["imports"] + m["load"] + m["forward"]
+    cold = m["python_start"] + m["import_torch"] + m["import_attntrain"] + m["load"] + m["forward"]
     print(f"\n`attntrain predict {predict['run']} \"<sentence of {len(SENTENCE.split())} words>\"` cold start "
           f"(medians of {args.repeats}; the whole command: {predict['attntrain_predict_wall']:.2f} s)\n")
     print("| phase | seconds | share |")
     print("|---|---:|---:|")
-    names = {"python_start": "Python start and exit", "imports": "imports (torch, model, data layer)",
+    names = {"python_start": "Python start and exit", "import_torch": "import torch",
+             "import_attntrain": "import attntrain's model, data and trainer modules",
              "load": "loading (config, vocabularies, weights)", "forward": "first forward (one sentence)"}
     for key, name in names.items():
         print(f"| {name} | {m[key]:.3f} | {m[key] / cold:.0%} |")
