@@ -15,6 +15,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from attntrain import choices
 from attntrain.errors import UserError
 from attntrain.registry import check_choice, suggest
 
@@ -25,16 +26,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _table(module: str, name: str) -> dict:
-    # Imported lazily so that `attntrain validate` and config tests stay cheap to import.
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
-def choice_of(module: str, table: str, field: str):
-    """A validator that checks `field` against a name -> component table (lazy import of `module`)."""
-    return field_validator(field)(lambda cls, v: check_choice(_table(module, table), v))
+def choice_of(names: tuple[str, ...], field: str):
+    """A validator that checks `field` against the names of a table (attntrain.choices: no torch import)."""
+    return field_validator(field)(lambda cls, v: check_choice(names, v))
 
 
 class AttentionConfig(Section):
@@ -43,9 +37,9 @@ class AttentionConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on attention weights (0 keeps SDPA's fast kernel)
     window: Optional[int] = Field(None, ge=1)  # local attention: attend only to |i - j| <= window
 
-    _score = choice_of("attntrain.model.attention", "SCORES", "score")
+    _score = choice_of(choices.SCORES, "score")
 
-    _normalize = choice_of("attntrain.model.attention", "NORMALIZERS", "normalize")
+    _normalize = choice_of(choices.NORMALIZERS, "normalize")
 
 
 def odd_width(v: int) -> int:
@@ -98,7 +92,7 @@ class EmbedConfig(Section):
     image_position: Literal["sinusoidal", "learned", "none"] = "sinusoidal"  # images: 2-D encoding of the patch grid
     shift: int = Field(0, ge=0)  # images: train-time random translation by up to N pixels (augmentation)
 
-    _kind = choice_of("attntrain.model.embed", "TEXT_VECTORS", "kind")
+    _kind = choice_of(choices.TEXT_VECTORS, "kind")
 
     _odd_ngram = field_validator("ngram")(lambda cls, v: odd_width(v))
 
@@ -120,9 +114,9 @@ class EncoderConfig(Section):
     max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
     attention: AttentionConfig = AttentionConfig()
 
-    _kind = choice_of("attntrain.model.encoder", "ENCODERS", "kind")
+    _kind = choice_of(choices.ENCODERS, "kind")
 
-    _position = choice_of("attntrain.model.positional", "POSITIONS", "position")
+    _position = choice_of(choices.POSITIONS, "position")
 
     @field_validator("bidirectional")
     @classmethod
@@ -151,7 +145,7 @@ class HeadConfig(Section):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # cross-entropy label smoothing
     decoder: DecoderConfig = DecoderConfig()  # kind seq2seq: the decoder and its search
 
-    _kind = choice_of("attntrain.model.heads", "HEADS", "kind")
+    _kind = choice_of(choices.HEADS, "kind")
 
 
 class ModelConfig(Section):
@@ -183,7 +177,7 @@ class SourceConfig(Section):
     ptb_escapes: bool = False  # add_train text: lowercase and write ( ) / as -lrb- -rrb- \\/ to match PTB-tokenised files
     name_pattern: Optional[str] = None  # folders: a regex over each file name whose named groups become fields, e.g. (?P<digit>\d)_(?P<speaker>\w+)_
 
-    _format = choice_of("attntrain.data.sources", "FORMATS", "format")
+    _format = choice_of(choices.FORMATS, "format")
 
     @field_validator("name_pattern")
     @classmethod
@@ -208,9 +202,9 @@ class InputConfig(Section):
     tokenizer: str = "english"  # text given as a string: english (UD/PTB-like regex) | words | whitespace | bert
     html_breaks: bool = False  # text holds HTML line breaks (<br />, as scraped reviews do): read them as spaces
 
-    _kind = choice_of("attntrain.data.inputs", "INPUT_KINDS", "kind")
+    _kind = choice_of(choices.INPUT_KINDS, "kind")
 
-    _tokenizer = choice_of("attntrain.data.inputs", "TOKENIZERS", "tokenizer")
+    _tokenizer = choice_of(choices.TOKENIZERS, "tokenizer")
 
     @model_validator(mode="after")
     def _field_list_is_graph_only(self):
@@ -301,7 +295,7 @@ class DataConfig(Section):
     patch: int = Field(7, ge=1)  # images: patch side in pixels (1 = a vector per pixel)
     audio: AudioConfig = AudioConfig()
 
-    _task = choice_of("attntrain.data", "TASKS", "task")
+    _task = choice_of(choices.TASKS, "task")
 
     @model_validator(mode="after")
     def _graph_source_has_graph_input(self):
