@@ -355,16 +355,27 @@ class MultiHeadAttention(nn.Module):
         edges: Optional[torch.Tensor] = None,
         causal: bool = False,
     ) -> torch.Tensor:
-        B, T, D = x.shape
         if edges is not None:
             return self.out(self.attend_edges(x, edges))
-        source = x if memory is None else memory
-        q = self.split_heads(self.query(x))
-        k, v = (self.split_heads(t) for t in self.key_value(source).chunk(2, dim=-1))
+        q, k, v = self.project(x, memory)
         if self.rotary is not None and memory is None:
             q, k = self.rotary(q), self.rotary(k)
         mixed = self.attend(q, k, v, mask, causal=causal)  # (B,H,T,E)
         return self.out(self.merge_heads(mixed))
+
+    def project(self, x: torch.Tensor, memory: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]:
+        """q (B,H,T,E) from x (B,T,D); k, v (B,H,S,E) from memory (B,S,D), or from x when it is None.
+
+        Self-attention runs the three projections as one matmul over the stacked weights [W_q; W_kv]
+        (one pass over x, and backward adds no gradient of x from two branches); the stacking copies
+        3 D^2 weights, against 3 B T D outputs. The parameters stay two Linears, so saved runs load.
+        """
+        if memory is not None:
+            k, v = (self.split_heads(t) for t in self.key_value(memory).chunk(2, dim=-1))
+            return self.split_heads(self.query(x)), k, v
+        weight = torch.cat((self.query.weight, self.key_value.weight))  # (3D,D)
+        bias = torch.cat((self.query.bias, self.key_value.bias))  # (3D,)
+        return tuple(self.split_heads(t) for t in F.linear(x, weight, bias).chunk(3, dim=-1))  # (B,T,3D) -> 3 x (B,H,T,E)
 
     def attend_edges(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """Attention along the edges of one graph: memory O(edges), not O(nodes^2).
@@ -406,8 +417,7 @@ class MultiHeadAttention(nn.Module):
 
     def weights(self, x: torch.Tensor, mask: Union[torch.Tensor, LocalMask, None] = None) -> torch.Tensor:
         """The attention matrix alpha' (B,H,T,T) for inspection and plots (explicit path)."""
-        q = self.split_heads(self.query(x))
-        k, _ = (self.split_heads(t) for t in self.key_value(x).chunk(2, dim=-1))
+        q, k, _ = self.project(x)
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
         return self.normalize.dense(self.score(q, k), dense_mask(mask))
