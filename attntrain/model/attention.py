@@ -37,24 +37,77 @@ class DotScore(nn.Module):
         return (q * k).sum(-1) * self.scale
 
 
+ADDITIVE_CHUNK_MB = 256.0  # default of model.encoder.attention.additive_chunk_mb
+
+
 class AdditiveScore(nn.Module):
     """alpha = w . tanh(q + k) per head (Bahdanau scoring; W_q, W_k are the Q/K projections).
 
-    Costs O(B H T S E) memory, against O(B H T S) for dot scoring: fine for sentences, not for
-    thousand-position inputs.
+    The hidden tanh(q + k) is (B,H,T,S,E), E times the (B,H,T,S) of dot scoring. While it fits in
+    `chunk_mb` megabytes it is made whole (autograd keeps it for backward); beyond that the queries
+    are scored in chunks whose hidden fits the budget, and backward recomputes each chunk
+    (`ChunkedAdditive`), so memory stays bounded at the cost of one more tanh pass.
     """
 
-    def __init__(self, head_dim: int, num_heads: int):
+    def __init__(self, head_dim: int, num_heads: int, *, chunk_mb: float = ADDITIVE_CHUNK_MB):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(num_heads, head_dim) / math.sqrt(head_dim))
+        self.chunk_mb = chunk_mb
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        hidden = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (B,H,T,1,E)+(B,H,1,S,E) -> (B,H,T,S,E)
-        return torch.einsum("bhtse,he->bhts", hidden, self.weight)
+        # q (B,H,T,E), k (B,H,S,E) -> (B,H,T,S)
+        B, H, T, E = q.shape
+        rows = chunk_rows(B * H * k.shape[2] * E * q.element_size(), self.chunk_mb)
+        # A trace (export) records Python control flow once: it keeps the whole hidden, valid for every length.
+        if rows >= T or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return additive_scores(q, k, self.weight)
+        return ChunkedAdditive.apply(q, k, self.weight, rows)
 
     def pairs(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Scores of matched rows: q, k (N_edges,H,E) -> (N_edges,H)."""
         return torch.einsum("nhe,he->nh", torch.tanh(q + k), self.weight)
+
+
+def chunk_rows(bytes_per_row: int, budget_mb: float) -> int:
+    """How many query rows of bytes_per_row each fit in budget_mb megabytes (at least one)."""
+    return max(1, int(budget_mb * 2**20) // bytes_per_row)
+
+
+def additive_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """w . tanh(q + k): q (B,H,t,E), k (B,H,S,E), weight (H,E) -> (B,H,t,S), all of the hidden at once."""
+    hidden = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (B,H,t,1,E)+(B,H,1,S,E) -> (B,H,t,S,E)
+    return torch.einsum("bhtse,he->bhts", hidden, weight)
+
+
+class ChunkedAdditive(torch.autograd.Function):
+    """`additive_scores` over chunks of `rows` queries; saves only q, k, w and recomputes each chunk's
+    hidden u = tanh(q + k) in backward, where, with g the incoming gradient of the chunk's scores,
+        dw = sum_{b,t,s} g u,   d = g w (1 - u^2),   dq = sum_s d,   dk = sum_t d.
+    Peak memory: one chunk's (B,H,rows,S,E) hidden and one temporary of its size."""
+
+    @staticmethod
+    def forward(ctx, q, k, weight, rows: int):
+        ctx.save_for_backward(q, k, weight)
+        ctx.rows = rows
+        B, H, T, _ = q.shape
+        scores = q.new_empty(B, H, T, k.shape[2])
+        for start in range(0, T, rows):
+            scores[:, :, start:start + rows] = additive_scores(q[:, :, start:start + rows], k, weight)
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        q, k, weight = ctx.saved_tensors
+        grad_q, grad_k, grad_weight = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(weight)
+        for start in range(0, q.shape[2], ctx.rows):
+            chunk = slice(start, start + ctx.rows)
+            hidden = torch.tanh(q[:, :, chunk].unsqueeze(-2) + k.unsqueeze(-3))  # (B,H,t,S,E)
+            g = grad[:, :, chunk].unsqueeze(-1)  # (B,H,t,S,1)
+            grad_weight += torch.einsum("bhtse,bhts->he", hidden, grad[:, :, chunk])
+            d = hidden.mul_(hidden).neg_().add_(1).mul_(g).mul_(weight[:, None, None, :])  # in place: g w (1 - u^2)
+            grad_q[:, :, chunk] = d.sum(dim=3)
+            grad_k += d.sum(dim=2)
+        return grad_q, grad_k, grad_weight, None
 
 
 class Softmax:
@@ -424,14 +477,16 @@ class MultiHeadAttention(nn.Module):
 
 
 def build_attention(width: int, num_heads: int, *, score: str, normalize: str, dropout: float,
-                    rotary: Optional[nn.Module] = None) -> MultiHeadAttention:
+                    rotary: Optional[nn.Module] = None,
+                    additive_chunk_mb: float = ADDITIVE_CHUNK_MB) -> MultiHeadAttention:
     from attntrain.registry import lookup
 
     head_dim = width // num_heads
+    options = {"chunk_mb": additive_chunk_mb} if score == "additive" else {}
     return MultiHeadAttention(
         width,
         num_heads,
-        score=lookup(SCORES, score, "model.encoder.attention.score")(head_dim, num_heads),
+        score=lookup(SCORES, score, "model.encoder.attention.score")(head_dim, num_heads, **options),
         normalize=lookup(NORMALIZERS, normalize, "model.encoder.attention.normalize"),
         dropout=dropout,
         rotary=rotary,

@@ -95,7 +95,8 @@ def build_transformer(cfg) -> TransformerEncoder:
     blocks = [
         Block(
             build_attention(cfg.width, cfg.num_heads, score=cfg.attention.score, normalize=cfg.attention.normalize,
-                            dropout=cfg.attention.dropout, rotary=rotary),
+                            dropout=cfg.attention.dropout, rotary=rotary,
+                            additive_chunk_mb=cfg.attention.additive_chunk_mb),
             FeedForward(cfg.width, cfg.ffn_dim) if cfg.ffn_dim else None,
             cfg.width,
             cfg.dropout,
