@@ -75,8 +75,12 @@ def chunk_rows(bytes_per_row: int, budget_mb: float) -> int:
 
 def additive_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """w . tanh(q + k): q (B,H,t,E), k (B,H,S,E), weight (H,E) -> (B,H,t,S), all of the hidden at once."""
-    hidden = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (B,H,t,1,E)+(B,H,1,S,E) -> (B,H,t,S,E)
-    return torch.einsum("bhtse,he->bhts", hidden, weight)
+    # tanh in place on the fresh sum: one (B,H,t,S,E) tensor, not two (same values).
+    hidden = (q.unsqueeze(-2) + k.unsqueeze(-3)).tanh_()  # (B,H,t,1,E)+(B,H,1,S,E) -> (B,H,t,S,E)
+    B, H, t, S, E = hidden.shape
+    # A matmul over the contiguous (B,H,t*S,E) view, not einsum: einsum's backward handed tanh a permuted
+    # gradient (a slow strided pass); the forward and the q, k gradients are bitwise the same.
+    return (hidden.view(B, H, t * S, E) @ weight[:, :, None]).view(B, H, t, S)  # (H,E,1) per head
 
 
 class ChunkedAdditive(torch.autograd.Function):
@@ -101,10 +105,11 @@ class ChunkedAdditive(torch.autograd.Function):
         grad_q, grad_k, grad_weight = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(weight)
         for start in range(0, q.shape[2], ctx.rows):
             chunk = slice(start, start + ctx.rows)
-            hidden = torch.tanh(q[:, :, chunk].unsqueeze(-2) + k.unsqueeze(-3))  # (B,H,t,S,E)
-            g = grad[:, :, chunk].unsqueeze(-1)  # (B,H,t,S,1)
-            grad_weight += torch.einsum("bhtse,bhts->he", hidden, grad[:, :, chunk])
-            d = hidden.mul_(hidden).neg_().add_(1).mul_(g).mul_(weight[:, None, None, :])  # in place: g w (1 - u^2)
+            hidden = (q[:, :, chunk].unsqueeze(-2) + k.unsqueeze(-3)).tanh_()  # (B,H,t,S,E)
+            B, H, t, S, E = hidden.shape
+            g = grad[:, :, chunk]  # (B,H,t,S)
+            grad_weight += (g.reshape(B, H, 1, t * S) @ hidden.view(B, H, t * S, E)).sum(dim=0)[:, 0]  # (B,H,1,E) -> (H,E)
+            d = hidden.mul_(hidden).neg_().add_(1).mul_(g.unsqueeze(-1)).mul_(weight[:, None, None, :])  # g w (1 - u^2)
             grad_q[:, :, chunk] = d.sum(dim=3)
             grad_k += d.sum(dim=2)
         return grad_q, grad_k, grad_weight, None
