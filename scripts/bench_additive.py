@@ -21,6 +21,7 @@ Every variant is the project's transformer encoder built from an EncoderConfig: 
 
     python scripts/bench_additive.py --threads 1            # T = 128 .. 2048
     python scripts/bench_additive.py --threads 1 --quick    # T = 128 .. 512
+    python scripts/bench_additive.py --threads 1 --lengths 128,256,512,768 --repeats 2
 Writes a Markdown table to stdout and bench_results/bench_additive.json.
 """
 
@@ -139,6 +140,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help=f"T <= {QUICK_MAX}")
+    p.add_argument("--lengths", help="comma-separated T values instead of " + ",".join(map(str, LENGTHS)))
     p.add_argument("--repeats", type=int, default=3, help="timed steps per variant and T")
     p.add_argument("--out", type=Path, default=REPO / "bench_results" / "bench_additive.json")
     p.add_argument("--child", choices=["time", "memory"], help=argparse.SUPPRESS)
@@ -149,7 +151,8 @@ def main() -> None:
         args.mode = args.child
         print(json.dumps(child(args)))
         return
-    lengths = [T for T in LENGTHS if not args.quick or T <= QUICK_MAX]
+    lengths = [int(T) for T in args.lengths.split(",")] if args.lengths else LENGTHS
+    lengths = [T for T in lengths if not args.quick or T <= QUICK_MAX]
     rows = {}
     for T in lengths:
         names = [n for n in VARIANTS if n != "additive-whole" or T <= WHOLE_MAX]
