@@ -79,3 +79,13 @@ def test_encoder_with_a_tiny_budget_trains_like_the_whole_hidden():
 def test_budget_must_be_positive():
     with pytest.raises(ValueError):
         EncoderConfig(attention={"score": "additive", "additive_chunk_mb": 0})
+
+
+def test_a_trace_keeps_the_whole_hidden_so_it_serves_every_length():
+    """Export traces record Python loops once; under a trace the chunk loop is not taken, so the traced
+    scores are right for a length other than the traced one (the same guard as the feed-forward rows)."""
+    score = AdditiveScore(4, 3, chunk_mb=1e-6).eval()
+    q, k, _ = inputs()
+    traced = torch.jit.trace(score, (q.detach().float(), k.detach().float()), check_trace=False)
+    longer_q, longer_k = torch.randn(2, 3, 11, 4), torch.randn(2, 3, 9, 4)
+    torch.testing.assert_close(traced(longer_q, longer_k), additive_scores(longer_q, longer_k, score.weight))
