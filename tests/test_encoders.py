@@ -105,8 +105,9 @@ def test_even_ngram_width_is_refused():
 
 @pytest.mark.parametrize("training", [False, True])
 def test_feed_forward_skipping_padding_equals_computing_it(training):
-    """The transformer's feed-forward layers leave padded positions out when a batch has enough padding;
-    real positions, the loss and every gradient match the plain path, dropout masks included (same seed)."""
+    """In training the transformer's feed-forward layers leave padded positions out when a batch has enough
+    padding; real positions, the loss and every gradient match the plain path, dropout masks included (same
+    seed). In eval mode every position is computed (exports and predictions keep their padded outputs)."""
     from attntrain.model.encoder import build_transformer, real_rows
 
     torch.manual_seed(0)
@@ -124,6 +125,11 @@ def test_feed_forward_skipping_padding_equals_computing_it(training):
         out[mask].square().sum().backward()
         results.append((out[mask], [p.grad for p in encoder.parameters()]))
     (packed, packed_grads), (plain, plain_grads) = results
+    if not training:
+        encoder.skip_padding = True
+        everywhere = encoder(x, mask)
+        encoder.skip_padding = False
+        torch.testing.assert_close(everywhere, encoder(x, mask), rtol=0, atol=0)  # padded positions too
     torch.testing.assert_close(packed, plain, rtol=1e-12, atol=1e-12)
     for a, b in zip(packed_grads, plain_grads):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -80,7 +80,8 @@ def additive_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> t
     B, H, t, S, E = hidden.shape
     # A matmul over the contiguous (B,H,t*S,E) view, not einsum: einsum's backward handed tanh a permuted
     # gradient (a slow strided pass); the forward and the q, k gradients are bitwise the same.
-    return (hidden.view(B, H, t * S, E) @ weight[:, :, None]).view(B, H, t, S)  # (H,E,1) per head
+    # reshape: a view when the sum came out contiguous, as it does unless q or k is an odd strided view
+    return (hidden.reshape(B, H, t * S, E) @ weight[:, :, None]).view(B, H, t, S)  # (H,E,1) per head
 
 
 class ChunkedAdditive(torch.autograd.Function):
@@ -108,7 +109,7 @@ class ChunkedAdditive(torch.autograd.Function):
             hidden = (q[:, :, chunk].unsqueeze(-2) + k.unsqueeze(-3)).tanh_()  # (B,H,t,S,E)
             B, H, t, S, E = hidden.shape
             g = grad[:, :, chunk]  # (B,H,t,S)
-            grad_weight += (g.reshape(B, H, 1, t * S) @ hidden.view(B, H, t * S, E)).sum(dim=0)[:, 0]  # (B,H,1,E) -> (H,E)
+            grad_weight += (g.reshape(B, H, 1, t * S) @ hidden.reshape(B, H, t * S, E)).sum(dim=0)[:, 0]  # (B,H,1,E) -> (H,E)
             d = hidden.mul_(hidden).neg_().add_(1).mul_(g.unsqueeze(-1)).mul_(weight[:, None, None, :])  # g w (1 - u^2)
             grad_q[:, :, chunk] = d.sum(dim=3)
             grad_k += d.sum(dim=2)

@@ -24,9 +24,10 @@ from attntrain.model.positional import POSITIONS
 from attntrain.registry import lookup
 
 
-# The feed-forward layers skip padded positions when at least this fraction of a batch is padding. They
-# are ~60% of a block's matmul work, so a batch with 25% padding saves ~15% of a training step; gathering
-# and scattering the rows costs ~2%, which rarer padding would not repay.
+# In training the feed-forward layers skip padded positions when at least this fraction of a batch is
+# padding. They are ~60% of a block's matmul work, so a batch with 25% padding saves ~15% of a training
+# step; gathering and scattering the rows costs ~2%, which rarer padding would not repay. Evaluation,
+# prediction and export compute every position, so their outputs at padding stay what they were.
 SKIP_PADDING_FROM = 0.1
 
 
@@ -96,7 +97,7 @@ class TransformerEncoder(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.window = window
         self.blockwise = True  # False: the dense band mask, the reference the blockwise path is tested against
-        self.skip_padding = True  # False: feed-forward layers compute padded positions too (the reference)
+        self.skip_padding = True  # False: in training too, feed-forward layers compute padding (the reference)
 
     def attention_mask(self, mask: torch.Tensor,
                        attn_mask: Optional[torch.Tensor]) -> Union[torch.Tensor, LocalMask, None]:
@@ -107,7 +108,7 @@ class TransformerEncoder(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor, attn_mask: Optional[torch.Tensor] = None,
                 edges: Optional[torch.Tensor] = None) -> torch.Tensor:
         full_mask = None if edges is not None else self.attention_mask(mask, attn_mask)
-        rows = real_rows(mask) if self.skip_padding and edges is None else None
+        rows = real_rows(mask) if self.skip_padding and self.training and edges is None else None
         x = self.position(x)
         for block in self.blocks:
             x = block(x, full_mask, edges, rows)
