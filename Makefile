@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/pos_ewt_quick.yaml
 LENGTH_ARGS ?=
 
-.PHONY: venv demo test bench bench-decode bench-length bench-startup fit clean
+.PHONY: venv demo test bench bench-decode bench-length bench-startup bench-additive fit clean
 
 # torch first, pinned to the CPU wheel on local disk: a bare `torch` requirement would pull a CUDA build.
 $(BIN)/attntrain: pyproject.toml
@@ -32,6 +32,7 @@ bench: venv  ## training throughput vs Hugging Face BERT (installs the bench ext
 	$(MAKE) bench-decode
 	$(MAKE) bench-length LENGTH_ARGS=--quick
 	$(MAKE) bench-startup
+	$(MAKE) bench-additive ADDITIVE_ARGS=--quick
 
 bench-decode: venv  ## seq2seq decoding: greedy and beam 5, key/value cache vs recomputing the prefix
 	$(BIN)/python scripts/bench_decode.py --threads 1
@@ -42,6 +43,10 @@ bench-length: venv  ## time and memory of one step vs input length: full vs wind
 
 bench-startup: venv  ## start-up: --help, validate and config errors vs `import torch`; predict's cold start split
 	$(BIN)/python scripts/bench_startup.py --threads 1
+
+ADDITIVE_ARGS ?=
+bench-additive: venv  ## additive vs dot scoring: time and memory of a step vs T, whole hidden vs query chunks
+	$(BIN)/python scripts/bench_additive.py --threads 1 $(ADDITIVE_ARGS)
 
 clean:
 	rm -rf $(VENV) runs bench_results

@@ -36,6 +36,7 @@ class AttentionConfig(Section):
     normalize: str = "softmax"  # how scores become weights: softmax | relu
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on attention weights (0 keeps SDPA's fast kernel)
     window: Optional[int] = Field(None, ge=1)  # local attention: attend only to |i - j| <= window
+    additive_chunk_mb: float = Field(256.0, gt=0)  # additive score: MB its (B,H,T,S,E) hidden may take; queries are chunked beyond
 
     _score = choice_of(choices.SCORES, "score")
 

@@ -9,8 +9,10 @@ What it measures
       * attntrain-ref - the same attntrain model with `MultiHeadAttention.fast = False` on every
                         attention module, i.e. the explicit softmax(QK^T / sqrt(E)) V path
 
-    Throughput is padded tokens per second (B x T per step: every position is computed, padding
-    included, by all three models). Each of `--repeats` rounds times `--steps` steps of every
+    Throughput is padded tokens per second (B x T per step). BERT computes every position, padding
+    included; attntrain's feed-forward layers skip padded positions when a batch has >= 10% padding
+    (attntrain/model/encoder.py), which this batch has (~25%: rows of T/2..T tokens); `--no-padding`
+    makes every row full length, so all models compute the same positions. Each of `--repeats` rounds times `--steps` steps of every
     model, interleaved step by step (A B R A B R ..., order reversed every other round; or in
     blocks with `--interleave block`), all in one process, so drift of a shared machine hits every
     model alike; the reported figures are medians over the rounds. A (2048x2048)@(2048x2048) fp32
@@ -28,6 +30,7 @@ How to run
     python scripts/bench_train.py --profile               # + torch.profiler top ops per model
     python scripts/bench_train.py --threads 1             # on a machine other jobs are using
     python scripts/bench_train.py --dropout 0             # compare without any dropout
+    python scripts/bench_train.py --no-padding            # rows all full length: no padding to skip
 
     --threads 1 matters on a shared machine: with other processes busy, each multi-threaded op
     waits for the busy cores at its OpenMP barrier (see `warn_if_shared`).
@@ -41,7 +44,8 @@ Known architectural differences that remain (both models as their libraries defi
       BERT uses nn.Dropout. Both drop at the same places (embeddings, attention output, FFN output,
       classifier); `--dropout 0` removes the difference.
     * BERT's SDPA call gets a (B,1,T,T) bool mask from transformers' mask utilities; attntrain passes
-      a (B,1,1,T) key-padding mask.
+      a (B,1,1,T) key-padding mask. Both reach SDPA's flash CPU kernel (tests/test_flash_kernel.py).
+    * attntrain's feed-forward layers skip padded positions (see "Throughput" above).
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seq-len", type=int, default=128, help="padded tokens per sequence")
     p.add_argument("--vocab", type=int, default=20000, help="word vocabulary size")
     p.add_argument("--dropout", type=float, default=0.1, help="residual/embedding/classifier dropout")
+    p.add_argument("--no-padding", action="store_true", help="every row full length (default: T/2..T tokens)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (same for all)")
     p.add_argument("--steps", type=int, default=5, help="training steps per timed block")
     # One warm-up step pays the one-off costs (AdamW state, allocator growth, kernel selection).
@@ -136,6 +141,8 @@ def make_batch(args, generator: torch.Generator) -> dict:
     B, T = args.batch, args.seq_len
     lengths = torch.randint(T // 2, T + 1, (B,), generator=generator)
     lengths[0] = T
+    if args.no_padding:
+        lengths[:] = T
     mask = torch.arange(T)[None, :] < lengths[:, None]  # (B,T) bool, True = real token
     # Ids 0 (pad) and 1 (unk) are reserved in attntrain vocabularies; real tokens avoid them.
     words = torch.randint(2, args.vocab, (B, T), generator=generator).masked_fill(~mask, PAD)
@@ -230,7 +237,9 @@ def flops_per_step(non_embedding: int, args) -> float:
       12 * L * B * T^2 * D: attention's QK^T and weights @ V are each 2 * B * T * T * D FLOPs per
         layer forward (summed over heads), x3 for forward + backward.
     Embedding lookups, norms, activations, dropout and the optimizer are left out (memory-bound).
-    Padded positions count: every model computes them.
+    Padded positions count. attntrain skips them in its feed-forward layers, so with padding its
+    GFLOP/s and "% of matmul" are effective figures (work it did not need to do counts as done): take
+    the fraction of the matmul peak from a `--no-padding` run.
     """
     tokens = args.batch * args.seq_len
     attention = 12 * args.layers * args.batch * args.seq_len**2 * args.width

@@ -95,3 +95,20 @@ def test_lookup_lists_valid_names():
         lookup(SCORES, "cosine", "model.encoder.attention.score")
     with pytest.raises(UserError, match="valid: learned, none, rotary, sinusoidal"):
         lookup(POSITIONS, "alibi", "model.encoder.position")
+
+
+def test_stacked_projection_equals_the_separate_linears():
+    """Self-attention projects q, k, v in one matmul over [W_q; W_kv]; it must equal the two Linears
+    (the parameters saved runs hold), and cross-attention still reads k, v from the memory."""
+    torch.manual_seed(0)
+    attention = build_attention(32, 4, score="dot", normalize="softmax", dropout=0.0)
+    x, memory = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
+    q, k, v = attention.project(x)
+    keys, values = attention.key_value(x).chunk(2, dim=-1)
+    for fused, plain in ((q, attention.query(x)), (k, keys), (v, values)):
+        torch.testing.assert_close(fused, attention.split_heads(plain), rtol=1e-6, atol=1e-6)
+    q, k, v = attention.project(x, memory)
+    assert q.shape == (2, 4, 5, 8) and k.shape == v.shape == (2, 4, 7, 8)
+    torch.testing.assert_close(k, attention.split_heads(attention.key_value(memory)[..., :32]))
+    assert sorted(name for name, _ in attention.named_parameters())[:4] == [
+        "key_value.bias", "key_value.weight", "out.bias", "out.weight"]

@@ -32,3 +32,22 @@ def test_eval_mode_and_zero_rate_are_identity():
     layer = Dropout(0.3).eval()
     assert layer(x) is x
     assert dropout(x, 0.0, training=True) is x
+
+
+def test_mask_is_the_same_draw_as_the_plain_byte_pick():
+    """The mask comes from the same random words, byte for byte, as picking 7 bytes per word and
+    comparing them: seeded runs (and the README's figures) keep their dropout masks."""
+    from attntrain.model.dropout import _BYTES, keep_mask
+
+    shape = (3, 11, 5)  # 165 elements: not a multiple of 7, so the last word is partly used
+    torch.manual_seed(3)
+    keep, scale = keep_mask(torch.Size(shape), 0.1, torch.device("cpu"))
+    torch.manual_seed(3)
+    words = -(-165 // 7)
+    bits = torch.randint(0, 2**56, (words,), dtype=torch.int64)
+    uniform = bits.view(torch.uint8).view(words, 8)[:, _BYTES].reshape(-1)[:165].view(shape)
+    assert torch.equal(keep, uniform >= round(0.1 * 256))
+    assert scale == 256 / (256 - 26)
+    x = torch.randn(shape)
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, 0.1, training=True), x * ((uniform >= 26).float() * scale))

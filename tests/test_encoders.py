@@ -101,3 +101,43 @@ def test_encoder_config_errors(encoder, message):
 def test_even_ngram_width_is_refused():
     with pytest.raises(UserError, match="model.embed.ngram: must be odd"):
         build_config({"model": {"embed": {"ngram": 2}}}, "test")
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_feed_forward_skipping_padding_equals_computing_it(training):
+    """In training the transformer's feed-forward layers leave padded positions out when a batch has enough
+    padding; real positions, the loss and every gradient match the plain path, dropout masks included (same
+    seed). In eval mode every position is computed (exports and predictions keep their padded outputs)."""
+    from attntrain.model.encoder import build_transformer, real_rows
+
+    torch.manual_seed(0)
+    cfg = EncoderConfig(num_layers=2, width=16, num_heads=2, ffn_dim=32, dropout=0.3)
+    encoder = build_transformer(cfg).double().train(training)
+    x = torch.randn(3, 8, 16, dtype=torch.float64)
+    mask = torch.arange(8)[None, :] < torch.tensor([[8], [5], [2]])
+    assert real_rows(mask).tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 16, 17]
+    results = []
+    for skip in (True, False):
+        encoder.skip_padding = skip
+        encoder.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        out = encoder(x, mask)
+        out[mask].square().sum().backward()
+        results.append((out[mask], [p.grad for p in encoder.parameters()]))
+    (packed, packed_grads), (plain, plain_grads) = results
+    if not training:
+        encoder.skip_padding = True
+        everywhere = encoder(x, mask)
+        encoder.skip_padding = False
+        torch.testing.assert_close(everywhere, encoder(x, mask), rtol=0, atol=0)  # padded positions too
+    torch.testing.assert_close(packed, plain, rtol=1e-12, atol=1e-12)
+    for a, b in zip(packed_grads, plain_grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_rare_padding_is_computed_rather_than_skipped():
+    from attntrain.model.encoder import real_rows
+
+    assert real_rows(torch.ones(2, 10, dtype=torch.bool)) is None
+    assert real_rows(torch.arange(10)[None, :] < torch.tensor([[10], [9]])) is None  # 5% padding
+    assert real_rows(torch.arange(10)[None, :] < torch.tensor([[10], [8]])) is not None  # 10%

@@ -37,24 +37,83 @@ class DotScore(nn.Module):
         return (q * k).sum(-1) * self.scale
 
 
+ADDITIVE_CHUNK_MB = 256.0  # default of model.encoder.attention.additive_chunk_mb
+
+
 class AdditiveScore(nn.Module):
     """alpha = w . tanh(q + k) per head (Bahdanau scoring; W_q, W_k are the Q/K projections).
 
-    Costs O(B H T S E) memory, against O(B H T S) for dot scoring: fine for sentences, not for
-    thousand-position inputs.
+    The hidden tanh(q + k) is (B,H,T,S,E), E times the (B,H,T,S) of dot scoring. While it fits in
+    `chunk_mb` megabytes it is made whole (autograd keeps it for backward); beyond that the queries
+    are scored in chunks whose hidden fits the budget, and backward recomputes each chunk
+    (`ChunkedAdditive`), so memory stays bounded at the cost of one more tanh pass.
     """
 
-    def __init__(self, head_dim: int, num_heads: int):
+    def __init__(self, head_dim: int, num_heads: int, *, chunk_mb: float = ADDITIVE_CHUNK_MB):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(num_heads, head_dim) / math.sqrt(head_dim))
+        self.chunk_mb = chunk_mb
 
     def forward(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        hidden = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (B,H,T,1,E)+(B,H,1,S,E) -> (B,H,T,S,E)
-        return torch.einsum("bhtse,he->bhts", hidden, self.weight)
+        # q (B,H,T,E), k (B,H,S,E) -> (B,H,T,S)
+        B, H, T, E = q.shape
+        rows = chunk_rows(B * H * k.shape[2] * E * q.element_size(), self.chunk_mb)
+        # A trace (export) records Python control flow once: it keeps the whole hidden, valid for every length.
+        if rows >= T or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            return additive_scores(q, k, self.weight)
+        return ChunkedAdditive.apply(q, k, self.weight, rows)
 
     def pairs(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Scores of matched rows: q, k (N_edges,H,E) -> (N_edges,H)."""
         return torch.einsum("nhe,he->nh", torch.tanh(q + k), self.weight)
+
+
+def chunk_rows(bytes_per_row: int, budget_mb: float) -> int:
+    """How many query rows of bytes_per_row each fit in budget_mb megabytes (at least one)."""
+    return max(1, int(budget_mb * 2**20) // bytes_per_row)
+
+
+def additive_scores(q: torch.Tensor, k: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """w . tanh(q + k): q (B,H,t,E), k (B,H,S,E), weight (H,E) -> (B,H,t,S), all of the hidden at once."""
+    # tanh in place on the fresh sum: one (B,H,t,S,E) tensor, not two (same values).
+    hidden = (q.unsqueeze(-2) + k.unsqueeze(-3)).tanh_()  # (B,H,t,1,E)+(B,H,1,S,E) -> (B,H,t,S,E)
+    B, H, t, S, E = hidden.shape
+    # A matmul over the contiguous (B,H,t*S,E) view, not einsum: einsum's backward handed tanh a permuted
+    # gradient (a slow strided pass); the forward and the q, k gradients are bitwise the same.
+    # reshape: a view when the sum came out contiguous, as it does unless q or k is an odd strided view
+    return (hidden.reshape(B, H, t * S, E) @ weight[:, :, None]).view(B, H, t, S)  # (H,E,1) per head
+
+
+class ChunkedAdditive(torch.autograd.Function):
+    """`additive_scores` over chunks of `rows` queries; saves only q, k, w and recomputes each chunk's
+    hidden u = tanh(q + k) in backward, where, with g the incoming gradient of the chunk's scores,
+        dw = sum_{b,t,s} g u,   d = g w (1 - u^2),   dq = sum_s d,   dk = sum_t d.
+    Peak memory: one chunk's (B,H,rows,S,E) hidden and one temporary of its size."""
+
+    @staticmethod
+    def forward(ctx, q, k, weight, rows: int):
+        ctx.save_for_backward(q, k, weight)
+        ctx.rows = rows
+        B, H, T, _ = q.shape
+        scores = q.new_empty(B, H, T, k.shape[2])
+        for start in range(0, T, rows):
+            scores[:, :, start:start + rows] = additive_scores(q[:, :, start:start + rows], k, weight)
+        return scores
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        q, k, weight = ctx.saved_tensors
+        grad_q, grad_k, grad_weight = torch.empty_like(q), torch.zeros_like(k), torch.zeros_like(weight)
+        for start in range(0, q.shape[2], ctx.rows):
+            chunk = slice(start, start + ctx.rows)
+            hidden = (q[:, :, chunk].unsqueeze(-2) + k.unsqueeze(-3)).tanh_()  # (B,H,t,S,E)
+            B, H, t, S, E = hidden.shape
+            g = grad[:, :, chunk]  # (B,H,t,S)
+            grad_weight += (g.reshape(B, H, 1, t * S) @ hidden.reshape(B, H, t * S, E)).sum(dim=0)[:, 0]  # (B,H,1,E) -> (H,E)
+            d = hidden.mul_(hidden).neg_().add_(1).mul_(g.unsqueeze(-1)).mul_(weight[:, None, None, :])  # g w (1 - u^2)
+            grad_q[:, :, chunk] = d.sum(dim=3)
+            grad_k += d.sum(dim=2)
+        return grad_q, grad_k, grad_weight, None
 
 
 class Softmax:
@@ -355,16 +414,27 @@ class MultiHeadAttention(nn.Module):
         edges: Optional[torch.Tensor] = None,
         causal: bool = False,
     ) -> torch.Tensor:
-        B, T, D = x.shape
         if edges is not None:
             return self.out(self.attend_edges(x, edges))
-        source = x if memory is None else memory
-        q = self.split_heads(self.query(x))
-        k, v = (self.split_heads(t) for t in self.key_value(source).chunk(2, dim=-1))
+        q, k, v = self.project(x, memory)
         if self.rotary is not None and memory is None:
             q, k = self.rotary(q), self.rotary(k)
         mixed = self.attend(q, k, v, mask, causal=causal)  # (B,H,T,E)
         return self.out(self.merge_heads(mixed))
+
+    def project(self, x: torch.Tensor, memory: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]:
+        """q (B,H,T,E) from x (B,T,D); k, v (B,H,S,E) from memory (B,S,D), or from x when it is None.
+
+        Self-attention runs the three projections as one matmul over the stacked weights [W_q; W_kv]
+        (one pass over x, and backward adds no gradient of x from two branches); the stacking copies
+        3 D^2 weights, against 3 B T D outputs. The parameters stay two Linears, so saved runs load.
+        """
+        if memory is not None:
+            k, v = (self.split_heads(t) for t in self.key_value(memory).chunk(2, dim=-1))
+            return self.split_heads(self.query(x)), k, v
+        weight = torch.cat((self.query.weight, self.key_value.weight))  # (3D,D)
+        bias = torch.cat((self.query.bias, self.key_value.bias))  # (3D,)
+        return tuple(self.split_heads(t) for t in F.linear(x, weight, bias).chunk(3, dim=-1))  # (B,T,3D) -> 3 x (B,H,T,E)
 
     def attend_edges(self, x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
         """Attention along the edges of one graph: memory O(edges), not O(nodes^2).
@@ -406,22 +476,23 @@ class MultiHeadAttention(nn.Module):
 
     def weights(self, x: torch.Tensor, mask: Union[torch.Tensor, LocalMask, None] = None) -> torch.Tensor:
         """The attention matrix alpha' (B,H,T,T) for inspection and plots (explicit path)."""
-        q = self.split_heads(self.query(x))
-        k, _ = (self.split_heads(t) for t in self.key_value(x).chunk(2, dim=-1))
+        q, k, _ = self.project(x)
         if self.rotary is not None:
             q, k = self.rotary(q), self.rotary(k)
         return self.normalize.dense(self.score(q, k), dense_mask(mask))
 
 
 def build_attention(width: int, num_heads: int, *, score: str, normalize: str, dropout: float,
-                    rotary: Optional[nn.Module] = None) -> MultiHeadAttention:
+                    rotary: Optional[nn.Module] = None,
+                    additive_chunk_mb: float = ADDITIVE_CHUNK_MB) -> MultiHeadAttention:
     from attntrain.registry import lookup
 
     head_dim = width // num_heads
+    options = {"chunk_mb": additive_chunk_mb} if score == "additive" else {}
     return MultiHeadAttention(
         width,
         num_heads,
-        score=lookup(SCORES, score, "model.encoder.attention.score")(head_dim, num_heads),
+        score=lookup(SCORES, score, "model.encoder.attention.score")(head_dim, num_heads, **options),
         normalize=lookup(NORMALIZERS, normalize, "model.encoder.attention.normalize"),
         dropout=dropout,
         rotary=rotary,

@@ -25,8 +25,10 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.
         n *= s
     words = -(-n // 7)
     bits = torch.randint(0, 2**56, (words,), dtype=torch.int64, device=device)
-    uniform = bits.view(torch.uint8).view(words, 8)[:, _BYTES].reshape(-1)[:n].view(shape)
-    return uniform >= threshold, 256.0 / (256 - threshold)
+    # Compared on the strided (words,7) view of the bytes: the comparison writes a fresh contiguous
+    # mask, so no copy of the bytes is needed to drop each word's eighth byte.
+    keep = bits.view(torch.uint8).view(words, 8)[:, _BYTES] >= threshold  # (words,7) bool
+    return keep.view(-1)[:n].view(shape), 256.0 / (256 - threshold)
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
@@ -36,7 +38,9 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return F.dropout(x, p, training=True)
     keep, scale = keep_mask(x.shape, p, x.device)
     # One multiply by a float mask: forward + backward measured ~2.4x faster than masked_fill, then scale.
-    return x * (keep.to(x.dtype) * scale)
+    # bool * scale makes the float mask in one pass (float32 is what a bool times a Python float gives).
+    mask = keep * scale if x.dtype == torch.float32 else keep.to(x.dtype) * scale
+    return x * mask
 
 
 class Dropout(nn.Module):

@@ -260,7 +260,8 @@ def build_decoder(encoder_cfg, decoder_cfg) -> TransformerDecoder:
 
     def make_attention(rotary):
         return build_attention(width, heads, score=attention.score, normalize=attention.normalize,
-                               dropout=attention.dropout, rotary=rotary)
+                               dropout=attention.dropout, rotary=rotary,
+                               additive_chunk_mb=attention.additive_chunk_mb)
 
     blocks = [
         DecoderBlock(
