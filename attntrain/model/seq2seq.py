@@ -204,14 +204,20 @@ class Seq2seqHead(nn.Module):
 
     @torch.no_grad()
     def generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, *, beam: int,
-                 cache: Optional[bool] = None) -> list[list[int]]:
-        """Search every sentence of the batch: memory (B,S,D), memory_mask (B,S) -> ids per sentence."""
+                 cache: Optional[bool] = None, length: Optional[int] = None) -> list[list[int]]:
+        """Search every sentence of the batch: memory (B,S,D), memory_mask (B,S) -> ids per sentence.
+
+        length: decode exactly this many steps per sentence (</s> banned before the last; benchmarks
+        use it to compare searches on equal work) instead of stopping at </s> or the length limit.
+        """
         use_cache = self.search.cache if cache is None else cache
         stepper = (CachedStepper if use_cache else RecomputeStepper)(self, memory, memory_mask)
-        limits = self.max_lengths(memory_mask)
+        limits = self.max_lengths(memory_mask) if length is None else [length] * memory.shape[0]
+        minimums = None if length is None else limits
         if beam == 1:
-            return greedy_search(stepper, limits, bos=BOS, eos=EOS)
-        return beam_search(stepper, limits, bos=BOS, eos=EOS, beam=beam, length_penalty=self.search.length_penalty)
+            return greedy_search(stepper, limits, bos=BOS, eos=EOS, min_lengths=minimums)
+        return beam_search(stepper, limits, bos=BOS, eos=EOS, beam=beam, length_penalty=self.search.length_penalty,
+                           min_lengths=minimums)
 
     @torch.no_grad()
     def score(self, memory: torch.Tensor, memory_mask: torch.Tensor, outputs: list[list[int]]) -> list[float]:
