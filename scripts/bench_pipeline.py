@@ -17,9 +17,10 @@ What it measures
 
     Useful tokens/s counts real words only (padding excluded); the padding fraction is the share of
     padded slots. The HF batch size is the mean number of sentences in attntrain's batches, so both
-    sides take the same number of optimizer steps. Rounds are interleaved (attntrain, HF random, HF
-    grouped, then rotated) in one process; figures are medians over `--repeats` rounds and ratios are
-    against the HF rows of the same run.
+    sides take the same number of optimizer steps. The three epochs run interleaved in one process,
+    one optimizer step of each in turn (so load on a shared machine hits all alike), and only the
+    steps are timed; figures are medians over `--repeats` such rounds and ratios are against the HF
+    rows of the same run.
 
 Equal size
     BERT gets the attntrain model's width, layers, heads and FFN width, the same dropout (0.2 on
@@ -45,6 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -96,20 +98,19 @@ class AttntrainRun:
     def batches_per_epoch(self) -> list[list[int]]:
         return self.task.batches("train", shuffle=True, epoch=0)
 
-    def run_epoch(self, limit: int | None = None) -> tuple[float, int, int]:
-        """(seconds, real tokens, padded slots) of one epoch (or its first `limit` batches)."""
-        trainer, p = self.trainer, self.trainer.progress
-        order = self.task.batches("train", shuffle=True, epoch=self.epoch)[:limit]
+    def steps(self, limit: int | None = None) -> Iterator[tuple[float, int, int]]:
+        """One epoch (or its first `limit` steps): (seconds, real tokens, padded slots) of each optimizer step."""
+        trainer, p, accumulate = self.trainer, self.trainer.progress, self.cfg.train.accumulate
+        order = self.task.batches("train", shuffle=True, epoch=self.epoch)
         self.epoch += 1
-        slots = sum(max(self.lengths[i] for i in group) * len(group) for group in order)
-        tokens = 0
-        start = time.perf_counter()
-        for group in [order[i:i + self.cfg.train.accumulate] for i in range(0, len(order), self.cfg.train.accumulate)]:
+        groups = [order[i:i + accumulate] for i in range(0, len(order), accumulate)][:limit]
+        for group in groups:
+            start = time.perf_counter()
             trainer._set_lr(self.total)
             _, real, _ = trainer._step(*trainer._local_batches(group))
+            seconds = time.perf_counter() - start
             p.step = (p.step + 1) % self.total  # keep the schedule inside the run across rounds
-            tokens += real
-        return time.perf_counter() - start, tokens, slots
+            yield seconds, real, sum(max(self.lengths[i] for i in b) * len(b) for b in group)
 
 
 # ---- Hugging Face ------------------------------------------------------------------------------
@@ -190,21 +191,20 @@ class HuggingFaceRun:
                    else RandomSampler(self.features, generator=self.generator))
         return DataLoader(self.features, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collator)
 
-    def run_epoch(self, grouped: bool, limit: int | None = None) -> tuple[float, int, int]:
-        tokens = slots = 0
-        start = time.perf_counter()
-        for i, batch in enumerate(self.loader(grouped)):
-            if limit is not None and i >= limit:
-                break
+    def steps(self, grouped: bool, limit: int | None = None) -> Iterator[tuple[float, int, int]]:
+        """One epoch: (seconds, real tokens, padded slots) of each step, collation included."""
+        batches = iter(self.loader(grouped))
+        for _ in range(len(batches) if limit is None else limit):
+            start = time.perf_counter()
+            batch = next(batches)  # sampling + DataCollatorForTokenClassification
             loss = self.model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-            tokens += int(batch["attention_mask"].sum())
-            slots += batch["attention_mask"].numel()
-        return time.perf_counter() - start, tokens, slots
+            seconds = time.perf_counter() - start
+            yield seconds, int(batch["attention_mask"].sum()), batch["attention_mask"].numel()
 
 
 # ---- benchmark ---------------------------------------------------------------------------------
@@ -221,11 +221,33 @@ def build(args, run_dir: str):
     return ours, theirs, batch_size
 
 
+def interleaved(epochs: dict[str, Iterator]) -> dict[str, tuple[float, int, int]]:
+    """Step the epochs in turn, one optimizer step each, so that load on a shared machine hits all alike.
+
+    Returns each epoch's summed (seconds, real tokens, padded slots); the steps are timed, not the turns.
+    """
+    totals = {name: (0.0, 0, 0) for name in epochs}
+    active = dict(epochs)
+    while active:
+        for name, steps in list(active.items()):
+            step = next(steps, None)
+            if step is None:
+                del active[name]
+                continue
+            totals[name] = tuple(a + b for a, b in zip(totals[name], step))
+    return totals
+
+
+def consume(steps: Iterator) -> tuple[float, int, int]:
+    return tuple(sum(column) for column in zip(*steps))
+
+
 def profile(args, ours, theirs) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    run = (lambda: ours.run_epoch(limit=20)) if args.profile == "attntrain" else (lambda: theirs.run_epoch(True, 20))
+    run = (lambda: consume(ours.steps(limit=20))) if args.profile == "attntrain" else (
+        lambda: consume(theirs.steps(True, 20)))
     run()  # warm-up
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
         seconds, tokens, _ = run()
@@ -243,18 +265,19 @@ def main() -> None:
         if args.profile:
             profile(args, ours, theirs)
             return
-        rows = {"attntrain": lambda: ours.run_epoch(), "hf_random": lambda: theirs.run_epoch(False),
-                "hf_grouped": lambda: theirs.run_epoch(True)}
+        rows = {"attntrain": lambda: ours.steps(), "hf_random": lambda: theirs.steps(False),
+                "hf_grouped": lambda: theirs.steps(True)}
         names = [n for n in rows if not args.only or n in args.only]
-        ours.run_epoch(limit=3)  # warm-up: allocator, first-call costs
-        theirs.run_epoch(True, limit=3)
+        consume(ours.steps(limit=3))  # warm-up: allocator, first-call costs
+        consume(theirs.steps(True, limit=3))
         results = {name: [] for name in names}
         for round_ in range(repeats):
             shift = round_ % len(names)
-            for name in names[shift:] + names[:shift]:
-                results[name].append(rows[name]())
-                print(f"round {round_ + 1}/{repeats}: {name} {results[name][-1][1] / results[name][-1][0]:.0f} "
-                      "useful tokens/s", flush=True)
+            totals = interleaved({name: rows[name]() for name in names[shift:] + names[:shift]})
+            for name in names:
+                results[name].append(totals[name])
+            print(f"round {round_ + 1}/{repeats}: " + ", ".join(
+                f"{name} {totals[name][1] / totals[name][0]:.0f}" for name in names) + " useful tokens/s", flush=True)
     report(args, ours, theirs, batch_size, names, results, repeats)
 
 

@@ -20,8 +20,14 @@ class Stepper(Protocol):
     device: torch.device
     output_ids: torch.Tensor  # (V,) the token id of each log-prob column
 
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (R,t): <s> + the prefix of every row (token ids) -> (R,V) scores of the next token.
+
+        Their argmax is the log-probs' argmax: greedy search needs no softmax over the vocabulary.
+        """
+
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (R,t): <s> + the prefix of every row (token ids) -> (R,V) log-probs of the next token."""
+        """tokens (R,t) -> (R,V) log-probs of the next token: logits(tokens).log_softmax(-1)."""
 
     def expand(self, beams: int) -> None:
         """Every row becomes `beams` consecutive rows (the beams of one sentence)."""
@@ -63,7 +69,7 @@ def greedy_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: in
     tokens = torch.full((N, 1), bos, dtype=torch.long, device=device)  # (R,t)
     results: list[list[int]] = [[] for _ in range(N)]
     for t in range(max(max_lengths, default=0)):
-        scores = stepper.logprobs(tokens)  # (R,V)
+        scores = stepper.logits(tokens)  # (R,V); same argmax as the log-probs
         if minimums is not None:
             _ban_eos(scores, minimums[alive], t, eos_column)
         best = stepper.output_ids[scores.argmax(-1)]  # (R,) token ids

@@ -100,9 +100,12 @@ class CachedStepper:
         self.weight = head.output_weight()  # (V,D), gathered once per search
         self.cache = head.decoder.start(memory, memory_mask)  # cross-attention keys/values: once
 
-    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         state = self.head.decoder.step(self.head.embed_target(tokens[:, -1:]), self.cache)  # (R,1,D)
-        return at_least_fp32(self.head.logits(state[:, 0], self.weight)).log_softmax(-1)  # (R,V)
+        return at_least_fp32(self.head.logits(state[:, 0], self.weight))  # (R,V)
+
+    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.logits(tokens).log_softmax(-1)  # (R,V)
 
     def expand(self, beams: int) -> None:
         self.cache = self.cache.expand(beams)
@@ -119,9 +122,12 @@ class RecomputeStepper:
         self.weight = head.output_weight()
         self.memory, self.memory_mask = memory, memory_mask
 
-    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         states = self.head.decoder(self.head.embed_target(tokens), self.memory, self.memory_mask)  # (R,t,D)
-        return at_least_fp32(self.head.logits(states[:, -1], self.weight)).log_softmax(-1)  # (R,V)
+        return at_least_fp32(self.head.logits(states[:, -1], self.weight))  # (R,V)
+
+    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.logits(tokens).log_softmax(-1)  # (R,V)
 
     def expand(self, beams: int) -> None:
         self.memory = self.memory.repeat_interleave(beams, dim=0)
