@@ -72,12 +72,8 @@ class DecoderCache:
         def per_sentence(t):
             return t if t is None or unchanged else t.index_select(0, sentences)
 
-        def per_row(t):  # only the filled positions are copied; the new buffer keeps the capacity
-            if t is None:
-                return None
-            kept = t.new_empty((rows.numel(), *t.shape[1:]))
-            kept[:, :, :self.length] = t[:, :, :self.length].index_select(0, rows)
-            return kept
+        def per_row(t):  # the whole buffer in one copy (its capacity is at most 2 x filled, or 16)
+            return None if t is None else t.index_select(0, rows)
 
         layers = [LayerCache(per_row(c.self_keys), per_row(c.self_values), per_sentence(c.cross_keys),
                              per_sentence(c.cross_values)) for c in self.layers]
