@@ -4,8 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/pos_ewt_quick.yaml
 LENGTH_ARGS ?=
+DECODE_ARGS ?=
+PIPELINE_ARGS ?=
 
-.PHONY: venv demo test bench bench-decode bench-length bench-startup bench-additive fit clean
+.PHONY: venv demo test bench bench-decode bench-pipeline bench-length bench-startup bench-additive fit clean
 
 # torch first, pinned to the CPU wheel on local disk: a bare `torch` requirement would pull a CUDA build.
 $(BIN)/attntrain: pyproject.toml
@@ -29,13 +31,20 @@ test: venv
 bench: venv  ## training throughput vs Hugging Face BERT (installs the bench extra)
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python scripts/bench_train.py
-	$(MAKE) bench-decode
+	$(MAKE) bench-decode DECODE_ARGS=--hf
+	$(MAKE) bench-pipeline PIPELINE_ARGS=--quick
 	$(MAKE) bench-length LENGTH_ARGS=--quick
 	$(MAKE) bench-startup
 	$(MAKE) bench-additive ADDITIVE_ARGS=--quick
 
+# `make bench` adds --hf: the same searches against Hugging Face generate (needs the bench extra).
 bench-decode: venv  ## seq2seq decoding: greedy and beam 5, key/value cache vs recomputing the prefix
-	$(BIN)/python scripts/bench_decode.py --threads 1
+	$(BIN)/python scripts/bench_decode.py --threads 1 $(DECODE_ARGS)
+
+# Full run: all 12,544 EWT sentences, 2 rounds; `make bench` passes --quick (3,000 sentences).
+bench-pipeline: venv  ## end to end on UD EWT: attntrain's trainer vs HF BERT (random and length-grouped batches)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python scripts/bench_pipeline.py --threads 1 $(PIPELINE_ARGS)
 
 # Full run: `make bench-length` (T = 256 .. 16384, about 13 min on 2 cores); `make bench` passes --quick (T <= 2048).
 bench-length: venv  ## time and memory of one step vs input length: full vs windowed attention, CNN, bi-LSTM

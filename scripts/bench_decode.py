@@ -16,8 +16,20 @@ The model
     slightly long workload. `--run runs/<name>` benchmarks a trained run's best checkpoint instead,
     whose outputs end where the model ends them.
 
+Against Hugging Face (`--hf`, needs transformers: pip install -e '.[bench]')
+    A second table compares the cached search with `generate` of a randomly initialised
+    `MarianMTModel` of equal size (the config's layers, width, heads and FFN width, the same 8k joint
+    vocabulary tied across encoder, decoder and output, sinusoidal positions; parameters within 1%),
+    with its key/value cache, on the same batches of source ids. Both sides decode exactly
+    `--length` steps per sentence: Hugging Face with min_new_tokens = max_new_tokens, attntrain with
+    `generate(..., length=N)` (</s> banned before the last step). attntrain runs twice: with its
+    softmax over the whole 8k table, as Marian's (the like-for-like row), and with the target-side
+    columns only (what the config trains and decodes with). Rounds are interleaved; a ratio is the
+    median over rounds of (Hugging Face seconds / attntrain seconds) within the round.
+
 How to run
     python scripts/bench_decode.py --threads 1          # what `make bench-decode` runs
+    python scripts/bench_decode.py --threads 1 --hf     # + the Hugging Face table (`make bench`)
     python scripts/bench_decode.py --run runs/multi30k_de_en --sentences 500
 
     Results: a Markdown table on stdout and JSON in bench_results/bench_decode.json (`--out`).
@@ -49,6 +61,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--beam", type=int, default=5, help="beam width of the beam-search rows")
     p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; figures are medians")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 on a shared machine)")
+    p.add_argument("--hf", action="store_true", help="also compare with Hugging Face generate (MarianMTModel)")
+    p.add_argument("--hf-only", action="store_true", help="only the Hugging Face comparison (implies --hf)")
+    p.add_argument("--length", type=int, default=30, help="decoding steps per sentence in the --hf comparison")
     p.add_argument("--out", default="bench_results/bench_decode.json", help="JSON results file")
     return p.parse_args()
 
@@ -77,6 +92,110 @@ def translate(model, batches: list[dict], *, beam: int, cache: bool) -> tuple[fl
     return time.perf_counter() - start, outputs
 
 
+# ---- against Hugging Face generate --------------------------------------------------------------
+def marian_like(cfg, info: dict):
+    """A randomly initialised MarianMTModel of the attntrain model's size (joint vocabulary, tied tables)."""
+    from transformers import MarianConfig, MarianMTModel
+
+    from attntrain.data.subword import BOS, EOS, PAD
+
+    encoder, decoder = cfg.model.encoder, cfg.model.head.decoder
+    config = MarianConfig(vocab_size=info["num_targets"], d_model=encoder.width, encoder_layers=encoder.num_layers,
+                          decoder_layers=decoder.num_layers, encoder_attention_heads=encoder.num_heads,
+                          decoder_attention_heads=encoder.num_heads, encoder_ffn_dim=encoder.ffn_dim,
+                          decoder_ffn_dim=decoder.ffn_dim, max_position_embeddings=encoder.max_len,
+                          activation_function="gelu", scale_embedding=True, pad_token_id=PAD, eos_token_id=EOS,
+                          bos_token_id=BOS, decoder_start_token_id=BOS, forced_eos_token_id=None,
+                          share_encoder_decoder_embeddings=True, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = MarianMTModel(config).eval()
+    model.config._attn_implementation = "sdpa"
+    return model
+
+
+@torch.no_grad()
+def translate_hf(model, batches: list[dict], *, beam: int, length: int) -> tuple[float, list[list[int]]]:
+    """Seconds of `generate` over every batch (exactly `length` new tokens per sentence) and the new ids."""
+    outputs: list[list[int]] = []
+    start = time.perf_counter()
+    for batch in batches:
+        ids = model.generate(input_ids=batch["words"], attention_mask=batch["mask"].long(), num_beams=beam,
+                             do_sample=False, max_new_tokens=length, min_new_tokens=length, length_penalty=1.0,
+                             early_stopping=False, num_return_sequences=1)
+        outputs += ids[:, 1:].tolist()  # without the decoder start token
+    return time.perf_counter() - start, outputs
+
+
+@torch.no_grad()
+def translate_forced(model, batches: list[dict], *, beam: int, length: int) -> tuple[float, list[list[int]]]:
+    """attntrain's cached search, `length` steps per sentence."""
+    outputs: list[list[int]] = []
+    start = time.perf_counter()
+    for batch in batches:
+        memory = model.features(batch)
+        outputs += model.head.generate(memory, batch["mask"], beam=beam, cache=True, length=length)
+    return time.perf_counter() - start, outputs
+
+
+def compare_hf(args, task, batches: list[dict]) -> dict:
+    """Interleaved rounds: attntrain (whole-table softmax), attntrain (target-side softmax), HF generate."""
+    cfg = load_config(args.config, ["train.device=cpu"])
+    info = task.info()
+    torch.manual_seed(0)
+    whole = build_model(cfg, {**info, "output_ids": None}).eval()  # softmax over all columns, as Marian's
+    torch.manual_seed(0)
+    target_side = build_model(cfg, info).eval()
+    marian = marian_like(cfg, info)
+    systems = {"attntrain, softmax over the whole table": lambda beam: translate_forced(whole, batches, beam=beam,
+                                                                                      length=args.length),
+               "attntrain, target-side softmax": lambda beam: translate_forced(target_side, batches, beam=beam,
+                                                                              length=args.length),
+               "Hugging Face MarianMTModel.generate": lambda beam: translate_hf(marian, batches, beam=beam,
+                                                                              length=args.length)}
+    columns = {"attntrain, softmax over the whole table": len(whole.head.output_ids),
+               "attntrain, target-side softmax": len(target_side.head.output_ids),
+               "Hugging Face MarianMTModel.generate": marian.config.vocab_size}
+    names = list(systems)
+    searches = [("greedy", 1), (f"beam {args.beam}", args.beam)]
+    times = {(n, s): [] for n in names for s, _ in searches}
+    tokens: dict[tuple[str, str], int] = {}
+    for name in names:  # warm-up
+        systems[name](1)
+    for round_ in range(args.repeats):
+        shift = round_ % len(names)
+        for search, beam in searches:
+            for name in names[shift:] + names[:shift]:
+                seconds, outputs = systems[name](beam)
+                times[name, search].append(seconds)
+                tokens[name, search] = sum(len(ids) for ids in outputs)
+        print(f"hf round {round_ + 1}/{args.repeats} done", flush=True)
+    sentences = sum(len(b["indices"]) for b in batches)
+    rows = []
+    for search, _ in searches:
+        reference = times["Hugging Face MarianMTModel.generate", search]
+        for name in names:
+            seconds = statistics.median(times[name, search])
+            # Median of the rounds' ratios: each pairs runs done a few seconds apart, under the same load.
+            ratio = statistics.median(hf / ours for hf, ours in zip(reference, times[name, search]))
+            rows.append({"search": search, "system": name, "softmax_columns": columns[name], "seconds": seconds,
+                         "sentences_per_s": sentences / seconds, "output_tokens": tokens[name, search],
+                         "vs_hf": ratio})
+    # Trained parameters: Marian keeps its sinusoidal position tables as frozen parameters.
+    parameters = {"attntrain": sum(p.numel() for p in whole.parameters() if p.requires_grad),
+                  "marian": sum(p.numel() for p in marian.parameters() if p.requires_grad)}
+    print(f"\nequal-size models, random weights; {sentences} {args.split} sentences, {args.length} decoding steps "
+          f"per sentence on both sides; parameters: attntrain {parameters['attntrain']:,}, MarianMTModel "
+          f"{parameters['marian']:,}; {args.threads} thread(s), medians of {args.repeats} rounds\n")
+    print("| search | system | softmax columns | sentences/s | seconds | output tokens | vs Hugging Face (per-round median) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['search']} | {r['system']} | {r['softmax_columns']} | {r['sentences_per_s']:.1f} "
+              f"| {r['seconds']:.2f} | {r['output_tokens']} | {r['vs_hf']:.2f}x |")
+    return {"length": args.length, "parameters": parameters, "rows": rows,
+            "times": {f"{k[0]} / {k[1]}": v for k, v in times.items()},
+            "transformers": __import__("transformers").__version__}
+
+
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -88,6 +207,14 @@ def main() -> None:
     groups = token_batches([lengths[i] for i in indices], task.cfg.data.eval_max_tokens, shuffle=False)
     batches = [task.batch(args.split, [indices[i] for i in group]) for group in groups]
     sources = sum(int(b["mask"].sum()) for b in batches)
+    if args.hf_only:
+        result = {"split": args.split, "sentences": len(indices), "source_tokens": sources, "threads": args.threads,
+                  "repeats": args.repeats, "hf": compare_hf(args, task, batches), "torch": torch.__version__,
+                  "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(args.out, result)
+        print(f"\nwrote {args.out}")
+        return
     searches = [("greedy", 1), (f"beam {args.beam}", args.beam)]
     times: dict[tuple[str, bool], list[float]] = {(name, c): [] for name, _ in searches for c in (True, False)}
     tokens: dict[str, int] = {}
@@ -124,6 +251,8 @@ def main() -> None:
               "parameters": sum(p.numel() for p in model.parameters()),
               "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
               "date": time.strftime("%Y-%m-%d %H:%M")}
+    if args.hf:
+        result["hf"] = compare_hf(args, task, batches)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out, result)
     print(f"\nwrote {args.out}")

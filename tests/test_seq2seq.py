@@ -140,6 +140,44 @@ def test_cached_and_uncached_search_give_identical_tokens_random_model(m30k_root
         assert cached == uncached
 
 
+def test_forced_length_cached_equals_uncached(m30k_root, tmp_path):
+    """generate(length=N) runs N steps per sentence; the self-attention cache outgrows its first buffer."""
+    task, model = random_model(m30k_root, tmp_path)
+    batch = task.batch("dev", [0, 1, 2])
+    memory = model.features(batch)
+    for beam, tokens in ((1, 40), (3, 39)):  # beam search spends its last step on the forced </s>
+        cached = model.head.generate(memory, batch["mask"], beam=beam, cache=True, length=40)
+        assert cached == model.head.generate(memory, batch["mask"], beam=beam, cache=False, length=40)
+        assert [len(ids) for ids in cached] == [tokens] * 3
+
+
+class EagerToEnd:
+    """A stepper whose every row prefers </s>, then token 5, then the rest alike."""
+
+    def __init__(self, vocab: int = 8):
+        self.device, self.output_ids = torch.device("cpu"), torch.arange(vocab)
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        scores = torch.zeros(tokens.shape[0], len(self.output_ids), dtype=torch.float64)
+        scores[:, EOS], scores[:, 5] = 2.0, 1.0
+        return scores
+
+    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.logits(tokens).log_softmax(-1)
+
+    def expand(self, beams: int) -> None:
+        pass
+
+    def select(self, rows: torch.Tensor) -> None:
+        pass
+
+
+def test_min_lengths_ban_the_end_until_their_step():
+    assert greedy_search(EagerToEnd(), [6, 6], bos=BOS, eos=EOS) == [[], []]
+    assert greedy_search(EagerToEnd(), [6, 6], bos=BOS, eos=EOS, min_lengths=[3, 5]) == [[5] * 2, [5] * 4]
+    assert beam_search(EagerToEnd(), [6, 6], bos=BOS, eos=EOS, beam=2, min_lengths=[3, 5]) == [[5] * 2, [5] * 4]
+
+
 def test_cached_and_uncached_search_give_identical_tokens_trained_model(trained):
     cfg, _ = trained
     _, task, model, _ = runs.load_run(cfg.run_dir())

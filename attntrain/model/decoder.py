@@ -31,9 +31,11 @@ from attntrain.model.encoder import FeedForward
 class LayerCache:
     """One block's cached keys/values.
 
-    Self-attention (R,H,t,E): one row per decoding row, one position more per step. Cross-attention
-    (n,H,S,E): one row per sentence, projected once; the `group` consecutive rows of a sentence (its
-    beams) read it together as `group` queries, so beams never copy the encoder memory.
+    Self-attention (R,H,capacity,E): one row per decoding row; the first `DecoderCache.length`
+    positions are filled, one more per step, written in place (the buffer doubles when full), so a
+    step copies one position, not the whole prefix. Cross-attention (n,H,S,E): one row per sentence,
+    projected once; the `group` consecutive rows of a sentence (its beams) read it together as
+    `group` queries, so beams never copy the encoder memory.
     """
 
     self_keys: Optional[torch.Tensor]
@@ -70,7 +72,7 @@ class DecoderCache:
         def per_sentence(t):
             return t if t is None or unchanged else t.index_select(0, sentences)
 
-        def per_row(t):
+        def per_row(t):  # the whole buffer in one copy (its capacity is at most 2 x filled, or 16)
             return None if t is None else t.index_select(0, rows)
 
         layers = [LayerCache(per_row(c.self_keys), per_row(c.self_values), per_sentence(c.cross_keys),
@@ -131,12 +133,23 @@ class DecoderBlock(nn.Module):
         key, value = (attention.split_heads(t) for t in attention.key_value(x).chunk(2, dim=-1))
         if attention.rotary is not None:  # rotated at its own position, as the full pass does
             query, key = attention.rotary(query, offset=position), attention.rotary(key, offset=position)
-        if cache.self_keys is not None:
-            key = torch.cat([cache.self_keys, key], dim=2)  # (R,H,t,E) + (R,H,1,E)
-            value = torch.cat([cache.self_values, value], dim=2)
-        cache.self_keys, cache.self_values = key, value
+        if cache.self_keys is None or cache.self_keys.shape[2] == position:  # full: double the capacity
+            cache.self_keys, cache.self_values = (_grown(old, key, position) for old in (cache.self_keys,
+                                                                                        cache.self_values))
+        cache.self_keys[:, :, position] = key[:, :, 0]  # (R,H,E) into (R,H,capacity,E)
+        cache.self_values[:, :, position] = value[:, :, 0]
+        keys, values = cache.self_keys[:, :, :position + 1], cache.self_values[:, :, :position + 1]  # (R,H,t+1,E)
         # The newest token may see every cached one: no mask, which is what causal means for the last row.
-        return attention.out(attention.merge_heads(attention.attend(query, key, value, None)))
+        return attention.out(attention.merge_heads(attention.attend(query, keys, values, None)))
+
+
+def _grown(old: Optional[torch.Tensor], like: torch.Tensor, filled: int) -> torch.Tensor:
+    """A (R,H,capacity,E) buffer with room for twice `filled` positions (16 at first), holding old[:, :, :filled]."""
+    R, H, _, E = like.shape
+    buffer = like.new_empty(R, H, max(16, 2 * filled), E)
+    if old is not None:
+        buffer[:, :, :filled] = old[:, :, :filled]
+    return buffer
 
 
 class TransformerDecoder(nn.Module):

@@ -11,7 +11,7 @@ same tokens (tested).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Optional, Protocol
 
 import torch
 
@@ -20,8 +20,14 @@ class Stepper(Protocol):
     device: torch.device
     output_ids: torch.Tensor  # (V,) the token id of each log-prob column
 
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (R,t): <s> + the prefix of every row (token ids) -> (R,V) scores of the next token.
+
+        Their argmax is the log-probs' argmax: greedy search needs no softmax over the vocabulary.
+        """
+
     def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (R,t): <s> + the prefix of every row (token ids) -> (R,V) log-probs of the next token."""
+        """tokens (R,t) -> (R,V) log-probs of the next token: logits(tokens).log_softmax(-1)."""
 
     def expand(self, beams: int) -> None:
         """Every row becomes `beams` consecutive rows (the beams of one sentence)."""
@@ -34,17 +40,39 @@ def _without_eos(ids: list[int], eos: int) -> list[int]:
     return ids[:-1] if ids and ids[-1] == eos else ids
 
 
+def _ban_eos(logprobs: torch.Tensor, minimums: Optional[torch.Tensor], t: int, eos_column: int) -> torch.Tensor:
+    """Rows whose sentence may not end at step t (t + 1 < its minimum length) get -inf for </s>, in place."""
+    if minimums is not None:
+        early = minimums <= t + 1  # (R,) rows allowed to end
+        if not bool(early.all()):
+            logprobs[:, eos_column].masked_fill_(~early, float("-inf"))
+    return logprobs
+
+
+def _eos_column(stepper: Stepper, eos: int) -> int:
+    return int((stepper.output_ids == eos).nonzero()[0, 0])
+
+
 @torch.no_grad()
-def greedy_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: int) -> list[list[int]]:
-    """Most probable next token at every step; sentence i stops at </s> or after max_lengths[i] tokens."""
+def greedy_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: int,
+                  min_lengths: Optional[list[int]] = None) -> list[list[int]]:
+    """Most probable next token at every step; sentence i stops at </s> or after max_lengths[i] tokens.
+
+    min_lengths: sentence i may not end (emit </s>) before step min_lengths[i]; min = max forces the length.
+    """
     device = stepper.device
     N = len(max_lengths)
     limits = torch.tensor(max_lengths, device=device)
+    minimums = None if min_lengths is None else torch.tensor(min_lengths, device=device)
+    eos_column = _eos_column(stepper, eos) if min_lengths is not None else -1
     alive = torch.arange(N, device=device)  # sentence of each row
     tokens = torch.full((N, 1), bos, dtype=torch.long, device=device)  # (R,t)
     results: list[list[int]] = [[] for _ in range(N)]
     for t in range(max(max_lengths, default=0)):
-        best = stepper.output_ids[stepper.logprobs(tokens).argmax(-1)]  # (R,) token ids
+        scores = stepper.logits(tokens)  # (R,V); same argmax as the log-probs
+        if minimums is not None:
+            _ban_eos(scores, minimums[alive], t, eos_column)
+        best = stepper.output_ids[scores.argmax(-1)]  # (R,) token ids
         tokens = torch.cat([tokens, best[:, None]], dim=1)  # (R,t+1)
         done = (best == eos) | (limits[alive] <= t + 1)
         if not bool(done.any()):
@@ -61,13 +89,15 @@ def greedy_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: in
 
 @torch.no_grad()
 def beam_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: int, beam: int,
-                length_penalty: float = 1.0) -> list[list[int]]:
+                length_penalty: float = 1.0, min_lengths: Optional[list[int]] = None) -> list[list[int]]:
     """Beam search with `beam` hypotheses per sentence, all sentences in one batch.
 
     Each step scores every (beam, next token) pair and keeps the 2K best: a </s> among the K best
     finishes a hypothesis (ranked by log-prob / length ** length_penalty, length counting </s>),
     the K best that do not end go on. A sentence is done once it has K finished hypotheses; at its
-    length limit </s> is forced. Returns the best finished hypothesis of each sentence.
+    length limit </s> is forced, and before min_lengths[i] steps (when given) it is banned, so
+    min = max forces every hypothesis to max - 1 tokens + </s>. Returns the best finished hypothesis of
+    each sentence.
     """
     device, K = stepper.device, beam
     N = len(max_lengths)
@@ -78,12 +108,15 @@ def beam_search(stepper: Stepper, max_lengths: list[int], *, bos: int, eos: int,
     scores = torch.zeros(N, K, device=device)  # (n,K) summed log-probs
     scores[:, 1:] = float("-inf")  # at the start only beam 0 is live: K copies of <s> would fill the beam with ties
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(N)]
-    eos_column = int((stepper.output_ids == eos).nonzero()[0, 0])
+    eos_column = _eos_column(stepper, eos)
+    minimums = None if min_lengths is None else torch.tensor(min_lengths, device=device)
     counts = torch.zeros(N, dtype=torch.long, device=device)
     for t in range(max(max_lengths, default=0)):
         n = alive.numel()
         logprobs = stepper.logprobs(tokens)  # (n*K,V)
         V = logprobs.shape[-1]
+        if minimums is not None:
+            _ban_eos(logprobs, minimums[alive].repeat_interleave(K), t, eos_column)
         at_limit = limits[alive] <= t + 1  # (n,)
         if bool(at_limit.any()):  # the last allowed token is </s>
             rows = at_limit.repeat_interleave(K)

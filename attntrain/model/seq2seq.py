@@ -100,9 +100,12 @@ class CachedStepper:
         self.weight = head.output_weight()  # (V,D), gathered once per search
         self.cache = head.decoder.start(memory, memory_mask)  # cross-attention keys/values: once
 
-    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         state = self.head.decoder.step(self.head.embed_target(tokens[:, -1:]), self.cache)  # (R,1,D)
-        return at_least_fp32(self.head.logits(state[:, 0], self.weight)).log_softmax(-1)  # (R,V)
+        return at_least_fp32(self.head.logits(state[:, 0], self.weight))  # (R,V)
+
+    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.logits(tokens).log_softmax(-1)  # (R,V)
 
     def expand(self, beams: int) -> None:
         self.cache = self.cache.expand(beams)
@@ -119,9 +122,12 @@ class RecomputeStepper:
         self.weight = head.output_weight()
         self.memory, self.memory_mask = memory, memory_mask
 
-    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         states = self.head.decoder(self.head.embed_target(tokens), self.memory, self.memory_mask)  # (R,t,D)
-        return at_least_fp32(self.head.logits(states[:, -1], self.weight)).log_softmax(-1)  # (R,V)
+        return at_least_fp32(self.head.logits(states[:, -1], self.weight))  # (R,V)
+
+    def logprobs(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.logits(tokens).log_softmax(-1)  # (R,V)
 
     def expand(self, beams: int) -> None:
         self.memory = self.memory.repeat_interleave(beams, dim=0)
@@ -204,14 +210,20 @@ class Seq2seqHead(nn.Module):
 
     @torch.no_grad()
     def generate(self, memory: torch.Tensor, memory_mask: torch.Tensor, *, beam: int,
-                 cache: Optional[bool] = None) -> list[list[int]]:
-        """Search every sentence of the batch: memory (B,S,D), memory_mask (B,S) -> ids per sentence."""
+                 cache: Optional[bool] = None, length: Optional[int] = None) -> list[list[int]]:
+        """Search every sentence of the batch: memory (B,S,D), memory_mask (B,S) -> ids per sentence.
+
+        length: decode exactly this many steps per sentence (</s> banned before the last; benchmarks
+        use it to compare searches on equal work) instead of stopping at </s> or the length limit.
+        """
         use_cache = self.search.cache if cache is None else cache
         stepper = (CachedStepper if use_cache else RecomputeStepper)(self, memory, memory_mask)
-        limits = self.max_lengths(memory_mask)
+        limits = self.max_lengths(memory_mask) if length is None else [length] * memory.shape[0]
+        minimums = None if length is None else limits
         if beam == 1:
-            return greedy_search(stepper, limits, bos=BOS, eos=EOS)
-        return beam_search(stepper, limits, bos=BOS, eos=EOS, beam=beam, length_penalty=self.search.length_penalty)
+            return greedy_search(stepper, limits, bos=BOS, eos=EOS, min_lengths=minimums)
+        return beam_search(stepper, limits, bos=BOS, eos=EOS, beam=beam, length_penalty=self.search.length_penalty,
+                           min_lengths=minimums)
 
     @torch.no_grad()
     def score(self, memory: torch.Tensor, memory_mask: torch.Tensor, outputs: list[list[int]]) -> list[float]:
