@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from attntrain.data.arrow import ArrowExamples
 from attntrain.data.batching import padding_fraction, token_batches
 from attntrain.errors import UserError
 
@@ -90,7 +91,8 @@ class Task:
         return raw[:limit] if limit is not None else raw
 
     def split(self, name: str) -> list[dict]:
-        """Encoded examples of a split (encoded once, kept in memory)."""
+        """Encoded examples of a split, encoded once: a list kept in memory, or (ArrowExamples) an Arrow
+        table read on demand."""
         if name not in self._encoded:
             raw = self.split_raw(name)
             max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
@@ -98,7 +100,10 @@ class Task:
         return self._encoded[name]
 
     def lengths(self, name: str) -> list[int]:
-        return [item["length"] for item in self.split(name)]
+        data = self.split(name)
+        if isinstance(data, ArrowExamples):  # a length column: no example is made to read it
+            return data.lengths.tolist()
+        return [item["length"] for item in data]
 
     def batches(self, name: str, *, shuffle: bool, epoch: int = 0) -> list[list[int]]:
         max_tokens = self.cfg.data.max_tokens if shuffle else self.cfg.data.eval_max_tokens
@@ -109,4 +114,4 @@ class Task:
 
     def batch(self, name: str, indices: list[int]) -> dict[str, torch.Tensor]:
         data = self.split(name)
-        return self.collate([data[i] for i in indices])
+        return self.collate(data.take(indices) if isinstance(data, ArrowExamples) else [data[i] for i in indices])
