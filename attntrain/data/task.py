@@ -27,6 +27,7 @@ class Task:
     def __init__(self, cfg):
         self.cfg = cfg
         self._encoded: dict[str, list[dict]] = {}
+        self._last_batches: tuple = (None, [])  # (what the batches depend on, the batches)
 
     # ---- to implement ------------------------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:
@@ -106,8 +107,14 @@ class Task:
         return [item["length"] for item in data]
 
     def batches(self, name: str, *, shuffle: bool, epoch: int = 0) -> list[list[int]]:
+        # The trainer asks for epoch 0 three times before its first step (run length, start record, loop);
+        # on a large split each costs a pass over every example, so the last answer is kept.
         max_tokens = self.cfg.data.max_tokens if shuffle else self.cfg.data.eval_max_tokens
-        return token_batches(self.lengths(name), max_tokens, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
+        key = (name, shuffle, epoch, max_tokens, self.cfg.seed, id(self.split(name)))
+        if self._last_batches[0] != key:
+            batches = token_batches(self.lengths(name), max_tokens, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
+            self._last_batches = (key, batches)
+        return self._last_batches[1]
 
     def padding(self, name: str, batches: list[list[int]]) -> float:
         return padding_fraction(self.lengths(name), batches)
