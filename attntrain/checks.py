@@ -7,8 +7,22 @@ against the data on disk or the chosen head (dataset folder, label, languages, d
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from attntrain.choices import METRICS, TASK_LABELS
+from attntrain.config import Config, load_config
 from attntrain.errors import UserError
 from attntrain.registry import suggest
+
+
+def load_checked(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read, override and validate a YAML config, then run every check below: what `validate` reports.
+
+    Needs neither torch nor any data library, so `validate` and a `fit` with a bad config answer at once.
+    """
+    cfg = load_config(path, overrides)
+    check_config(cfg, str(path))
+    return cfg
 
 
 def check_config(cfg, source: str = "config") -> None:
@@ -29,8 +43,6 @@ def check_graph(cfg, source: str = "config") -> None:
 
 
 def check_metric(cfg, source: str = "config") -> None:
-    from attntrain.model.heads import METRICS
-
     kind, metric = cfg.model.head.kind, cfg.train.metric
     known = METRICS.get(kind)
     if known is not None and metric not in known:
@@ -55,10 +67,7 @@ def span_scheme(cfg) -> str:
 
 
 def check_label(cfg, source: str = "config") -> None:
-    from attntrain.data import TASKS
-
-    task = TASKS.get(cfg.data.task)
-    choices = getattr(task, "labels_to_predict", None)
+    choices = TASK_LABELS.get(cfg.data.task)
     label = cfg.data.label
     if choices and label not in choices:
         raise UserError(f"{source}: data.label: '{label}'{suggest(label, choices)} is not a label of task "

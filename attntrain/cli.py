@@ -31,10 +31,15 @@ def fit(
     folds: Optional[int] = typer.Option(None, min=2, help="K-fold cross-validation over data without splits; mean and std"),
 ):
     """Train a model; prints test metrics of the best dev checkpoint at the end."""
+    from attntrain.checks import load_checked
+
+    overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else []) + ([f"data.split.folds={folds}"] if folds else [])
+    if config is not None and resume is None:
+        load_checked(config, overrides)  # a config error is reported before torch loads, which takes seconds
+
     from attntrain.runs import fit as run_fit, format_table, launch_fit
     from attntrain.train.distributed import is_main
 
-    overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else []) + ([f"data.split.folds={folds}"] if folds else [])
     if nproc and nproc > 1:
         raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite))
     result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite)
@@ -132,11 +137,9 @@ def attention(
 @app.command()
 def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption):
     """Check a config (keys, types, ranges, choices, dataset, label, metric) without training."""
-    from attntrain.checks import check_config
-    from attntrain.config import load_config
+    from attntrain.checks import load_checked
 
-    cfg = load_config(config, set_ or [])
-    check_config(cfg, str(config))
+    cfg = load_checked(config, set_ or [])
     typer.echo(f"{config}: ok (run directory {cfg.run_dir()})")
 
 

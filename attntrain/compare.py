@@ -121,12 +121,17 @@ def single_run_row(path: Path) -> dict[str, Any]:
 
 def data_label(data: dict) -> str | None:
     """What a run was trained on: its preset (data.task), or for its own data the dataset folder / source format."""
-    from attntrain.data.presets import PRESETS
+    from attntrain.config import DataConfig, SourceConfig
+    from attntrain.data.presets import PRESETS, translation_preset
 
     source, task = data.get("source"), data.get("task")
-    preset = PRESETS.get(task, {}).get("source") if task != "translation" else {"format": "parallel"}
-    if not source or (preset and all(source.get(k) == v for k, v in preset.items())):
+    if not source:
         return task
+    if task in PRESETS or task == "translation":
+        settings = DataConfig.model_validate({k: v for k, v in data.items() if k != "source"})
+        preset = translation_preset(settings) if task == "translation" else PRESETS[task](settings)
+        if SourceConfig(**preset["source"]).model_dump() == SourceConfig(**source).model_dump():
+            return task
     return data.get("dataset") or f"{source.get('format')} files"
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from attntrain import choices
 from attntrain.errors import UserError
 from attntrain.registry import check_choice, suggest
 
@@ -24,16 +26,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-def _table(module: str, name: str) -> dict:
-    # Imported lazily so that `attntrain validate` and config tests stay cheap to import.
-    import importlib
-
-    return getattr(importlib.import_module(module), name)
-
-
-def choice_of(module: str, table: str, field: str):
-    """A validator that checks `field` against a name -> component table (lazy import of `module`)."""
-    return field_validator(field)(lambda cls, v: check_choice(_table(module, table), v))
+def choice_of(names: tuple[str, ...], field: str):
+    """A validator that checks `field` against the names of a table (attntrain.choices: no torch import)."""
+    return field_validator(field)(lambda cls, v: check_choice(names, v))
 
 
 class AttentionConfig(Section):
@@ -42,9 +37,9 @@ class AttentionConfig(Section):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout on attention weights (0 keeps SDPA's fast kernel)
     window: Optional[int] = Field(None, ge=1)  # local attention: attend only to |i - j| <= window
 
-    _score = choice_of("attntrain.model.attention", "SCORES", "score")
+    _score = choice_of(choices.SCORES, "score")
 
-    _normalize = choice_of("attntrain.model.attention", "NORMALIZERS", "normalize")
+    _normalize = choice_of(choices.NORMALIZERS, "normalize")
 
 
 def odd_width(v: int) -> int:
@@ -98,7 +93,7 @@ class EmbedConfig(Section):
     image_position: Literal["sinusoidal", "learned", "none"] = "sinusoidal"  # images: 2-D encoding of the patch grid
     shift: int = Field(0, ge=0)  # images: train-time random translation by up to N pixels (augmentation)
 
-    _kind = choice_of("attntrain.model.embed", "TEXT_VECTORS", "kind")
+    _kind = choice_of(choices.TEXT_VECTORS, "kind")
 
     _odd_ngram = field_validator("ngram")(lambda cls, v: odd_width(v))
 
@@ -120,9 +115,9 @@ class EncoderConfig(Section):
     max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
     attention: AttentionConfig = AttentionConfig()
 
-    _kind = choice_of("attntrain.model.encoder", "ENCODERS", "kind")
+    _kind = choice_of(choices.ENCODERS, "kind")
 
-    _position = choice_of("attntrain.model.positional", "POSITIONS", "position")
+    _position = choice_of(choices.POSITIONS, "position")
 
     @field_validator("bidirectional")
     @classmethod
@@ -151,7 +146,7 @@ class HeadConfig(Section):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # cross-entropy label smoothing
     decoder: DecoderConfig = DecoderConfig()  # kind seq2seq: the decoder and its search
 
-    _kind = choice_of("attntrain.model.heads", "HEADS", "kind")
+    _kind = choice_of(choices.HEADS, "kind")
 
 
 class ModelConfig(Section):
@@ -172,15 +167,32 @@ class AudioConfig(Section):
 class SourceConfig(Section):
     """data.source: where rows come from (attntrain/data/sources.py)."""
 
-    format: str  # csv | tsv | jsonl | parquet | text | parallel | conll | conllu | audiofolder | imagefolder | hf | graph
+    format: str  # csv | tsv | jsonl | parquet | text | parallel | conll | conllu | audiofolder | imagefolder | idx | labeled_lines | hf | graph
     files: Optional[dict[str, Union[str, list[str]]]] = None  # {train: .., dev: .., test: ..} -> file(s) or glob(s); graph: {nodes: .., edges: ..}
     path: Optional[str] = None  # everything in one file / folder / glob (split by data.split), or an hf save_to_disk folder
-    columns: Optional[list[str]] = None  # conll: names of the whitespace/tab columns (default [tokens, tags])
+    columns: Optional[list[str]] = None  # conll: names of the whitespace/tab columns (default [tokens, tags]); labeled_lines: [label, text]
     languages: list[str] = []  # parallel: the two file suffixes, e.g. [de, en]; they become the field names
     name: Optional[str] = None  # hf: dataset name, read from the local Hugging Face cache
     config: Optional[str] = None  # hf: dataset configuration name
+    add_train: Optional[SourceConfig] = None  # more training rows from another source (same field names); rows whose input equals a dev/test input are dropped
+    ptb_escapes: bool = False  # add_train text: lowercase and write ( ) / as -lrb- -rrb- \\/ to match PTB-tokenised files
+    name_pattern: Optional[str] = None  # folders: a regex over each file name whose named groups become fields, e.g. (?P<digit>\d)_(?P<speaker>\w+)_
 
-    _format = choice_of("attntrain.data.sources", "FORMATS", "format")
+    _format = choice_of(choices.FORMATS, "format")
+
+    @field_validator("name_pattern")
+    @classmethod
+    def _pattern_compiles(cls, value):
+        if value is not None:
+            try:
+                if not re.compile(value).groupindex:
+                    raise ValueError(f"'{value}' has no named group (?P<field>...), so it names no field")
+            except re.error as e:
+                raise ValueError(f"'{value}' is not a regular expression ({e})") from None
+        return value
+
+
+SourceConfig.model_rebuild()
 
 
 class InputConfig(Section):
@@ -189,10 +201,11 @@ class InputConfig(Section):
     field: Union[str, list[str]] = "text"  # input field (text, tokens, audio/image path, node features); graph: or a list
     kind: str = "text"  # text | audio | image | graph (attntrain/data/inputs.py)
     tokenizer: str = "english"  # text given as a string: english (UD/PTB-like regex) | words | whitespace | bert
+    html_breaks: bool = False  # text holds HTML line breaks (<br />, as scraped reviews do): read them as spaces
 
-    _kind = choice_of("attntrain.data.inputs", "INPUT_KINDS", "kind")
+    _kind = choice_of(choices.INPUT_KINDS, "kind")
 
-    _tokenizer = choice_of("attntrain.data.inputs", "TOKENIZERS", "tokenizer")
+    _tokenizer = choice_of(choices.TOKENIZERS, "tokenizer")
 
     @model_validator(mode="after")
     def _field_list_is_graph_only(self):
@@ -209,17 +222,32 @@ class TargetConfig(Section):
     field: str = "label"  # a class label (sequence), a tag list (tagging) or the target text (seq2seq)
     scheme: Literal["auto", "none", "iob2", "bioes"] = "auto"  # tagging: span scheme (auto: from the tag set)
     labels: Optional[list[str]] = None  # the whole label / tag set when known in advance (e.g. UPOS); default: from train
+    names: Optional[list[str]] = None  # integer labels 0..K-1 stand for these names (label i is names[i]), e.g. [negative, positive]
 
 
 class SplitConfig(Section):
     """data.split: how rows without a given split are divided (fractions), seeded and saved with the run."""
 
-    column: Optional[str] = None  # a field holding train / dev (validation) / test
-    dev: float = Field(0.1, ge=0.0, lt=1.0)  # fraction held out as dev (also from a train file when no dev file is given)
+    column: Optional[str] = None  # a field holding train / dev (validation) / test, or values listed in `values`
+    values: Optional[dict[Literal["dev", "test"], list[Union[int, str]]]] = None  # column values meaning dev / test; any other trains
+    dev: float = Field(0.1, ge=0.0)  # held out as dev (also from a train file when no dev file is given): a fraction, or a count of rows when >= 1
     test: float = Field(0.1, ge=0.0, lt=1.0)  # fraction held out as test (only when everything comes in one set)
     seed: int = 0  # seed of the split (independent of the run seed)
     folds: int = Field(1, ge=1)  # k-fold cross-validation: k runs, each fold the test set once (`fit --folds K`)
     fold: Optional[int] = Field(None, ge=0)  # which fold is the test set (set per run by --folds)
+
+    @field_validator("dev")
+    @classmethod
+    def _fraction_or_count(cls, value):
+        if value >= 1 and value != int(value):
+            raise ValueError(f"{value} is neither a fraction (below 1) nor a whole number of rows")
+        return value
+
+    @model_validator(mode="after")
+    def _values_need_column(self):
+        if self.values and not self.column:
+            raise ValueError("values: name the field they are values of in split.column")
+        return self
 
 
 class GraphConfig(Section):
@@ -234,6 +262,14 @@ class GraphConfig(Section):
 class ImageConfig(Section):
     size: tuple[int, int] = (28, 28)  # every image is resized to (height, width)
     channels: Literal["auto", "gray", "rgb"] = "auto"  # gray: 1 value per pixel; rgb: a pixel is a vector of 3
+    mean: Optional[list[float]] = None  # per-channel pixel mean (of values in [0,1]) when known; default: from train
+    std: Optional[list[float]] = None  # per-channel pixel standard deviation, with mean
+
+    @model_validator(mode="after")
+    def _mean_with_std(self):
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std: give both (declared statistics) or neither (measured on train)")
+        return self
 
 
 class DataConfig(Section):
@@ -260,7 +296,7 @@ class DataConfig(Section):
     patch: int = Field(7, ge=1)  # images: patch side in pixels (1 = a vector per pixel)
     audio: AudioConfig = AudioConfig()
 
-    _task = choice_of("attntrain.data", "TASKS", "task")
+    _task = choice_of(choices.TASKS, "task")
 
     @model_validator(mode="after")
     def _graph_source_has_graph_input(self):

@@ -2,7 +2,7 @@
 
 The output mode is guessed from the target's shape (a list of tags -> tagging; a short label ->
 one label per input; running text -> seq2seq), the input kind from the files (wav -> audio, images
--> image, else text). The recipes use schedules that are fractions of the run, so they hold for
+-> image, a node table with an edge table beside it -> graph, else text). The recipes use schedules that are fractions of the run, so they hold for
 datasets of any size.
 """
 
@@ -46,6 +46,75 @@ def source_block(data: Path, fmt: str) -> dict:
     if "train" in files and data.name.split(".")[0].lower() in SPLIT_ALIASES:
         return {"format": fmt, "files": files}
     return {"format": fmt, "path": str(data)}
+
+
+EDGE_WORDS = ("edge", "link", "cite", "arc")  # a table whose name holds one of these lists a graph's edges
+TABLES = ("csv", "tsv", "jsonl", "parquet")
+
+
+def find_graph(data: Path) -> tuple[Path, Path] | None:
+    """(node table, edge table) when DATA is a folder of two tables, or a table with an edge table beside it."""
+    folder = data if data.is_dir() else data.parent
+    tables = [p for p in sorted(folder.iterdir()) if p.is_file() and TABLE_SUFFIXES.get(p.suffix) in TABLES]
+    edges = [p for p in tables if any(word in p.stem.lower() for word in EDGE_WORDS)]
+    nodes = [p for p in tables if p not in edges]
+    if data.is_file():
+        return (data, edges[0]) if len(edges) == 1 and data not in edges else None
+    return (nodes[0], edges[0]) if len(edges) == 1 and len(nodes) == 1 else None
+
+
+def graph_config(nodes: Path, edges: Path, target: str, input_field: str | None) -> str:
+    """A starter config for a node table + an edge table: node classification with graph attention."""
+    from attntrain.data.sources import table_rows
+
+    node_rows = table_rows(nodes, TABLE_SUFFIXES[nodes.suffix])[:500]
+    edge_rows = table_rows(edges, TABLE_SUFFIXES[edges.suffix])[:1]
+    if not node_rows or not edge_rows:
+        raise UserError(f"{nodes if not node_rows else edges}: no rows")
+    fields = [k for k in node_rows[0] if not k.startswith("_")]
+    if target not in fields:
+        raise UserError(f"--target: no field '{target}' in {nodes} (fields: {', '.join(fields)})")
+    node_id = next((f for f in ("id", "node", "node_id", "name") if f in fields), fields[0])
+    split = next((f for f in fields if f.lower() == "split"), None)
+    rest = [f for f in fields if f not in (node_id, target, split)]
+    field = input_field or ("features" if "features" in rest else rest[0] if len(rest) == 1 else rest)
+    if not field:
+        raise UserError(f"{nodes}: no feature field besides {node_id} and {target}; name one with --input")
+    ends = [k for k in edge_rows[0] if not k.startswith("_")][:2]
+    lines = [f"# attntrain fit {nodes.parent.name or 'graph'}.yaml      (written by: attntrain init --target {target})",
+             f"# a graph: nodes from {nodes.name}, edges from {edges.name}; each node is a vector, attention runs along edges.",
+             "# edit freely; `attntrain validate` checks it. Node fields seen: " + ", ".join(fields),
+             "data:",
+             f"  source: {_yaml_value({'format': 'graph', 'files': {'nodes': str(nodes), 'edges': str(edges)}})}",
+             f"  input: {{field: {_yaml_value(field)}, kind: graph}}   # numbers: one field as a list or space-separated, or several fields",
+             f"  target: {{field: {target}}}",
+             f"  split: {{column: {split}}}" if split else
+             "  split: {dev: 0.1, test: 0.1, seed: 0}   # a seeded split of the labelled nodes, saved with the run",
+             f"  graph: {{node_id: {node_id}, edge_fields: {_yaml_value(ends)}, undirected: true, normalize: rows}}",
+             "  graph_mask: edges      # none: every node attends to every node (full self-attention)",
+             GRAPH_MODEL]
+    return "\n".join(lines)
+
+
+GRAPH_MODEL = """model:
+  embed: {dropout: 0.6}
+  encoder: {kind: gat, num_layers: 2, width: 64, num_heads: 8, output_heads: 1, dropout: 0.6,
+            attention: {normalize: softmax, dropout: 0.6}}     # or kind: transformer with graph_mask: edges
+  head: {kind: tagging, dropout: 0.0}     # a label per node
+train:
+  optimizer: adam
+  lr: 0.01
+  weight_decay: 0.0005
+  grad_clip: null
+  warmup_steps: 0
+  schedule: constant
+  max_steps: 1000        # one step is one pass over the whole graph
+  eval_every: 2
+  save_every: 1000
+  metric: loss
+  metric_mode: min
+  patience: 50           # evaluations without a better dev loss
+"""
 
 
 def sample_rows(source: dict, limit: int = 500) -> list[dict]:
@@ -139,7 +208,7 @@ train:
 def _yaml_value(value) -> str:
     import yaml
 
-    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...")
 
 
 def starter_config(data: str | Path, target: str, input_field: str | None = None) -> str:
@@ -147,6 +216,9 @@ def starter_config(data: str | Path, target: str, input_field: str | None = None
     data = Path(data)
     if not data.exists():
         raise UserError(f"{data}: no such file or folder")
+    graph = find_graph(data)
+    if graph is not None:
+        return graph_config(*graph, target, input_field)
     fmt = guess_format(data)
     source = source_block(data, fmt)
     rows = sample_rows(source)

@@ -7,7 +7,7 @@ user-facing error that lists the valid names.
 from __future__ import annotations
 
 import difflib
-from typing import Mapping, TypeVar
+from typing import Collection, Mapping, TypeVar
 
 from attntrain.errors import UserError
 
@@ -29,8 +29,9 @@ def lookup(table: Mapping[str, T], name: str, axis: str) -> T:
         raise UserError(f"{axis}: unknown choice '{name}'{suggest(name, table)}; valid: {valid}") from None
 
 
-def check_choice(table: Mapping[str, object], name: str) -> str:
-    """Pydantic-validator form of `lookup`: raises ValueError so the error carries the key path."""
+def check_choice(table: Collection[str], name: str) -> str:
+    """Pydantic-validator form of `lookup` over a table's names (attntrain.choices): raises ValueError
+    so the error carries the key path."""
     if name not in table:
         valid = ", ".join(sorted(table))
         raise ValueError(f"unknown choice '{name}'{suggest(name, table)}; valid: {valid}")

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 import torch
 
-from attntrain.checks import check_config
+from attntrain.checks import check_config, load_checked
 from attntrain.config import Config, build_config, load_config, read_yaml
 from attntrain.data import build_task
 from attntrain.errors import UserError
@@ -43,8 +43,7 @@ def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: 
             return _with_curves(Trainer(cfg, RunDir(resume), resume=True).fit())
     if config is None:
         raise UserError("fit needs a CONFIG file or --resume RUN_DIR")
-    cfg = load_config(config, overrides)
-    check_config(cfg, str(config))
+    cfg = load_checked(config, overrides)
     distributed.setup(cfg.train)
     if cfg.train.seeds > 1:
         with lock(cfg.run_dir()):

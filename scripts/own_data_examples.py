@@ -38,26 +38,32 @@ def _shipped(task: str, dataset: str, **data):
     from attntrain.config import build_config
     from attntrain.data import build_task
 
-    return build_task(build_config({"data": {"task": task, "dataset": dataset, **data}}, "preset"))
+    return build_task(build_config({"data": {"task": task, "dataset": dataset, **data},
+                                    "model": {"head": {"kind": "sequence"}}}, "preset"))
+
+
+def _sentences(task, split: str, limit: int | None) -> list[tuple[str, str]]:
+    """(space-separated words, label name) of the shipped SST-2 preset's rows of one split."""
+    return [(" ".join(task.input_kind.tokens(r["sentence"])), task.target.value(r, split))
+            for r in task.read_split(split)[:limit]]
 
 
 def sst2_csv(out: Path, src: Path, *, limit: int | None = None) -> None:
     task = _shipped("sst2", "sst2", phrases=True)
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "dev", "test"):
-        rows = task.read_split(split)[:limit]
         with open(out / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["text", "label"])
-            writer.writerows([" ".join(r["words"]), r["label"]] for r in rows)
+            writer.writerows(_sentences(task, split, limit))
 
 
 def sst2_text(out: Path, src: Path, *, limit: int | None = None) -> None:
     task = _shipped("sst2", "sst2")
     out.mkdir(parents=True, exist_ok=True)
-    rows = [r for split in ("train", "dev", "test") for r in task.read_split(split)][:limit]
+    rows = [r for split in ("train", "dev", "test") for r in _sentences(task, split, None)][:limit]
     for label, name in (("positive", "pos"), ("negative", "neg")):
-        (out / f"{name}.txt").write_text("".join(" ".join(r["words"]) + "\n" for r in rows if r["label"] == label),
+        (out / f"{name}.txt").write_text("".join(words + "\n" for words, said in rows if said == label),
                                          encoding="utf-8")
 
 
@@ -65,8 +71,8 @@ def sst2_hf(out: Path, src: Path, *, limit: int | None = None) -> None:
     import datasets
 
     task = _shipped("sst2", "sst2")
-    parts = {name: datasets.Dataset.from_list([{"sentence": " ".join(r["words"]), "label": r["label"]}
-                                                for r in task.read_split(split)[:limit]])
+    parts = {name: datasets.Dataset.from_list([{"sentence": words, "label": label}
+                                                for words, label in _sentences(task, split, limit)])
              for name, split in (("train", "train"), ("validation", "dev"), ("test", "test"))}
     if out.exists():
         shutil.rmtree(out)

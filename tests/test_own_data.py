@@ -14,6 +14,7 @@ import yaml
 from attntrain.config import build_config
 from attntrain.data import build_task
 from attntrain.errors import UserError
+from attntrain.init import starter_config
 from attntrain.runs import eval_run, predict
 from attntrain.train.checkpoint import RunDir
 from attntrain.train.trainer import Trainer
@@ -52,12 +53,13 @@ def test_sst2_from_csv_trains_and_matches_the_preset_rows(own, tmp_path):
     assert result.metrics["test"]["examples"] == 600
     assert json.loads((cfg.run_dir() / "task.json").read_text())["target"]["labels"]["items"] == ["negative", "positive"]
     # the CSV rows are the preset's rows: same words, same labels, same order
-    preset = build_task(build_config({"data": {"task": "sst2", "dataset": "sst2", "phrases": True}}, "p"))
+    preset = build_task(build_config({"data": {"task": "sst2", "dataset": "sst2", "phrases": True},
+                                      "model": {"head": {"kind": "sequence"}}}, "p"))
     csv_task = build_task(build_config(config(tmp_path, data, {"kind": "sequence"}), "test"))
     ours = csv_task.read_split("test")
     theirs = preset.read_split("test")[:600]
-    assert [r["text"].split() for r in ours] == [r["words"] for r in theirs]
-    assert [r["label"] for r in ours] == [r["label"] for r in theirs]
+    assert [r["text"].split() for r in ours] == [r["sentence"].split() for r in theirs]
+    assert [r["label"] for r in ours] == [preset.target.value(r, "test") for r in theirs]
 
 
 def test_sst2_from_pos_neg_text_files_with_a_saved_ratio_split(own, tmp_path):
@@ -173,14 +175,15 @@ def test_empty_split_and_undecodable_image_are_errors(tmp_path):
         build_task(build_config(config(tmp_path, data, {"kind": "sequence"}), "test")).prepare()
 
 
-def _init_and_fit(data: Path, target: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def _init_and_fit(data: Path, target: str, tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     out = tmp_path / "starter.yaml"
     made = subprocess.run([sys.executable, "-m", "attntrain", "init", str(data), "--target", target, "--out", str(out)],
                           capture_output=True, text=True, env=cli_env())
     assert made.returncode == 0, made.stderr
     assert yaml.safe_load(out.read_text())["data"]["target"]["field"] == target
     return subprocess.run([sys.executable, "-m", "attntrain", "fit", str(out), "--set", f"runs_dir={tmp_path / 'runs'}",
-                           "--set", "train.max_steps=8", "--set", "train.threads=1", "--set", "train.progress=false"],
+                           "--set", "train.max_steps=8", "--set", "train.threads=1", "--set", "train.progress=false",
+                           *[arg for o in overrides for arg in ("--set", o)]],
                           capture_output=True, text=True, env=cli_env(), cwd=tmp_path)
 
 
@@ -194,6 +197,21 @@ def test_init_on_a_csv_writes_a_config_that_trains(own, tmp_path):
 def test_init_on_a_folder_of_wavs_writes_a_config_that_trains(own, tmp_path):
     folder = examples.write("fsdd_audio", own, limit=8)
     done = _init_and_fit(folder, "label", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "accuracy" in done.stdout
+
+
+def test_init_on_node_and_edge_tables_writes_a_graph_config_that_trains(own, tmp_path):
+    folder = own / "cora_tables"
+    if not (folder / "nodes.csv").is_file():
+        examples.cora_tables(folder, examples.data_root())
+    text = starter_config(folder, "label")
+    raw = yaml.safe_load(text)
+    assert raw["data"]["source"]["format"] == "graph" and raw["data"]["input"]["kind"] == "graph"
+    assert raw["data"]["split"] == {"column": "split"} and raw["data"]["graph"]["node_id"] == "id"
+    assert raw["data"]["graph"]["edge_fields"] == ["source", "target"]
+    assert starter_config(folder / "nodes.csv", "label") == text  # the node table alone finds its edges
+    done = _init_and_fit(folder, "label", tmp_path, "train.max_steps=20", "train.eval_every=10")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "accuracy" in done.stdout
 

@@ -136,7 +136,8 @@ def test_fsdd_speaker_loss_falls_and_stats_come_from_train(fsdd_run):
     assert result.metrics["test"]["examples"] == 50
     assert result.metrics["test"]["accuracy"] > 70.0  # two speakers, chance is 50
     state = json.loads((cfg.run_dir() / "task.json").read_text())
-    assert state["classes"] == ["jackson", "theo"] and len(state["mean"]) == cfg.data.audio.n_mels
+    assert state["target"]["labels"]["items"] == ["jackson", "theo"]
+    assert len(state["input"]["mean"]) == cfg.data.audio.n_mels
     confusion = json.loads((cfg.run_dir() / "confusion_test.json").read_text())
     assert sum(map(sum, confusion["matrix"])) == 50
     assert (cfg.run_dir() / "confusion_test.png").read_bytes()[:4] == b"\x89PNG"
@@ -152,6 +153,21 @@ def test_fsdd_save_load_same_predictions_and_raw_wav_predict(fsdd_run, fsdd_root
     name, label, prob = out[0].split("\t")
     assert name == str(wav) and label in ("jackson", "theo") and 0.5 <= float(prob) <= 1.0
     assert out[1] == ""
+
+
+def test_a_run_saved_before_fsdd_was_a_preset_still_evaluates(fsdd_run, tmp_path):
+    """task.json of the old FSDD reader ({classes, mean, std}) loads into the preset's task unchanged."""
+    import shutil
+
+    cfg, result = fsdd_run
+    old = tmp_path / "old_run"
+    shutil.copytree(cfg.run_dir(), old)
+    state = json.loads((old / "task.json").read_text())
+    legacy = {"classes": state["target"]["labels"]["items"], **state["input"]}
+    (old / "task.json").write_text(json.dumps(legacy))
+    again = runs.eval_run(old, "test")
+    assert again["accuracy"] == result.metrics["test"]["accuracy"]
+    assert again["loss"] == pytest.approx(result.metrics["test"]["loss"], rel=1e-6)
 
 
 def cli(*args) -> subprocess.CompletedProcess:
@@ -233,11 +249,12 @@ def test_sst2_slice_loss_falls_and_phrases_exclude_dev_test(tmp_path):
 
     task = build_task(load_config(REPO / "configs" / "sst2.yaml"))
     train = task.read_split("train")
-    phrases = train[len(task._read_stsa("train")):]
-    held_out = {" ".join(ex["words"]) for s in ("dev", "test") for ex in task.read_split(s)}
-    assert len(phrases) == task.phrase_stats["phrases"] > 60000
-    assert task.phrase_stats["dropped_dev_test"] >= 1  # "what 's next ?" is also a test sentence
-    assert not any(" ".join(ex["words"]) in held_out for ex in phrases)
+    phrases = train[len(train) - task.added_train["rows"]:]
+    held_out = {" ".join(task._tokens(ex)) for s in ("dev", "test") for ex in task.read_split(s)}
+    assert len(train) - len(phrases) == 6920 and len(phrases) > 60000  # Kim's training sentences, then GLUE's phrases
+    assert task.added_train["dropped_dev_test"] >= 1  # "what 's next ?" is also a test sentence
+    assert not any(" ".join(task._tokens(ex)) in held_out for ex in phrases)
+    assert {ex["sentence"] for ex in phrases[:2000]} >= {"the greatest musicians"}  # GLUE's phrases, PTB-spelled
 
 
 def test_predict_truncates_long_text_as_evaluation_does(tmp_path):

@@ -11,6 +11,7 @@ whose row indices are saved with the run (task.json), so eval, predict and resum
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,11 +25,27 @@ from attntrain.data.task import Task
 from attntrain.errors import UserError
 from attntrain.registry import lookup
 
+SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
+
+
+def ptb_spelling(text: str) -> str:
+    """Text as PTB-tokenised files spell it: lowercased, ( ) as -lrb- -rrb-, / as \\/ (GLUE SST-2 -> Kim 2014 files)."""
+    return text.strip().lower().replace("(", "-lrb-").replace(")", "-rrb-").replace("/", "\\/")
+
+
+def share(n: int, part: float) -> int:
+    """How many of n rows a split setting takes: a fraction (below 1) or a count of rows."""
+    if part >= 1:
+        if part >= n:
+            raise UserError(f"data.split.dev: {int(part)} rows leave no training rows (the data has {n})")
+        return int(part)
+    return round(n * part)
+
 
 def ratio_split(n: int, dev: float, test: float, seed: int) -> dict[str, list[int]]:
     """Row indices of a seeded split of range(n) into train / dev / test (test and dev taken first)."""
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_test, n_dev = round(n * test), round(n * dev)
+    n_test, n_dev = share(n, test), share(n, dev)
     parts = {"test": perm[:n_test], "dev": perm[n_test:n_test + n_dev], "train": perm[n_test + n_dev:]}
     return {k: sorted(v) for k, v in parts.items()}
 
@@ -42,7 +59,7 @@ def fold_split(n: int, folds: int, fold: int, dev: float, seed: int) -> dict[str
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     test = perm[fold::folds]
     rest = [i for i in perm if i not in set(test)]
-    n_dev = round(len(rest) * dev)
+    n_dev = share(len(rest), dev)
     return {"test": sorted(test), "dev": sorted(rest[:n_dev]), "train": sorted(rest[n_dev:])}
 
 
@@ -76,8 +93,28 @@ class DataTask(Task):
     # ---- rows ----------------------------------------------------------------------------------
     def _read(self) -> dict[str, list[dict]]:
         if self._rows is None:
-            self._rows = read_source(self.cfg.data)
+            rows = read_source(self.cfg.data)
+            if self.cfg.data.source.add_train is not None and "train" in rows:
+                rows["train"] = rows["train"] + self._added_train(rows)
+            self._rows = rows
         return self._rows
+
+    def _added_train(self, rows: dict[str, list[dict]]) -> list[dict]:
+        """data.source.add_train's rows (e.g. SST-2's phrases), less any whose input is a dev or test input."""
+        extra = self.cfg.data.source.add_train
+        added = [row for part in read_source(self.cfg.data, extra).values() for row in part]
+        field = self.cfg.data.input.field
+        if extra.ptb_escapes:
+            for row in added:
+                row[field] = ptb_spelling(str(field_value(row, field, row.get(WHERE, "add_train"))))
+        held_out = {tuple(self._tokens(row)) for split in ("dev", "test") for row in rows.get(split, [])}
+        kept = [row for row in added if tuple(self._tokens(row)) not in held_out]
+        self.added_train = {"rows": len(kept), "dropped_dev_test": len(added) - len(kept)}
+        return kept
+
+    def _tokens(self, row: dict) -> list:
+        value = self._input_value(row, row.get(WHERE, "row"))
+        return self.input_kind.tokens(value) if self.input == "text" else [value]
 
     def _split_rows(self) -> dict[str, list[dict]]:
         """split -> rows, after the split column or the seeded ratio split when the source has no splits."""
@@ -92,8 +129,13 @@ class DataTask(Task):
         everything = rows["all"]
         if settings.column:
             out: dict[str, list[dict]] = {}
+            named = {str(v): split for split, values in (settings.values or {}).items() for v in values}
             for number, row in enumerate(everything, 1):
-                value = str(field_value(row, settings.column, f"row {number}")).lower()
+                value = str(field_value(row, settings.column, row.get(WHERE, f"row {number}")))
+                if settings.values:  # listed values are dev / test, any other value trains
+                    out.setdefault(named.get(value, "train"), []).append(row)
+                    continue
+                value = value.lower()
                 if value not in SPLIT_ALIASES:
                     raise UserError(f"row {number}: split column '{settings.column}' holds '{value}'; "
                                     f"expected one of {', '.join(SPLIT_ALIASES)}")
@@ -125,6 +167,8 @@ class DataTask(Task):
 
     # ---- vocabularies and statistics -----------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:
+        if state is not None and "input" not in state:
+            state = self._legacy_state(state)
         if state is not None and state.get("split_index") is not None:
             self._split_index = state["split_index"]
         train = None if state is not None else self.split_raw("train")
@@ -133,6 +177,24 @@ class DataTask(Task):
 
     def state(self) -> dict:
         return {"input": self.input_kind.state(), "target": self.target.state(), "split_index": self._split_index}
+
+    def _legacy_state(self, state: dict) -> dict:
+        """task.json of a run made before sst2 / imdb / fsdd / mnist were presets -> today's layout.
+
+        Those runs saved {words, chars, seen} (text), {classes, mean, std} (fsdd) or {classes} (mnist);
+        their splits were the ones the presets compute, so no split index is needed.
+        """
+        from attntrain.data.vocab import Vocab
+
+        labels = state.get("classes") or self.cfg.data.target.labels or self.cfg.data.target.names
+        if self.input == "text":
+            given = {key: state[key] for key in ("words", "chars", "seen")}
+        elif self.input == "audio":
+            given = {"mean": state["mean"], "std": state["std"]}
+        else:
+            image = self.cfg.data.image
+            given = {"channels": 1, "mean": image.mean, "std": image.std}
+        return {"input": given, "target": {"labels": Vocab(list(labels), unk=False).to_json()}, "split_index": None}
 
     def info(self) -> dict:
         return {**self.input_kind.info(), **self.target.info()}
@@ -184,16 +246,28 @@ class DataTask(Task):
     def parse_inputs(self, lines: list[str], *, pretokenized: bool = False) -> list[dict]:
         field = self.cfg.data.input.field
         if self.input != "text":
-            return [{field: line.strip() or None} for line in lines]
+            return [self._media_input(line.strip()) for line in lines]
         how = "whitespace" if pretokenized else self.cfg.data.input.tokenizer
         return [{field: tokenize(line, how)} for line in lines]
+
+    def _media_input(self, text: str) -> dict:
+        """A file path, or a number that is no file: that example of the test split (`predict 7`)."""
+        field = self.cfg.data.input.field
+        if not text.isdigit() or Path(text).exists():
+            return {field: text or None}
+        test = self.split_raw("test")
+        if int(text) >= len(test):
+            raise UserError(f"predict: test index {text} out of range 0..{len(test) - 1}")
+        row = test[int(text)]
+        return {field: self._input_value(row, "test"), SHOWN: f"test[{text}] (true {self.target.value(row, 'test')})"}
 
     def parse_tokens(self, tokens: list[str]) -> dict:
         """Already split input (predict --pretokenized, the server's {"tokens": [...]})."""
         return {self.cfg.data.input.field: list(tokens)}
 
     def is_empty(self, example: dict) -> bool:
-        return not example[self.cfg.data.input.field]
+        value = example[self.cfg.data.input.field]
+        return value is None or isinstance(value, (str, list, tuple)) and not value
 
     def position_labels(self, example: dict, item: dict) -> list[str]:
         value = example[self.cfg.data.input.field]
@@ -206,7 +280,7 @@ class DataTask(Task):
         return [f"r{r}c{c}" for r in range(rows) for c in range(cols)]
 
     def describe(self, example: dict, prediction: Any) -> str:
-        value = example[self.cfg.data.input.field]
+        value = example.get(SHOWN, example[self.cfg.data.input.field])
         if self.target.head == "sequence":
             label, prob = prediction
             name = f"{self.target.labels.items[label]}\t{prob:.3f}"
@@ -219,12 +293,12 @@ class DataTask(Task):
     def record(self, example: dict, prediction: Any, scores: Any = None) -> dict:
         """A prediction as a JSON-ready dict (predict --format jsonl, the server); scores: class probabilities."""
         value = example[self.cfg.data.input.field]
-        if self.target.head == "sequence":
+        if self.target.head == "sequence":  # the caller (predict, the server) pairs the record with its input
             label, prob = prediction
             out = {"label": self.target.labels.items[label], "probability": prob}
             if scores is not None:
                 out["probabilities"] = dict(zip(self.target.labels.items, scores))
-            return out if self.input == "text" else {"input": value, **out}
+            return out
         tags = [self.target.labels.items[p] for p in prediction]
         out = {"tokens": list(value), "tags": tags}
         if self.target.scheme != "none":

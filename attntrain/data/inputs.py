@@ -23,6 +23,7 @@ from attntrain.errors import UserError
 # ---- tokenisation: part of the data, saved with the run ------------------------------------------
 # Any language: runs of word characters, each other non-space character alone (l'homme -> l ' homme).
 _WORDS = re.compile(r"\w+|[^\w\s]")
+_HTML_BREAK = re.compile(r"<br\s*/?>")
 
 
 def _hf_pre_tokenizer(name: str):
@@ -63,11 +64,12 @@ class TextInput:
 
     def __init__(self, data_cfg, embed_cfg):
         self.field, self.tokenizer = data_cfg.input.field, data_cfg.input.tokenizer
+        self.html_breaks = data_cfg.input.html_breaks
         self.text = TextVocab(embed_cfg)
 
     def tokens(self, value: Any, where: str = "input") -> list[str]:
         if isinstance(value, str):
-            return tokenize(value, self.tokenizer)
+            return tokenize(_HTML_BREAK.sub(" ", value) if self.html_breaks else value, self.tokenizer)
         if isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value):
             return list(value)
         raise UserError(f"{where}: field '{self.field}' must be text or a list of tokens, got {type(value).__name__}")
@@ -159,6 +161,8 @@ class ImageInput:
         from attntrain.data.images import read_image
 
         height, width = self.settings.size
+        if isinstance(value, (torch.Tensor, np.ndarray)):  # pixels already decoded (IDX arrays): 0..255, (H,W[,C])
+            return _array_pixels(torch.as_tensor(value), (height, width), self.channels or 0)
         return read_image(value, (height, width), channels=self.channels or 0)  # (C,H,W) in [0,1]
 
     def prepare(self, train: list[dict], state: dict | None) -> None:
@@ -167,6 +171,11 @@ class ImageInput:
             return
         first = self.pixels(field_value(train[0], self.field, "train"))
         self.channels = self.channels or first.shape[0]
+        if self.settings.mean is not None:  # declared statistics: no pass over the training images
+            self.mean, self.std = torch.tensor(self.settings.mean), torch.tensor(self.settings.std)
+            if len(self.mean) != self.channels:
+                raise UserError(f"data.image.mean: {len(self.mean)} values for {self.channels}-channel images")
+            return
         images = torch.stack([self.pixels(field_value(r, self.field, "train")) for r in train])  # (N,C,H,W)
         self.mean = images.mean((0, 2, 3))
         self.std = images.std((0, 2, 3)).clamp(min=1e-5)
@@ -190,6 +199,17 @@ class ImageInput:
         B = len(items)
         return {"images": torch.stack([it["images"] for it in items]),  # (B,C,H,W)
                 "mask": torch.ones(B, items[0]["length"], dtype=torch.bool)}
+
+
+def _array_pixels(array: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
+    """Decoded 8-bit pixels (H,W) or (H,W,C) -> (C,H,W) float in [0,1], through the image reader when resizing."""
+    from attntrain.data.images import read_image
+
+    if array.dim() == 2 and channels in (0, 1) and tuple(array.shape) == tuple(size):
+        return (array.float() / 255.0)[None]  # (1,H,W), no round trip through an image library
+    from PIL import Image
+
+    return read_image(Image.fromarray(array.to(torch.uint8).numpy()), size, channels=channels)
 
 
 class GraphInput:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob as globlib
 import gzip
+import re
 from itertools import zip_longest
 from pathlib import Path
 from typing import Callable, Iterator
@@ -154,6 +155,21 @@ def read_text_classes(source, files: list[Path]) -> Rows:
     return rows
 
 
+def read_labeled_lines(source, files: list[Path]) -> Rows:
+    """One example per line, its label first: `<label> <text>` (fastText's `__label__pos text` too)."""
+    label_field, text_field = source.columns or ["label", "text"]
+    rows = []
+    for path in files:
+        for number, line in enumerate(read_text_lines(path), 1):
+            if not line.strip():
+                continue
+            label, _, text = line.partition(" ")
+            if not label or not text.strip():
+                raise UserError(f"{path}:{number}: expected '<label> <text>', got {line[:60]!r}")
+            rows.append({label_field: label.removeprefix("__label__"), text_field: text, WHERE: f"{path}:{number}"})
+    return rows
+
+
 def read_parallel(source, files: list[Path]) -> Rows:
     """Line-aligned files `<stem>.<lang>[.gz]`: fields named by language (`de`, `en`, ...)."""
     languages = parallel_languages(source)
@@ -262,6 +278,7 @@ def read_folder(source, files: list[Path]) -> Rows:
     """
     rows = []
     suffixes = MEDIA[source.format]
+    pattern = re.compile(source.name_pattern) if source.name_pattern else None
     for folder in files:
         if not folder.is_dir():
             raise UserError(f"{folder}: {source.format} needs a folder")
@@ -271,6 +288,11 @@ def read_folder(source, files: list[Path]) -> Rows:
             raise UserError(f"{folder}: no {'/'.join(suffixes)} files")
         for path in media:
             row = {"path": str(path), "label": path.parent.name if path.parent != folder else None}
+            if pattern is not None:  # fields from the file name: 3_theo_12.wav -> digit 3, speaker theo, index 12
+                found = pattern.match(path.name)
+                if found is None:
+                    raise UserError(f"{path}: the file name does not match data.source.name_pattern {pattern.pattern!r}")
+                row.update(found.groupdict())
             if metadata is not None:
                 extra = metadata.get(str(path.relative_to(folder)))
                 if extra is None:
@@ -299,6 +321,25 @@ def _folder_metadata(folder: Path) -> dict[str, dict] | None:
             table[record.pop("file_name")] = record
         return table
     return None
+
+
+def read_idx_files(source, files: list[Path]) -> Rows:
+    """IDX arrays (MNIST and its kin): a split's files are an image array (N,H,W[,C]) and a label vector (N,).
+
+    The two are told apart by their shapes, so `files: {train: "train-*-ubyte.gz"}` names both.
+    """
+    from attntrain.data.images import read_idx
+
+    arrays = {path: read_idx(path) for path in files}
+    images = [p for p, a in arrays.items() if a.dim() in (3, 4)]
+    labels = [p for p, a in arrays.items() if a.dim() == 1]
+    if len(images) != 1 or len(labels) != 1:
+        shapes = ", ".join(f"{p.name} {tuple(a.shape)}" for p, a in arrays.items())
+        raise UserError(f"idx: a split needs one image file (N,H,W) and one label file (N,); got {shapes or 'no files'}")
+    pixels, classes = arrays[images[0]], arrays[labels[0]]
+    if len(classes) != len(pixels):
+        raise UserError(f"{labels[0]}: {len(classes)} labels for {len(pixels)} images in {images[0]}")
+    return [{"image": pixels[i], "label": int(classes[i]), WHERE: f"{images[0]}: image {i}"} for i in range(len(pixels))]
 
 
 def read_hf(source, base: Path) -> dict[str, Rows]:
@@ -336,15 +377,15 @@ def load_hf(source, base: Path) -> dict:
 
 READERS: dict[str, Callable] = {
     "csv": read_table, "tsv": read_table, "jsonl": read_table, "parquet": read_table,
-    "text": read_text_classes, "parallel": read_parallel, "conll": read_columns, "conllu": read_conllu_rows,
-    "audiofolder": read_folder, "imagefolder": read_folder,
+    "text": read_text_classes, "labeled_lines": read_labeled_lines, "parallel": read_parallel, "conll": read_columns, "conllu": read_conllu_rows,
+    "audiofolder": read_folder, "imagefolder": read_folder, "idx": read_idx_files,
 }
 FORMATS = (*READERS, "hf", "graph")  # graph: node + edge tables, read by attntrain.data.graph_tables
 
 
-def read_source(data_cfg) -> dict[str, Rows]:
+def read_source(data_cfg, source=None) -> dict[str, Rows]:
     """split -> rows (or {"all": rows} when the split is made later); every problem is a UserError."""
-    source = data_cfg.source
+    source = source or data_cfg.source
     base = base_folder(data_cfg)
     if source.format == "hf":
         return read_hf(source, base)

@@ -43,12 +43,20 @@ class LabelTarget:
     head = "sequence"
 
     def __init__(self, data_cfg):
-        self.field, self.declared = data_cfg.target.field, data_cfg.target.labels
+        self.field, self.names = data_cfg.target.field, data_cfg.target.names
+        self.declared = data_cfg.target.labels or self.names
         self.labels = Vocab([], unk=False)
 
     def value(self, row: dict, where: str) -> str | None:
         value = field_value(row, self.field, where)
-        return None if value is None else label_name(value, self.field, where)
+        if value is None:
+            return None
+        if self.names and (type(value) is int or isinstance(value, str) and value.isdigit()):  # label i -> names[i]
+            value = int(value)
+            if not 0 <= value < len(self.names):
+                raise UserError(f"{where}: label {value} has no name in data.target.names (0..{len(self.names) - 1})")
+            return self.names[value]
+        return label_name(value, self.field, where)
 
     def prepare(self, train: list[dict], state: dict | None) -> None:
         if state is not None:
@@ -75,8 +83,8 @@ class LabelTarget:
         return {"num_labels": len(self.labels), "labels": self.labels.items}
 
     def encode(self, row: dict, length: int) -> dict:
-        name = row.get(self.field)
-        return {} if name is None else {"labels": torch.tensor(self.labels.id(str(name)))}
+        name = self.value(row, "example") if self.field in row else None
+        return {} if name is None else {"labels": torch.tensor(self.labels.id(name))}
 
     def collate(self, items: list[dict]) -> dict:
         return {"labels": torch.stack([it["labels"] for it in items])} if "labels" in items[0] else {}  # (B,)

@@ -245,8 +245,3 @@ def build_seq2seq_head(cfg, info: dict, width: int):
 
 
 HEADS = {"tagging": build_tagging_head, "sequence": build_sequence_head, "seq2seq": build_seq2seq_head}
-
-# Dev metrics each head's meter reports, i.e. the valid values of train.metric (checked before training).
-# f1 / precision / recall: entity scores, reported for span tags (IOB2 / BIOES) only.
-METRICS = {"tagging": ("accuracy", "oov_accuracy", "f1", "precision", "recall", "loss"),
-           "sequence": ("accuracy", "macro_f1", "loss"), "seq2seq": ("bleu", "bleu_lc", "chrf", "loss")}
