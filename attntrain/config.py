@@ -57,6 +57,7 @@ class TranslationConfig(Section):
     target: str = "en"  # target language: file suffix of the output side
     joint_vocab: bool = True  # one BPE vocabulary for both languages (required by tie_embeddings: all)
     vocab_size: int = Field(8000, ge=300)  # BPE vocabulary size (each, when separate), specials and 256 bytes included
+    vocab_sample: Optional[int] = Field(None, ge=1)  # learn the BPE from a seeded sample of N training pairs (default: all)
 
 
 class DecoderConfig(Section):

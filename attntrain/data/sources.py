@@ -16,8 +16,9 @@ from __future__ import annotations
 import glob as globlib
 import gzip
 import re
+from itertools import zip_longest
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from attntrain.data.root import dataset_dir
 from attntrain.errors import UserError
@@ -65,6 +66,23 @@ def read_text_lines(path: Path) -> list[str]:
     return [line.rstrip("\r") for line in lines]
 
 
+def iter_text_lines(path: Path) -> Iterator[str]:
+    """`read_text_lines` one line at a time, for files of any size; a bad byte names file:line:column."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{path}:{number}:{e.start + 1}: not UTF-8 text ({e.reason})") from None
+                yield line.removesuffix("\n").rstrip("\r")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from None
+
+
 def file_groups(source, base: Path) -> dict[str, list[Path]]:
     """split -> files from `files:`, or {"all": files} from `path:` (split later)."""
     if source.files:
@@ -95,6 +113,18 @@ def read_table(source, files: list[Path]) -> Rows:
 
 def table_rows(path: Path, fmt: str) -> Rows:
     """The rows of one csv / tsv / jsonl / parquet file, each with its file:line in `_where`."""
+    table = load_table(path, fmt)
+    if table is None:
+        return []
+    first = {"csv": 2, "tsv": 2, "jsonl": 1}.get(fmt)  # line of the first row (after a header)
+    rows = table.to_list()
+    for index, row in enumerate(rows):
+        row[WHERE] = f"{path}:{index + first}" if first else f"{path}: row {index}"
+    return rows
+
+
+def load_table(path: Path, fmt: str):
+    """One csv / tsv / jsonl / parquet file as the library's memory-mapped Arrow table (None when it has no rows)."""
     import datasets
 
     from attntrain.data.root import cache_dir
@@ -105,18 +135,13 @@ def table_rows(path: Path, fmt: str) -> Rows:
         kwargs["delimiter"] = "\t"
     datasets.disable_progress_bars()
     try:
-        table = datasets.load_dataset(builder, data_files=[str(path)], split="train",
-                                      cache_dir=str(cache_dir() / "tables"), **kwargs)
+        return datasets.load_dataset(builder, data_files=[str(path)], split="train",
+                                     cache_dir=str(cache_dir() / "tables"), **kwargs)
     except Exception as e:  # the library's parse errors carry the row; we add the file name
         if "corresponds to no data" in str(e) or isinstance(e, datasets.exceptions.DatasetGenerationError) \
                 and path.stat().st_size <= len(path.read_bytes().split(b"\n", 1)[0]) + 1:
-            return []  # a header-only (or empty) file: no rows; an empty split is reported by the task
+            return None  # a header-only (or empty) file: no rows; an empty split is reported by the task
         raise UserError(f"{path}: cannot read as {fmt}: {str(e).splitlines()[0][:300]}") from None
-    first = {"csv": 2, "tsv": 2, "jsonl": 1}.get(fmt)  # line of the first row (after a header)
-    rows = table.to_list()
-    for index, row in enumerate(rows):
-        row[WHERE] = f"{path}:{index + first}" if first else f"{path}: row {index}"
-    return rows
 
 
 def read_text_classes(source, files: list[Path]) -> Rows:
@@ -147,20 +172,36 @@ def read_labeled_lines(source, files: list[Path]) -> Rows:
 
 def read_parallel(source, files: list[Path]) -> Rows:
     """Line-aligned files `<stem>.<lang>[.gz]`: fields named by language (`de`, `en`, ...)."""
-    languages = source.languages
-    if len(languages) != 2:
+    languages = parallel_languages(source)
+    return [dict(zip(languages, pair)) for pair in parallel_pairs(source, files)]
+
+
+def parallel_languages(source) -> list[str]:
+    if len(source.languages) != 2:
         raise UserError("data.source.languages: parallel text needs two language suffixes, e.g. [de, en]")
+    return list(source.languages)
+
+
+def parallel_files(source, files: list[Path]) -> list[list[Path]]:
+    """[one file per language] for every stem among `files` (train.de + train.en -> [[train.de, train.en]])."""
+    languages = parallel_languages(source)
     stems = sorted({_strip_language(f, languages) for f in files
                     if not any(f.name.removesuffix(".gz").endswith(f".{other}") for other in _other_suffixes(f, languages))})
-    rows = []
-    for stem in stems:
-        sides = [_language_file(stem, lang) for lang in languages]
-        lines = [read_text_lines(p) for p in sides]
-        if len(lines[0]) != len(lines[1]):
-            raise UserError(f"{sides[1]}: {len(lines[1])} lines, but {sides[0]} has {len(lines[0])}; "
-                            "the two sides must be line-aligned")
-        rows.extend({languages[0]: a, languages[1]: b} for a, b in zip(*lines))
-    return rows
+    return [[_language_file(stem, lang) for lang in languages] for stem in stems]
+
+
+def parallel_pairs(source, files: list[Path]) -> Iterator[tuple[str, str]]:
+    """The sentence pairs of line-aligned files, one at a time (memory stays flat whatever the corpus size)."""
+    for sides in parallel_files(source, files):
+        first, second = (iter_text_lines(p) for p in sides)
+        count = 0
+        for pair in zip_longest(first, second):
+            if None in pair:  # one side ended first: count what is left on the other for the message
+                counts = [count + (line is not None) + sum(1 for _ in rest) for line, rest in zip(pair, (first, second))]
+                raise UserError(f"{sides[1]}: {counts[1]} lines, but {sides[0]} has {counts[0]}; "
+                                "the two sides must be line-aligned")
+            count += 1
+            yield pair
 
 
 def _other_suffixes(path: Path, languages: list[str]) -> list[str]:
@@ -303,6 +344,11 @@ def read_idx_files(source, files: list[Path]) -> Rows:
 
 def read_hf(source, base: Path) -> dict[str, Rows]:
     """A Hugging Face dataset: a `save_to_disk` folder (`path:`), or `name` (+ `config`) from the local cache."""
+    return {split: part.to_list() for split, part in load_hf(source, base).items()}
+
+
+def load_hf(source, base: Path) -> dict:
+    """split -> `datasets.Dataset` of a saved folder or a cached named dataset ({"all": ...} without splits)."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -322,11 +368,8 @@ def read_hf(source, base: Path) -> dict[str, Rows]:
         raise UserError(f"{where}: cannot load as a Hugging Face dataset ({str(e).splitlines()[0][:300]}); "
                         "offline, only datasets in the local cache or saved with save_to_disk can be read") from None
     if isinstance(loaded, datasets.Dataset):
-        return {"all": loaded.to_list()}
-    out = {}
-    for name, part in loaded.items():
-        if name in SPLIT_ALIASES:
-            out[SPLIT_ALIASES[name]] = part.to_list()
+        return {"all": loaded}
+    out = {SPLIT_ALIASES[name]: part for name, part in loaded.items() if name in SPLIT_ALIASES}
     if "train" not in out:
         raise UserError(f"{source.path or source.name}: no train split (has {', '.join(loaded)})")
     return out
@@ -353,3 +396,54 @@ def read_source(data_cfg, source=None) -> dict[str, Rows]:
         raise UserError(f"data.source.format: unknown '{source.format}'; valid: {', '.join(FORMATS)}")
     reader = READERS[source.format]
     return {split: reader(source, files) for split, files in file_groups(source, base).items()}
+
+
+# ---- the same rows as memory-mapped Arrow (for data larger than memory wants) --------------------
+ROWS_VERSION = 1  # bump when a streamed reader's rows change, so row files cached by older code are not read
+TABLES = ("csv", "tsv", "jsonl", "parquet")
+
+
+def source_datasets(data_cfg) -> dict:
+    """split -> the rows of `read_source` as a memory-mapped `datasets.Dataset` (no `_where` field).
+
+    Parallel text is streamed into a cached Arrow file keyed by the files' identities; tables and Hugging
+    Face datasets are the library's own Arrow files; other formats are read as rows, then converted.
+    """
+    import datasets
+
+    source = data_cfg.source
+    base = base_folder(data_cfg)
+    if source.format == "hf":
+        return load_hf(source, base)
+    if source.format not in READERS:
+        return {split: datasets.Dataset.from_list(rows) for split, rows in read_source(data_cfg).items()}
+    out = {}
+    for split, files in file_groups(source, base).items():
+        if source.format == "parallel":
+            out[split] = parallel_dataset(source, files)
+        elif source.format in TABLES:
+            tables = [t for t in (load_table(path, source.format) for path in files) if t is not None]
+            out[split] = datasets.concatenate_datasets(tables) if tables else datasets.Dataset.from_dict({})
+        else:
+            out[split] = datasets.Dataset.from_list(
+                [{k: v for k, v in row.items() if k != WHERE} for row in READERS[source.format](source, files)])
+    return out
+
+
+def parallel_dataset(source, files: list[Path]):
+    """Line-aligned files as an Arrow file under the cache (one column per language), written once."""
+    import datasets
+
+    from attntrain.data.arrow import cache_key, file_identity, write_arrow
+    from attntrain.data.root import cache_dir
+
+    languages = parallel_languages(source)
+    sides = parallel_files(source, files)
+    key = cache_key("parallel", ROWS_VERSION, languages, [[file_identity(p) for p in pair] for pair in sides])
+    path = cache_dir() / "rows" / f"parallel-{key}.arrow"
+    if path.is_file():
+        try:
+            return datasets.Dataset.from_file(str(path))
+        except Exception:  # a damaged cache file is rebuilt, never trusted
+            pass
+    return write_arrow(path, languages, parallel_pairs(source, files))

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from attntrain.data.arrow import ArrowExamples
 from attntrain.data.batching import padding_fraction, token_batches
 from attntrain.errors import UserError
 
@@ -26,6 +27,7 @@ class Task:
     def __init__(self, cfg):
         self.cfg = cfg
         self._encoded: dict[str, list[dict]] = {}
+        self._last_batches: tuple = (None, [])  # (what the batches depend on, the batches)
 
     # ---- to implement ------------------------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:
@@ -90,7 +92,8 @@ class Task:
         return raw[:limit] if limit is not None else raw
 
     def split(self, name: str) -> list[dict]:
-        """Encoded examples of a split (encoded once, kept in memory)."""
+        """Encoded examples of a split, encoded once: a list kept in memory, or (ArrowExamples) an Arrow
+        table read on demand."""
         if name not in self._encoded:
             raw = self.split_raw(name)
             max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
@@ -98,15 +101,24 @@ class Task:
         return self._encoded[name]
 
     def lengths(self, name: str) -> list[int]:
-        return [item["length"] for item in self.split(name)]
+        data = self.split(name)
+        if isinstance(data, ArrowExamples):  # a length column: no example is made to read it
+            return data.lengths.tolist()
+        return [item["length"] for item in data]
 
     def batches(self, name: str, *, shuffle: bool, epoch: int = 0) -> list[list[int]]:
+        # The trainer asks for epoch 0 three times before its first step (run length, start record, loop);
+        # on a large split each costs a pass over every example, so the last answer is kept.
         max_tokens = self.cfg.data.max_tokens if shuffle else self.cfg.data.eval_max_tokens
-        return token_batches(self.lengths(name), max_tokens, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
+        key = (name, shuffle, epoch, max_tokens, self.cfg.seed, id(self.split(name)))
+        if self._last_batches[0] != key:
+            batches = token_batches(self.lengths(name), max_tokens, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
+            self._last_batches = (key, batches)
+        return self._last_batches[1]
 
     def padding(self, name: str, batches: list[list[int]]) -> float:
         return padding_fraction(self.lengths(name), batches)
 
     def batch(self, name: str, indices: list[int]) -> dict[str, torch.Tensor]:
         data = self.split(name)
-        return self.collate([data[i] for i in indices])
+        return self.collate(data.take(indices) if isinstance(data, ArrowExamples) else [data[i] for i in indices])

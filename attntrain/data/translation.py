@@ -11,11 +11,14 @@ example `indices` and `split` name, so hypotheses can be written back in file or
 
 from __future__ import annotations
 
+from itertools import chain
+
+import numpy as np
 import torch
 
+from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key
 from attntrain.data.batching import length_mask, pad_stack
-from attntrain.data.inputs import field_value
-from attntrain.data.sources import read_source
+from attntrain.data.sources import source_datasets
 from attntrain.data.subword import BOS, EOS, PAD, Subwords
 from attntrain.data.task import Task
 from attntrain.errors import UserError
@@ -23,26 +26,35 @@ from attntrain.model.heads import IGNORE
 
 
 FILES = {"train": "train", "dev": "val", "test": "test_2016_flickr"}  # Multi30k: split -> file stem under raw/
+ENCODING_VERSION = 1  # bump when what an encoded split holds changes: encodings cached by older code are then not read
+SAMPLE_SEED = 0  # data.translation.vocab_sample draws the same pairs whatever the run's seed
 
 
 def normalize_space(text: str) -> str:
     return " ".join(text.split())
 
 
-def output_vocabulary(target: Subwords, texts: list[str]) -> list[int]:
+def output_vocabulary(target: Subwords, target_ids) -> list[int]:
     """Ids the decoder may output: </s>, the 256 byte symbols, and every subword of the training targets.
 
     With a joint vocabulary about half of the subwords only ever occur on the source side; leaving
     them out of the softmax halves the cost of the output layer. The byte symbols keep every string
     spellable, so a target subword never seen in training can still be produced piece by piece.
+    `target_ids`: the encoded training targets, an Arrow list column.
     """
-    seen = {i for ids in target.encode_batch(texts) for i in ids}
-    return sorted(seen | set(target.byte_ids()) | {EOS})
+    import pyarrow.compute as pc
+
+    seen = pc.unique(pc.list_flatten(target_ids)).to_pylist()
+    return sorted(set(seen) | set(target.byte_ids()) | {EOS})
 
 
 class Seq2seqTask(Task):
     """Text in, text out: rows from any source (parallel files, a table with two text columns, ...)
-    whose `data.input.field` is the source sentence and `data.target.field` the target sentence."""
+    whose `data.input.field` is the source sentence and `data.target.field` the target sentence.
+
+    Rows stay in memory-mapped Arrow (attntrain.data.arrow); each split is encoded once into a cached
+    Arrow file of subword ids, and the tensors of a batch are made when it is asked for.
+    """
 
     input = "subwords"
     predict_batch_size = 16  # sentences per search; small so that `predict` streams its output
@@ -53,24 +65,42 @@ class Seq2seqTask(Task):
         self.source: Subwords | None = None
         self.target: Subwords | None = None
         self.output_ids: list[int] = []  # target ids the decoder may output (see output_vocabulary)
-        self._rows: dict[str, list[dict]] | None = None
+        self._tables: dict | None = None  # split -> datasets.Dataset of the source's rows
+        self._views: dict[str, ArrowRows] = {}
 
     # ---- rows --------------------------------------------------------------------------------
-    def read_split(self, split: str) -> list[dict]:
-        if self._rows is None:
-            self._rows = read_source(self.cfg.data)
-        if split not in self._rows:
-            raise UserError(f"data.source: no {split} split (has {', '.join(self._rows)}); seq2seq needs "
+    def read_split(self, split: str) -> ArrowRows:
+        """The split's rows as {"source", "target"} dicts, read from Arrow on demand."""
+        if self._tables is None:
+            self._tables = source_datasets(self.cfg.data)
+        if split not in self._tables:
+            raise UserError(f"data.source: no {split} split (has {', '.join(self._tables)}); seq2seq needs "
                             "one file (or file pair) per split")
+        if split not in self._views:
+            self._views[split] = ArrowRows(self._text_columns(self._tables[split], split))
+        return self._views[split]
+
+    def _text_columns(self, table, split: str):
+        """The input and target fields, checked to be text in every row, renamed to source / target."""
+        import pyarrow.compute as pc
+
         fields = (self.cfg.data.input.field, self.cfg.data.target.field)
-        out = []
-        for number, row in enumerate(self._rows[split], 1):
-            values = [field_value(row, f, f"{split} row {number}") for f in fields]
-            for field, value in zip(fields, values):
-                if not isinstance(value, str):
-                    raise UserError(f"{split} row {number}: field '{field}' must be text, got {type(value).__name__}")
-            out.append({"source": values[0], "target": values[1]})
-        return out
+        for field in fields:
+            if field not in table.column_names:
+                raise UserError(f"{split} row 1: no field '{field}' (fields: {', '.join(table.column_names)})")
+            if not len(table):
+                continue
+            column = table.data.column(field)
+            if str(column.type) not in ("string", "large_string"):
+                value = table[0][field]
+                raise UserError(f"{split} row 1: field '{field}' must be text, got {type(value).__name__}")
+            if column.null_count:
+                first = pc.index(pc.is_null(column), True).as_py()
+                raise UserError(f"{split} row {first + 1}: field '{field}' must be text, got NoneType")
+        if fields[0] == fields[1]:
+            return table.select_columns([fields[0]]).rename_column(fields[0], "source").add_column(
+                "target", table.data.column(fields[0]))
+        return table.select_columns(list(fields)).rename_columns({fields[0]: "source", fields[1]: "target"})
 
     # ---- vocabulary ----------------------------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:
@@ -80,15 +110,55 @@ class Seq2seqTask(Task):
                            else Subwords.from_json(state["target_tokenizer"]))
             self.output_ids = list(state["output_ids"])
             return
-        train = self.split_raw("train")
-        sources = [normalize_space(ex["source"]) for ex in train]
-        targets = [normalize_space(ex["target"]) for ex in train]
-        size = self.settings.vocab_size
+        self.source, self.target = self._learn(self.split_raw("train"))
+        self.output_ids = output_vocabulary(self.target, self.split("train").dataset.data.column("target_ids"))
+
+    def _learn(self, train: ArrowRows) -> tuple[Subwords, Subwords]:
+        """Byte-level BPE from the training pairs (or a seeded sample of data.translation.vocab_sample of them),
+        streamed from Arrow in batches; a vocabulary learned before from the same rows and settings is reused."""
+        size, sample = self.settings.vocab_size, self.settings.vocab_sample
+        if sample is not None and sample < len(train):
+            pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(SAMPLE_SEED))[:sample]
+            train = ArrowRows(train.dataset.select(pick.sort().values.tolist()))
+        cached = self._cache_file("subwords", train, size, self.settings.joint_vocab, suffix="json")
+        if cached is not None and cached.is_file():
+            try:
+                return self._restore(cached)
+            except Exception:  # a damaged cache file is learned again, never trusted
+                pass
+
+        def texts(column: str):
+            return ([normalize_space(text) for text in batch] for batch in train.column_batches(column))
+
         if self.settings.joint_vocab:
-            self.source = self.target = Subwords.train(sources + targets, size)
+            source = target = Subwords.train(chain(texts("source"), texts("target")), size)
         else:
-            self.source, self.target = Subwords.train(sources, size), Subwords.train(targets, size)
-        self.output_ids = output_vocabulary(self.target, targets)
+            source, target = Subwords.train(texts("source"), size), Subwords.train(texts("target"), size)
+        if cached is not None:
+            from attntrain.io import atomic_write_json
+
+            atomic_write_json(cached, {"source": source.to_json(), "target": None if target is source
+                                       else target.to_json()})
+        return source, target
+
+    @staticmethod
+    def _restore(path) -> tuple[Subwords, Subwords]:
+        import json
+
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        source = Subwords.from_json(saved["source"])
+        return source, source if saved["target"] is None else Subwords.from_json(saved["target"])
+
+    @staticmethod
+    def _cache_file(kind: str, rows: ArrowRows, *settings, suffix: str = "arrow"):
+        """Where a result computed from `rows` and `settings` is cached, or None for rows held only in memory
+        (their fingerprint is not tied to files, so a cache could not be found again)."""
+        from attntrain.data.root import cache_dir
+
+        if not rows.dataset.cache_files:
+            return None
+        key = cache_key(kind, ENCODING_VERSION, rows.dataset._fingerprint, *settings)
+        return cache_dir() / kind / f"{key}.{suffix}"
 
     def state(self) -> dict:
         joint = self.source is self.target
@@ -103,17 +173,59 @@ class Seq2seqTask(Task):
                 "detokenize": self.detokenize, "run_dir": str(self.cfg.run_dir())}
 
     # ---- examples and batches ------------------------------------------------------------------
+    def split(self, name: str) -> ArrowExamples:
+        """The split encoded once (cached on disk as Arrow, keyed by its rows and the tokenizers)."""
+        if name not in self._encoded:
+            import datasets
+
+            rows = self.split_raw(name)
+            max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
+            tokenizers = [self.source.tokenizer.to_str(), self.target.tokenizer.to_str()]
+            path = self._cache_file("encoded", rows, tokenizers)
+            fingerprint = cache_key("encoded", ENCODING_VERSION, rows.dataset._fingerprint, tokenizers)
+            features = datasets.Features({"target": datasets.Value("string"),
+                                          **{name: datasets.List(datasets.Value("int32"))
+                                             for name in ("source_ids", "target_ids")},
+                                          **{name: datasets.Value("int32") for name in ("source_len", "target_len")}})
+            datasets.disable_progress_bars()
+            encoded = rows.dataset.map(self._encode_rows, batched=True, batch_size=2000, remove_columns=["source"],
+                                       features=features, new_fingerprint=fingerprint,
+                                       **({"cache_file_name": str(path)} if path else {"keep_in_memory": True}))
+            self._encoded[name] = ArrowExamples(encoded, self._lengths(encoded, max_len),
+                                                lambda row, _: self._item(row["source_ids"], row["target_ids"],
+                                                                          row["target"], max_len))
+        return self._encoded[name]
+
+    def _encode_rows(self, batch: dict) -> dict:
+        """A batch of rows -> full subword ids of both sides (caps are applied when an example is made)."""
+        source = self.source.encode_batch([normalize_space(text) for text in batch["source"]])
+        target = self.target.encode_batch([normalize_space(text) for text in batch["target"]])
+        return {"source_ids": source, "target_ids": target, "source_len": [len(ids) for ids in source],
+                "target_len": [len(ids) for ids in target]}
+
+    def _lengths(self, encoded, max_len: int | None) -> np.ndarray:
+        """Padded slots per example (what `_item` calls "length"), from the length columns."""
+        source = np.minimum(encoded.data.column("source_len").to_numpy(), self.cfg.data.max_len - 1) + 1
+        target = encoded.data.column("target_len").to_numpy()
+        if max_len is not None:
+            target = np.minimum(target, max_len)
+        return np.maximum(source, target + 1)
+
     def encode(self, example: dict, *, max_len: int | None) -> dict:
+        source = self.source.encode(normalize_space(example["source"]))
+        if "target" not in example:
+            return self._item(source, None, None, max_len)
+        return self._item(source, self.target.encode(normalize_space(example["target"])), example["target"], max_len)
+
+    def _item(self, source: list[int], target: list[int] | None, reference: str | None, max_len: int | None) -> dict:
         # Sources are always capped (also at test/predict time): an over-long input is cut, not an error.
-        limit = self.cfg.data.max_len
-        source = self.source.encode(normalize_space(example["source"]))[: limit - 1] + [EOS]
+        source = source[: self.cfg.data.max_len - 1] + [EOS]
         item = {"source": torch.tensor(source, dtype=torch.long), "length": len(source)}
-        if "target" in example:
-            target = self.target.encode(normalize_space(example["target"]))
+        if target is not None:
             if max_len is not None:
                 target = target[:max_len]
             item["target"] = torch.tensor(target, dtype=torch.long)
-            item["reference"] = example["target"]
+            item["reference"] = reference
             item["length"] = max(len(source), len(target) + 1)  # padded slots the batch will hold
         return item
 

@@ -1,0 +1,134 @@
+"""Examples kept in memory-mapped Arrow files instead of Python lists: rows, encoded splits, cache keys.
+
+A split's rows live in an Arrow file (written once from the source files, or the table library's own
+cache) and are read on demand; a split is encoded once with `datasets.Dataset.map` into another cached
+Arrow file whose name is a hash of everything the encoding depends on (the rows, the vocabulary, a
+version), so a changed setting never reads a stale file. Batches turn a few rows into tensors when the
+trainer asks for them; the only per-example array held in memory is the length column used to bucket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+
+def cache_key(*parts: Any) -> str:
+    """A short hash of JSON-serialisable parts (settings, file identities, versions)."""
+    text = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def file_identity(path: Path) -> list:
+    """What says a file changed: its resolved path, size and modification time."""
+    stat = path.stat()
+    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+
+
+def write_arrow(path: Path, columns: list[str], rows: Iterable[tuple], *, batch_rows: int = 20_000):
+    """Stream rows (tuples of strings, in `columns` order) into the Arrow file `path`; return it memory-mapped.
+
+    Written under a temporary name and renamed, so a crash or a concurrent writer never leaves half a
+    file under the final name. At most `batch_rows` rows are held in memory at a time.
+    """
+    import datasets
+    import pyarrow as pa
+
+    schema = pa.schema([(name, pa.string()) for name in columns])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            buffer: list[tuple] = []
+            for row in rows:
+                buffer.append(row)
+                if len(buffer) == batch_rows:
+                    writer.write_batch(_record_batch(buffer, schema))
+                    buffer = []
+            if buffer or not writer.stats.num_record_batches:
+                writer.write_batch(_record_batch(buffer, schema))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return datasets.Dataset.from_file(str(path))
+
+
+def _record_batch(rows: list[tuple], schema):
+    import pyarrow as pa
+
+    columns = list(zip(*rows)) if rows else [[] for _ in schema.names]
+    return pa.record_batch([pa.array(col, type=pa.string()) for col in columns], schema=schema)
+
+
+class ArrowRows(Sequence):
+    """The rows of a `datasets.Dataset` as dicts, read from the (memory-mapped) table when asked for.
+
+    Behaves like the list of dicts it stands for: len, index, slice (another view, no copy), iteration
+    (in batches), and == against a list.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ArrowRows(self.dataset.select(range(len(self))[index]))
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.dataset[int(index)]
+
+    def take(self, indices: list[int]) -> list[dict]:
+        """The rows at `indices`, in that order (one query of the table)."""
+        columns = self.dataset[list(indices)]
+        return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+    def __iter__(self) -> Iterator[dict]:
+        for batch in self.dataset.iter(batch_size=1000):
+            yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
+
+    def column_batches(self, name: str, size: int = 10_000) -> Iterator[list]:
+        """One column in lists of `size` values (for passes over a whole split)."""
+        for batch in self.dataset.select_columns([name]).iter(batch_size=size):
+            yield batch[name]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, (list, ArrowRows)) and len(self) == len(other) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class ArrowExamples(Sequence):
+    """An encoded split: an Arrow table of ids (encoded once, cached), made into tensors per request.
+
+    `make(row, index)` turns one encoded row (a dict of Python values) and its index into the example
+    dict the task's `collate` takes; `lengths` (numpy, one per example) is what batching sorts by.
+    """
+
+    def __init__(self, dataset, lengths: np.ndarray, make: Callable[[dict, int], dict]):
+        self.dataset, self.lengths, self.make = dataset, lengths, make
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        if index < 0:
+            index += len(self)
+        return self.make(self.dataset[int(index)], int(index))
+
+    def take(self, indices: list[int]) -> list[dict]:
+        columns = self.dataset[[int(i) for i in indices]]
+        return [self.make(dict(zip(columns, values)), int(i)) for i, values in zip(indices, zip(*columns.values()))]
+
+    def __iter__(self) -> Iterator[dict]:
+        for start in range(0, len(self), 1000):
+            yield from self.take(range(start, min(start + 1000, len(self))))

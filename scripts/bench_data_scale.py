@@ -1,0 +1,151 @@
+"""Peak memory and start-up time of `attntrain fit` on Multi30k and on Multi30k repeated N times.
+
+Each scale gets plain line-aligned files {train,val,test_2016_flickr}.{de,en} in a temporary folder (the
+training pair repeated N times; dev and test as shipped) and a copy of `--config` (default
+configs/own/multi30k_text.yaml) pointing at them. Each `fit` then runs in its own subprocess for `--steps`
+optimizer steps (dev/test cut to a few sentences, so the final evaluation is short) with an empty data cache,
+so the figures include reading, learning the subword vocabulary and encoding. Reported per run:
+
+- peak resident memory of the fit process (its ru_maxrss, from os.wait4);
+- start: seconds from launch until the run's `start` record (data read, vocabulary learned, train encoded);
+- first step: seconds from launch until the first `train` record (train.log_every=1), and the CPU seconds
+  (user + system, all threads) the fit had used by then: on a shared machine the wall clock depends on
+  what else runs, the CPU time much less.
+
+    python scripts/bench_data_scale.py                       # scales 1 and 20, 100 steps
+    python scripts/bench_data_scale.py --scales 1 20 --warm  # also a second fit that finds the cache filled
+    python scripts/bench_data_scale.py --set data.translation.vocab_sample=29000   # extra overrides for every fit
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+RAW = {"train": "train", "dev": "val", "test": "test_2016_flickr"}  # Multi30k file stems under raw/
+
+
+def data_root() -> Path:
+    from attntrain.data.root import data_root as root
+
+    return root()
+
+
+def write_copy(folder: Path, scale: int, languages: list[str]) -> None:
+    """Plain-text files of Multi30k in `folder`, the training files repeated `scale` times."""
+    raw = data_root() / "multi30k" / "raw"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem in RAW.values():
+        for lang in languages:
+            text = gzip.decompress((raw / f"{stem}.{lang}.gz").read_bytes())
+            with open(folder / f"{stem}.{lang}", "wb") as f:
+                for _ in range(scale if stem == "train" else 1):
+                    f.write(text)
+
+
+def write_config(base: Path, folder: Path, out: Path) -> None:
+    raw = yaml.safe_load(base.read_text())
+    raw["data"]["source"]["files"] = {split: str(folder / stem) for split, stem in RAW.items()}
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a running process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def first_record(metrics: Path, kind: str, seen: dict, pid: int) -> None:
+    """Note when (wall clock, and CPU time of the fit) a record of `kind` first appears in metrics.jsonl."""
+    if kind in seen or not metrics.is_file():
+        return
+    for line in metrics.read_text().splitlines():
+        if line.strip() and json.loads(line).get("kind") == kind:
+            seen[kind] = time.perf_counter()
+            try:
+                seen[f"{kind}_cpu"] = cpu_seconds(pid)
+            except (OSError, IndexError):
+                pass
+            return
+
+
+def run_fit(config: Path, work: Path, name: str, cache: Path, steps: int, extra: list[str]) -> dict:
+    """One `fit` in a fresh process; its peak RSS and the times of its first records."""
+    sets = [f"name={name}", f"runs_dir={work / 'runs'}", f"train.max_steps={steps}", "train.log_every=1",
+            "train.threads=1", "train.progress=false", "data.eval_limit=16", *extra]
+    command = [sys.executable, "-m", "attntrain", "fit", str(config), "--overwrite"]
+    command += [item for s in sets for item in ("--set", s)]
+    env = {**os.environ, "ATTNTRAIN_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+    metrics = work / "runs" / name / "metrics.jsonl"
+    log = open(work / f"{name}.log", "w")
+    start = time.perf_counter()
+    child = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    seen: dict = {}
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        first_record(metrics, "start", seen, child.pid)
+        first_record(metrics, "train", seen, child.pid)
+        time.sleep(0.05)
+    end = time.perf_counter()
+    log.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"fit {name} failed; see {work / f'{name}.log'}:\n" + (work / f"{name}.log").read_text()[-3000:])
+    return {"peak_rss_mb": usage.ru_maxrss / 1024, "start_s": seen["start"] - start,
+            "first_step_s": seen["train"] - start, "first_step_cpu_s": seen.get("train_cpu"), "total_s": end - start}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "own" / "multi30k_text.yaml")
+    parser.add_argument("--scales", type=int, nargs="+", default=[1, 20])
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--warm", action="store_true", help="also time a second fit that finds the data cache filled")
+    parser.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every fit")
+    parser.add_argument("--out", type=Path, default=REPO / "bench_results" / "data_scale.json")
+    args = parser.parse_args()
+    languages = yaml.safe_load(args.config.read_text())["data"]["source"]["languages"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_data_scale_") as tmp:
+        work = Path(tmp)
+        for scale in args.scales:
+            folder = work / f"x{scale}"
+            write_copy(folder, scale, languages)
+            config = work / f"x{scale}.yaml"
+            write_config(args.config, folder, config)
+            cache = work / f"cache_x{scale}"
+            kinds = ["cold", "warm"] if args.warm else ["cold"]
+            for kind in kinds:
+                result = run_fit(config, work, f"x{scale}_{kind}", cache, args.steps, args.extra)
+                rows.append({"scale": scale, "cache": kind, **result})
+                print(json.dumps(rows[-1]), flush=True)
+            shutil.rmtree(cache, ignore_errors=True)
+            shutil.rmtree(folder, ignore_errors=True)
+    base = {r["cache"]: r for r in rows if r["scale"] == args.scales[0]}
+    first = args.scales[0]
+    print(f"\n| scale | cache | peak RSS (MiB) | / {first}x | start (s) | first step (s) | / {first}x "
+          f"| CPU to first step (s) | / {first}x |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        b = base[r["cache"]]
+        print(f"| {r['scale']}x | {r['cache']} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / b['peak_rss_mb']:.2f} | "
+              f"{r['start_s']:.1f} | {r['first_step_s']:.1f} | {r['first_step_s'] / b['first_step_s']:.2f} | "
+              f"{r['first_step_cpu_s']:.1f} | {r['first_step_cpu_s'] / b['first_step_cpu_s']:.2f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"steps": args.steps, "extra": args.extra, "runs": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
