@@ -36,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_length import status_mib  # the same /proc reading of resident memory (scripts/ is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 LENGTHS = [128, 256, 512, 1024, 2048]
 QUICK_MAX = 512
@@ -47,14 +49,6 @@ VARIANTS = {
     "additive-256": {"score": "additive", "additive_chunk_mb": 256},
     "additive-64": {"score": "additive", "additive_chunk_mb": 64},
 }
-
-
-def status_mib(field: str) -> float:
-    """VmRSS (resident now) or VmHWM (resident peak) of this process, from /proc/self/status (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def build_step(name: str, T: int):
