@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attntrain.model.trace import exporting
+
 
 class DotScore(nn.Module):
     """alpha = q . k / sqrt(E)."""
@@ -59,7 +61,7 @@ class AdditiveScore(nn.Module):
         B, H, T, E = q.shape
         rows = chunk_rows(B * H * k.shape[2] * E * q.element_size(), self.chunk_mb)
         # A trace (export) records Python control flow once: it keeps the whole hidden, valid for every length.
-        if rows >= T or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        if rows >= T or exporting():
             return additive_scores(q, k, self.weight)
         return ChunkedAdditive.apply(q, k, self.weight, rows)
 

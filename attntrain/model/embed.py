@@ -15,6 +15,7 @@ from torch import nn
 from attntrain.data.images import patchify
 from attntrain.model.dropout import Dropout
 from attntrain.model.positional import sinusoid_table_2d
+from attntrain.model.trace import exporting
 from attntrain.registry import lookup
 
 PAD, UNK = 0, 1  # reserved ids in every vocabulary
@@ -96,6 +97,8 @@ class CharCNN(nn.Module):
         self.conv = nn.Conv1d(dim, filters, kernel, padding=kernel // 2)
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        if exporting():  # the grouping depends on the batch's spellings; a trace must hold for any batch
+            return self.reference(chars)
         B, T, C = chars.shape
         spellings, which = torch.unique(chars.view(B * T, C), dim=0, return_inverse=True)  # (U,C), (B*T,)
         lengths = (spellings != PAD).sum(1)  # (U,) characters are left-aligned, PAD after them

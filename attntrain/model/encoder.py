@@ -21,6 +21,7 @@ from attntrain.model.attention import LocalMask, MultiHeadAttention, attention_m
 from attntrain.model.baselines import build_cnn, build_rnn
 from attntrain.model.gat import build_gat
 from attntrain.model.positional import POSITIONS
+from attntrain.model.trace import exporting
 from attntrain.registry import lookup
 
 
@@ -34,7 +35,7 @@ SKIP_PADDING_FROM = 0.1
 def real_rows(mask: torch.Tensor) -> Optional[torch.Tensor]:
     """Flat indices (N,) of the real positions of mask (B,T), or None when padding is under SKIP_PADDING_FROM
     or a trace (export) is running: a trace would fix one batch's padding into the graph."""
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if exporting():
         return None
     if int(mask.sum()) > (1 - SKIP_PADDING_FROM) * mask.numel():
         return None
