@@ -28,7 +28,8 @@ def root(tmp_path_factory) -> Path:
             head_sentences(shared_data() / folder / name, root / folder / name, count)
     (root / "sst2").mkdir()
     for split in ("train", "dev", "test"):
-        lines = (shared_data() / "sst2" / "stsa_binary" / f"stsa.binary.{split}").read_text(encoding="utf-8").splitlines()
+        kim = shared_data() / "sst2" / "stsa_binary" / f"stsa.binary.{split}"
+        lines = kim.read_text(encoding="utf-8").splitlines()
         with open(root / "sst2" / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
             out = csv.writer(f)
             out.writerow(["label", "text"])
@@ -44,7 +45,8 @@ def raw_config(root: Path, kind: str, **data) -> dict:
         "conllu": {"task": "ud_pos", "dataset": "ud_en_ewt", "root": str(root)},
         "conll": {"task": "wnut17", "dataset": "wnut17", "root": str(root)},
         "labeled_lines": {"task": "sst2", "dataset": "sst2", "train_limit": 300, "eval_limit": 200},
-        "csv": {"source": {"format": "csv", "files": {s: str(root / "sst2" / f"{s}.csv") for s in ("train", "dev", "test")}},
+        "csv": {"source": {"format": "csv",
+                           "files": {s: str(root / "sst2" / f"{s}.csv") for s in ("train", "dev", "test")}},
                 "input": {"field": "text", "tokenizer": "whitespace"}, "target": {"field": "label"}},
     }
     head = "tagging" if kind in ("conllu", "conll") else "sequence"
