@@ -24,6 +24,15 @@ def cache_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
+def rows_digest(rows: Iterable[dict], fields: Sequence[str]) -> str:
+    """A hash of the named fields of every row (what encoding the rows reads), taken one row at a time."""
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update(json.dumps([row.get(name) for name in fields], default=str, ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()[:20]
+
+
 def file_identity(path: Path) -> list:
     """What says a file changed: its resolved path, size and modification time."""
     stat = path.stat()

@@ -7,6 +7,11 @@
 A shipped dataset is a preset of these (attntrain.data.presets), so it takes the same path as a
 user's CSV. Splits come from the source (one file per split), a split column, or a seeded ratio
 whose row indices are saved with the run (task.json), so eval, predict and resume see the same split.
+
+Text inputs (labels or tags) are encoded once per split into a cached Arrow file (attntrain.data.arrow)
+whose name hashes the rows, the vocabularies and the settings; a batch's tensors are made when it is
+asked for. Rows are still read into Python lists (their `_where` names file:line in errors), and audio,
+image and graph inputs keep their encoded examples as lists of tensors.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from attntrain.data.arrow import ArrowExamples, cache_key, rows_digest
 from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
 from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source
 from attntrain.data.spans import entities, format_spans
@@ -25,6 +32,9 @@ from attntrain.data.task import Task
 from attntrain.errors import UserError
 from attntrain.registry import lookup
 
+ENCODING_VERSION = 1  # bump when what an encoded text split holds changes: older cached encodings are then not read
+TEXT_COLUMNS = {"words": torch.long, "oov": torch.bool, "shapes": torch.long, "chars": torch.long,
+                "labels": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
 SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
 
 
@@ -61,6 +71,22 @@ def fold_split(n: int, folds: int, fold: int, dev: float, seed: int) -> dict[str
     rest = [i for i in perm if i not in set(test)]
     n_dev = share(len(rest), dev)
     return {"test": sorted(test), "dev": sorted(rest[:n_dev]), "train": sorted(rest[n_dev:])}
+
+
+def _plain(value: Any) -> Any:
+    """A tensor of an encoded example as (nested) Python lists, for an Arrow column."""
+    return value.tolist() if torch.is_tensor(value) else value
+
+
+def _text_item(row: dict, index: int) -> dict:
+    """One row of an encoded text split -> the example `DataTask.encode` made (same tensors, same dtypes)."""
+    item = {"length": row["length"]}
+    for name, dtype in TEXT_COLUMNS.items():
+        if row.get(name) is not None:
+            item[name] = torch.tensor(row[name], dtype=dtype)
+    if "chars" in item and not row["length"]:
+        item["chars"] = torch.zeros(0, 1, dtype=torch.long)  # (T,C) of no words, as TextVocab.encode makes it
+    return item
 
 
 class DataTask(Task):
@@ -208,7 +234,49 @@ class DataTask(Task):
     def split(self, name: str) -> list[dict]:
         if name not in self._encoded and name != "train":
             self.target.check(self.split_raw(name), name)  # labels train never has: an error before encoding
+        if name not in self._encoded and self.input == "text":
+            max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
+            self._encoded[name] = self._encode_text(self.split_raw(name), max_len)
         return super().split(name)
+
+    def _encode_text(self, rows: list[dict], max_len: int | None) -> ArrowExamples:
+        """A text split encoded once (by `encode`, row by row) into an Arrow file of ids cached under a hash of
+        the rows, the vocabularies and every setting the encoding reads; a later run with the same key reads it."""
+        import datasets
+
+        from attntrain.data.root import cache_dir
+
+        data, embed = self.cfg.data, self.cfg.model.embed
+        key = cache_key("text", ENCODING_VERSION, rows_digest(rows, (data.input.field, data.target.field)),
+                        self.input_kind.state(), self.target.state(), data.input.model_dump(mode="json"),
+                        data.target.model_dump(mode="json"), data.truncate, max_len, self.target.head,
+                        [embed.lowercase, embed.max_word_chars, bool(embed.char_dim), bool(embed.shape_dim)])
+        ids = datasets.List(datasets.Value("int64"))
+        features = {"length": datasets.Value("int64"), "words": ids, "oov": datasets.List(datasets.Value("bool"))}
+        if embed.shape_dim:
+            features["shapes"] = ids
+        if embed.char_dim:
+            features["chars"] = datasets.List(ids)
+        features["labels"] = ids if self.target.head == "tagging" else datasets.Value("int64")
+
+        def encode_rows(batch: dict) -> dict:
+            items = [self.encode(rows[i], max_len=max_len) for i in batch["index"]]
+            return {name: [_plain(item.get(name)) for item in items] for name in features}
+
+        path = cache_dir() / "encoded" / f"text-{key}.arrow"
+        encoded = None
+        if path.is_file():
+            try:
+                encoded = datasets.Dataset.from_file(str(path))
+            except Exception:  # a damaged cache file is encoded again, never trusted
+                path.unlink(missing_ok=True)
+        if encoded is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            datasets.disable_progress_bars()
+            encoded = datasets.Dataset.from_dict({"index": list(range(len(rows)))}).map(
+                encode_rows, batched=True, batch_size=1000, remove_columns=["index"],
+                features=datasets.Features(features), new_fingerprint=key, cache_file_name=str(path))
+        return ArrowExamples(encoded, encoded.data.column("length").to_numpy().astype(np.int64), _text_item)
 
     def _check_tagged(self, rows: list[dict], split: str) -> None:
         """Every sentence has tokens, and as many tags as tokens; errors name file:line when known."""
