@@ -50,24 +50,11 @@ def expand(base: Path, names: str | list[str], *, what: str) -> list[Path]:
 
 def read_text_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 text file, gunzipped when it ends in .gz; errors name the file (and line)."""
-    try:
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8", newline="\n") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except (OSError, EOFError) as e:
-        raise UserError(f"{path}: cannot read ({e})") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
+    return list(iter_text_lines(path))
 
 
 def iter_text_lines(path: Path) -> Iterator[str]:
-    """`read_text_lines` one line at a time, for files of any size; a bad byte names file:line:column."""
+    """The lines of `read_text_lines` one at a time, for files of any size; a bad byte names file:line:column."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
