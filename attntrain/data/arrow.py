@@ -39,6 +39,37 @@ def file_identity(path: Path) -> list:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+def read_cached(path: Path | None):
+    """The Arrow file at `path` memory-mapped, or None when there is none; a damaged file is deleted, never trusted."""
+    import datasets
+
+    if path is None or not path.is_file():
+        return None
+    try:
+        return datasets.Dataset.from_file(str(path))
+    except Exception:  # truncated or foreign: it is computed again
+        path.unlink(missing_ok=True)
+        return None
+
+
+def cached_map(dataset, function: Callable[[dict], dict], *, features: dict, key: str, path: Path | None,
+               batch_size: int, remove_columns: Sequence[str] = ()):
+    """`dataset.map(function)` (batched) written once to the Arrow file `path` and read from it later;
+    `path` None keeps the result in memory (rows with no file behind them cannot be found again)."""
+    import datasets
+
+    found = read_cached(path)
+    if found is not None:
+        return found
+    datasets.disable_progress_bars()
+    where = {"keep_in_memory": True}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        where = {"cache_file_name": str(path)}
+    return dataset.map(function, batched=True, batch_size=batch_size, remove_columns=list(remove_columns),
+                       features=datasets.Features(features), new_fingerprint=key, **where)
+
+
 def write_arrow(path: Path, columns: list[str], rows: Iterable[tuple], *, batch_rows: int = 20_000):
     """Stream rows (tuples of strings, in `columns` order) into the Arrow file `path`; return it memory-mapped.
 
@@ -74,6 +105,11 @@ def _record_batch(rows: list[tuple], schema):
     return pa.record_batch([pa.array(col, type=pa.string()) for col in columns], schema=schema)
 
 
+def row_dicts(columns: dict[str, list]) -> Iterator[dict]:
+    """A batch as `datasets` gives it (column -> values) as one dict per row."""
+    return (dict(zip(columns, values)) for values in zip(*columns.values()))
+
+
 class ArrowRows(Sequence):
     """The rows of a `datasets.Dataset` as dicts, read from the (memory-mapped) table when asked for.
 
@@ -98,12 +134,11 @@ class ArrowRows(Sequence):
 
     def take(self, indices: list[int]) -> list[dict]:
         """The rows at `indices`, in that order (one query of the table)."""
-        columns = self.dataset[list(indices)]
-        return [dict(zip(columns, values)) for values in zip(*columns.values())]
+        return list(row_dicts(self.dataset[list(indices)]))
 
     def __iter__(self) -> Iterator[dict]:
         for batch in self.dataset.iter(batch_size=1000):
-            yield from (dict(zip(batch, values)) for values in zip(*batch.values()))
+            yield from row_dicts(batch)
 
     def column_batches(self, name: str, size: int = 10_000) -> Iterator[list]:
         """One column in lists of `size` values (for passes over a whole split)."""
@@ -135,8 +170,8 @@ class ArrowExamples(Sequence):
         return self.make(self.dataset[int(index)], int(index))
 
     def take(self, indices: list[int]) -> list[dict]:
-        columns = self.dataset[[int(i) for i in indices]]
-        return [self.make(dict(zip(columns, values)), int(i)) for i, values in zip(indices, zip(*columns.values()))]
+        rows = row_dicts(self.dataset[[int(i) for i in indices]])
+        return [self.make(row, int(i)) for i, row in zip(indices, rows)]
 
     def __iter__(self) -> Iterator[dict]:
         for start in range(0, len(self), 1000):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attntrain.data.arrow import ArrowExamples, cache_key, rows_digest
+from attntrain.data.arrow import ArrowExamples, cache_key, cached_map, rows_digest
 from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
 from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source
 from attntrain.data.spans import entities, format_spans
@@ -263,19 +263,9 @@ class DataTask(Task):
             items = [self.encode(rows[i], max_len=max_len) for i in batch["index"]]
             return {name: [_plain(item.get(name)) for item in items] for name in features}
 
-        path = cache_dir() / "encoded" / f"text-{key}.arrow"
-        encoded = None
-        if path.is_file():
-            try:
-                encoded = datasets.Dataset.from_file(str(path))
-            except Exception:  # a damaged cache file is encoded again, never trusted
-                path.unlink(missing_ok=True)
-        if encoded is None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            datasets.disable_progress_bars()
-            encoded = datasets.Dataset.from_dict({"index": list(range(len(rows)))}).map(
-                encode_rows, batched=True, batch_size=1000, remove_columns=["index"],
-                features=datasets.Features(features), new_fingerprint=key, cache_file_name=str(path))
+        encoded = cached_map(datasets.Dataset.from_dict({"index": list(range(len(rows)))}), encode_rows,
+                             features=features, key=key, path=cache_dir() / "encoded" / f"text-{key}.arrow",
+                             batch_size=1000, remove_columns=["index"])
         return ArrowExamples(encoded, encoded.data.column("length").to_numpy().astype(np.int64), _text_item)
 
     def _check_tagged(self, rows: list[dict], split: str) -> None:

@@ -419,18 +419,12 @@ def source_datasets(data_cfg) -> dict:
 
 def parallel_dataset(source, files: list[Path]):
     """Line-aligned files as an Arrow file under the cache (one column per language), written once."""
-    import datasets
-
-    from attntrain.data.arrow import cache_key, file_identity, write_arrow
+    from attntrain.data.arrow import cache_key, file_identity, read_cached, write_arrow
     from attntrain.data.root import cache_dir
 
     languages = parallel_languages(source)
     sides = parallel_files(source, files)
     key = cache_key("parallel", ROWS_VERSION, languages, [[file_identity(p) for p in pair] for pair in sides])
     path = cache_dir() / "rows" / f"parallel-{key}.arrow"
-    if path.is_file():
-        try:
-            return datasets.Dataset.from_file(str(path))
-        except Exception:  # a damaged cache file is rebuilt, never trusted
-            pass
-    return write_arrow(path, languages, parallel_pairs(source, files))
+    found = read_cached(path)
+    return found if found is not None else write_arrow(path, languages, parallel_pairs(source, files))

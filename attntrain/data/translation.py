@@ -16,7 +16,7 @@ from itertools import chain
 import numpy as np
 import torch
 
-from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key
+from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map
 from attntrain.data.batching import length_mask, pad_stack
 from attntrain.data.sources import source_datasets
 from attntrain.data.subword import BOS, EOS, PAD, Subwords
@@ -183,14 +183,11 @@ class Seq2seqTask(Task):
             tokenizers = [self.source.tokenizer.to_str(), self.target.tokenizer.to_str()]
             path = self._cache_file("encoded", rows, tokenizers)
             fingerprint = cache_key("encoded", ENCODING_VERSION, rows.dataset._fingerprint, tokenizers)
-            features = datasets.Features({"target": datasets.Value("string"),
-                                          **{name: datasets.List(datasets.Value("int32"))
-                                             for name in ("source_ids", "target_ids")},
-                                          **{name: datasets.Value("int32") for name in ("source_len", "target_len")}})
-            datasets.disable_progress_bars()
-            encoded = rows.dataset.map(self._encode_rows, batched=True, batch_size=2000, remove_columns=["source"],
-                                       features=features, new_fingerprint=fingerprint,
-                                       **({"cache_file_name": str(path)} if path else {"keep_in_memory": True}))
+            features = {"target": datasets.Value("string"),
+                        **{name: datasets.List(datasets.Value("int32")) for name in ("source_ids", "target_ids")},
+                        **{name: datasets.Value("int32") for name in ("source_len", "target_len")}}
+            encoded = cached_map(rows.dataset, self._encode_rows, features=features, key=fingerprint, path=path,
+                                 batch_size=2000, remove_columns=["source"])
             self._encoded[name] = ArrowExamples(encoded, self._lengths(encoded, max_len),
                                                 lambda row, _: self._item(row["source_ids"], row["target_ids"],
                                                                           row["target"], max_len))
