@@ -101,3 +101,15 @@ def test_encoded_once_and_a_changed_setting_never_reads_a_stale_cache(root, tmp_
     lower.prepare()
     lower.split("train"), lower.split("dev")
     assert len(encoded_files(cache)) == 5  # another vocabulary: both splits encoded anew
+
+
+def test_a_damaged_cache_file_is_encoded_again(root, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ATTNTRAIN_CACHE", str(cache))
+    first = task_for(root, "conll")
+    expected = first.batch("dev", [0, 2])
+    [path] = encoded_files(cache)
+    path.write_bytes(path.read_bytes()[:100])  # a write cut short
+    again = task_for(root, "conll")
+    assert same_batch(again.batch("dev", [0, 2]), expected)
+    assert encoded_files(cache) == [path] and path.stat().st_size > 100  # written anew, whole

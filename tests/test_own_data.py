@@ -160,6 +160,40 @@ def test_label_unseen_in_train_is_an_error_naming_the_row(tmp_path):
         task.split("test")
 
 
+def test_bad_input_of_the_preset_formats_names_file_line_or_key(tmp_path):
+    """labeled_lines, name_pattern, idx, target.names and the new split / image keys fail with one clear error."""
+    from attntrain.data.sources import read_source
+
+    def source(**block):
+        return build_config({"data": {"source": block}}, "test").data
+
+    (tmp_path / "train.txt").write_text("1 a fine film\n0\n")
+    with pytest.raises(UserError, match=r"train.txt:2: expected '<label> <text>'"):
+        read_source(source(format="labeled_lines", files={"train": str(tmp_path / "train.txt")}))
+    (tmp_path / "wavs").mkdir()
+    (tmp_path / "wavs" / "seven.wav").write_bytes(b"")
+    with pytest.raises(UserError, match=r"seven.wav: the file name does not match data.source.name_pattern"):
+        read_source(source(format="audiofolder", path=str(tmp_path / "wavs"), name_pattern=r"(?P<digit>\d)_"))
+    with pytest.raises(UserError, match=r"name_pattern.*no named group"):
+        source(format="audiofolder", path=".", name_pattern=r"\d_")
+    labels = tmp_path / "labels-idx1-ubyte"  # 3 labels for no image file
+    labels.write_bytes(bytes([0, 0, 8, 1]) + (3).to_bytes(4, "big") + bytes([1, 2, 3]))
+    with pytest.raises(UserError, match=r"idx: a split needs one image file .* labels-idx1-ubyte \(3,\)"):
+        read_source(source(format="idx", files={"train": str(labels)}))
+    with pytest.raises(UserError, match=r"split.*values: name the field"):
+        build_config({"data": {"split": {"values": {"test": [0]}}}}, "test")
+    with pytest.raises(UserError, match=r"split.dev.*neither a fraction"):
+        build_config({"data": {"split": {"dev": 2.5}}}, "test")
+    with pytest.raises(UserError, match=r"image.*mean and std: give both"):
+        build_config({"data": {"image": {"mean": [0.5]}}}, "test")
+    (tmp_path / "t.jsonl").write_text('{"text": "good", "label": 1}\n{"text": "odd", "label": 5}\n')
+    data = {"source": {"format": "jsonl", "path": str(tmp_path / "t.jsonl")}, "input": {"field": "text"},
+            "target": {"field": "label", "names": ["negative", "positive"]}, "split": {"dev": 0.0, "test": 0.0}}
+    task = build_task(build_config(config(tmp_path, data, {"kind": "sequence"}), "test"))
+    with pytest.raises(UserError, match=r"t.jsonl:2: label 5 has no name in data.target.names \(0..1\)"):
+        task.prepare()
+
+
 def test_empty_split_and_undecodable_image_are_errors(tmp_path):
     (tmp_path / "train.csv").write_text("text,label\n")
     data = {"source": {"format": "csv", "files": {"train": str(tmp_path / "train.csv")}},
