@@ -157,13 +157,14 @@ class DataTask(Task):
             out: dict[str, list[dict]] = {}
             named = {str(v): split for split, values in (settings.values or {}).items() for v in values}
             for number, row in enumerate(everything, 1):
-                value = str(field_value(row, settings.column, row.get(WHERE, f"row {number}")))
+                where = row.get(WHERE, f"row {number}")
+                value = str(field_value(row, settings.column, where))
                 if settings.values:  # listed values are dev / test, any other value trains
                     out.setdefault(named.get(value, "train"), []).append(row)
                     continue
                 value = value.lower()
                 if value not in SPLIT_ALIASES:
-                    raise UserError(f"row {number}: split column '{settings.column}' holds '{value}'; "
+                    raise UserError(f"{where}: split column '{settings.column}' holds '{value}'; "
                                     f"expected one of {', '.join(SPLIT_ALIASES)}")
                 out.setdefault(SPLIT_ALIASES[value], []).append(row)
             return out
