@@ -110,9 +110,10 @@ def test_bad_lines_name_file_and_line(parallel, tmp_path, monkeypatch):
         task_for(folder)
 
 
-def test_vocabulary_sample_is_opt_in(parallel, tmp_path, monkeypatch):
+def test_vocabulary_sample(parallel, tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNTRAIN_CACHE", str(tmp_path / "cache"))
-    full = task_for(parallel)
+    full = task_for(parallel, vocab_sample=None)  # every pair
+    assert task_for(parallel).source.to_json() == full.source.to_json()  # the default sample holds all 300
     assert task_for(parallel, vocab_sample=300).source.to_json() == full.source.to_json()  # the whole of train
     sampled = task_for(parallel, vocab_sample=100)
     assert sampled.source.to_json() != full.source.to_json()

@@ -52,10 +52,11 @@ def read_cached(path: Path | None):
         return None
 
 
-def cached_map(dataset, function: Callable[[dict], dict], *, features: dict, key: str, path: Path | None,
-               batch_size: int, remove_columns: Sequence[str] = ()):
+def cached_map(dataset, function: Callable, *, features: dict, key: str, path: Path | None,
+               batch_size: int, remove_columns: Sequence[str] = (), arrow: bool = False):
     """`dataset.map(function)` (batched) written once to the Arrow file `path` and read from it later;
-    `path` None keeps the result in memory (rows with no file behind them cannot be found again)."""
+    `path` None keeps the result in memory (rows with no file behind them cannot be found again).
+    `arrow`: `function` takes and returns `pyarrow.Table`s (no Python lists in between)."""
     import datasets
 
     found = read_cached(path)
@@ -66,8 +67,10 @@ def cached_map(dataset, function: Callable[[dict], dict], *, features: dict, key
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         where = {"cache_file_name": str(path)}
-    return dataset.map(function, batched=True, batch_size=batch_size, remove_columns=list(remove_columns),
-                       features=datasets.Features(features), new_fingerprint=key, **where)
+    mapped = (dataset.with_format("arrow") if arrow else dataset).map(
+        function, batched=True, batch_size=batch_size, remove_columns=list(remove_columns),
+        features=datasets.Features(features), new_fingerprint=key, **where)
+    return mapped.with_format(None)
 
 
 def write_arrow(path: Path, columns: list[str], rows: Iterable[tuple], *, batch_rows: int = 20_000):

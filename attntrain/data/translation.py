@@ -187,18 +187,23 @@ class Seq2seqTask(Task):
                         **{name: datasets.List(datasets.Value("int32")) for name in ("source_ids", "target_ids")},
                         **{name: datasets.Value("int32") for name in ("source_len", "target_len")}}
             encoded = cached_map(rows.dataset, self._encode_rows, features=features, key=fingerprint, path=path,
-                                 batch_size=2000, remove_columns=["source"])
+                                 batch_size=2000, remove_columns=["source"], arrow=True)
             self._encoded[name] = ArrowExamples(encoded, self._lengths(encoded, max_len),
                                                 lambda row, _: self._item(row["source_ids"], row["target_ids"],
                                                                           row["target"], max_len))
         return self._encoded[name]
 
-    def _encode_rows(self, batch: dict) -> dict:
-        """A batch of rows -> full subword ids of both sides (caps are applied when an example is made)."""
-        source = self.source.encode_batch([normalize_space(text) for text in batch["source"]])
-        target = self.target.encode_batch([normalize_space(text) for text in batch["target"]])
-        return {"source_ids": source, "target_ids": target, "source_len": [len(ids) for ids in source],
-                "target_len": [len(ids) for ids in target]}
+    def _encode_rows(self, batch):
+        """A batch of rows (an Arrow table) -> full subword ids of both sides, as an Arrow table (caps are
+        applied when an example is made)."""
+        import pyarrow as pa
+
+        columns = {"target": batch.column("target")}
+        for side, tokenizer in (("source", self.source), ("target", self.target)):
+            values, offsets = tokenizer.encode_normalized(batch.column(side).to_pylist())
+            columns[f"{side}_ids"] = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
+            columns[f"{side}_len"] = pa.array(np.diff(offsets).astype(np.int32))
+        return pa.table(columns)
 
     def _lengths(self, encoded, max_len: int | None) -> np.ndarray:
         """Padded slots per example (what `_item` calls "length"), from the length columns."""
