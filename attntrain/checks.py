@@ -25,6 +25,16 @@ def load_checked(path: str | Path, overrides: list[str] = ()) -> Config:
     return cfg
 
 
+def check_run_dir(path: str | Path, *, seeds: bool = False) -> Path:
+    """A run directory holds config.yaml (`seeds`: or the summary.json of a multi-seed parent); checked before
+    torch loads, so a mistyped path is answered at once."""
+    path = Path(path)
+    if (path / "config.yaml").is_file() or seeds and (path / "summary.json").is_file():
+        return path
+    what = "no config.yaml, nor summary.json of a multi-seed run" if seeds else "no config.yaml"
+    raise UserError(f"{path} is not a run directory ({what})" if path.is_dir() else f"{path}: no such run directory")
+
+
 def check_config(cfg, source: str = "config") -> None:
     """Raise a UserError naming the key for the first data-dependent value that cannot work."""
     check_metric(cfg, source)

@@ -31,11 +31,13 @@ def fit(
     folds: Optional[int] = typer.Option(None, min=2, help="K-fold cross-validation over data without splits; mean and std"),
 ):
     """Train a model; prints test metrics of the best dev checkpoint at the end."""
-    from attntrain.checks import load_checked
+    from attntrain.checks import check_run_dir, load_checked
 
     overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else []) + ([f"data.split.folds={folds}"] if folds else [])
     if config is not None and resume is None:
         load_checked(config, overrides)  # a config error is reported before torch loads, which takes seconds
+    if resume is not None:
+        check_run_dir(resume)
 
     from attntrain.runs import fit as run_fit, format_table, launch_fit
     from attntrain.train.distributed import is_main
@@ -62,6 +64,9 @@ def eval_(
                                              help="Evaluate with a changed decoding, e.g. model.head.decode=argmax"),
 ):
     """Evaluate a run's checkpoint on a split; writes eval_<split>.json into the run directory."""
+    from attntrain.checks import check_run_dir
+
+    check_run_dir(run_dir)  # before torch loads
     from attntrain.runs import eval_run, format_table
 
     metrics = eval_run(run_dir, split, checkpoint=checkpoint, beam=beam, save_predictions=save_predictions,
@@ -80,6 +85,9 @@ def predict(
     pretokenized: bool = typer.Option(False, help="Text is already split into tokens by spaces (skip the run's tokenizer)"),
 ):
     """Predict on raw inputs (a sentence per argument or line) and print the outputs."""
+    from attntrain.checks import check_run_dir
+
+    check_run_dir(run_dir)  # before torch loads
     from attntrain.io import read_text, stdin_lines
     from attntrain.runs import predict as run_predict
 
@@ -105,6 +113,10 @@ def compare(
     out: Path = typer.Option(Path("runs/compare"), help="Writes OUT.md and OUT.csv"),
 ):
     """Side-by-side table of runs (task, encoder, parameters, test metrics, time, tokens/s, memory)."""
+    from attntrain.checks import check_run_dir
+
+    for target in [] if vary else targets:
+        check_run_dir(target, seeds=True)  # before torch loads
     from attntrain.compare import compare_table, run_sweep, summarize_run
     from attntrain.io import atomic_write_text
 
@@ -129,6 +141,9 @@ def attention(
     out: Optional[Path] = typer.Option(None, help="PNG path (default: RUN_DIR/attention_layer<L>[_head<H>].png)"),
 ):
     """Draw the attention matrix (alpha) of a layer as a labeled heatmap PNG."""
+    from attntrain.checks import check_run_dir
+
+    check_run_dir(run_dir)  # before torch loads
     from attntrain.plots import attention_map
 
     typer.echo(attention_map(run_dir, text, layer=layer, head=head, out=out))
@@ -208,6 +223,9 @@ def serve(
     threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads"),
 ):
     """Answer predictions over HTTP: POST /predict, GET /health, GET /info (JSON)."""
+    from attntrain.checks import check_run_dir
+
+    check_run_dir(run_dir)  # before torch loads
     from attntrain.serve import ServeSettings, serve as run_serve
 
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, max_tokens=max_tokens,
@@ -224,6 +242,9 @@ def export(
     checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
 ):
     """Export the model (encoder + head) with dynamic batch and length axes; prints the file written."""
+    from attntrain.checks import check_run_dir
+
+    check_run_dir(run_dir)  # before torch loads
     from attntrain.export import export_run
 
     typer.echo(export_run(run_dir, fmt=format_, out=out, checkpoint=checkpoint))

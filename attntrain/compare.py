@@ -167,12 +167,10 @@ def summarize_run(run_dir: str | Path) -> dict[str, Any]:
     {train.metric: value}, dev_std, dev_metric, train_seconds, tokens_per_s, peak_memory_mb.
     Missing pieces are None (or empty dicts). A multi-seed parent gives means over its seeds.
     """
-    path = Path(run_dir)
-    if (path / "config.yaml").is_file():
-        return single_run_row(path)
-    if (path / "summary.json").is_file():
-        return seeds_row(path)
-    raise UserError(f"{path} is not a run directory (no config.yaml, nor summary.json of a multi-seed run)")
+    from attntrain.checks import check_run_dir
+
+    path = check_run_dir(run_dir, seeds=True)
+    return single_run_row(path) if (path / "config.yaml").is_file() else seeds_row(path)
 
 
 # ---------------------------------------------------------------------------------------------

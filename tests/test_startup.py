@@ -142,3 +142,16 @@ def test_config_errors_exit_2_before_torch_is_imported(command, tmp_path):
     assert not (tmp_path / "runs").exists()
     assert_light(results)
 
+
+
+def test_a_missing_run_directory_exits_2_before_torch_is_imported(tmp_path):
+    missing, empty = str(tmp_path / "no_such_run"), tmp_path / "empty"
+    empty.mkdir()
+    calls = [["eval", missing], ["predict", missing, "a sentence"], ["attention", missing, "a sentence"],
+             ["export", missing], ["serve", missing], ["fit", "--resume", missing], ["compare", missing],
+             ["eval", str(empty)]]
+    results, done = run_cli(calls, tmp_path)
+    assert [r["code"] for r in results] == [2] * len(calls), done.stderr
+    assert done.stderr.count(f"{missing}: no such run directory") == len(calls) - 1
+    assert f"{empty} is not a run directory (no config.yaml)" in done.stderr
+    assert_light(results)

@@ -80,8 +80,9 @@ class RunDir:
         return self.path / f"eval_{split}.json"
 
     def require(self) -> "RunDir":
-        if not self.config.is_file():
-            raise UserError(f"{self.path} is not a run directory (no config.yaml)")
+        from attntrain.checks import check_run_dir
+
+        check_run_dir(self.path)
         return self
 
     def latest(self) -> Path | None:
