@@ -191,6 +191,22 @@ def data_fetch(
         typer.echo(f"{name}: ok ({folder})")
 
 
+@data_app.command("cache")
+def data_cache(
+    clear: bool = typer.Option(False, help="Delete the cached files (they are made again when next needed)"),
+    older_than: Optional[float] = typer.Option(None, min=0, help="Only files not modified for this many days"),
+):
+    """Size of the data cache ($ATTNTRAIN_CACHE: parsed tables, Arrow rows, encoded splits, vocabularies)."""
+    from attntrain.data.root import ENV_CACHE, cache_usage
+
+    usage = cache_usage(older_than, remove=clear)
+    for kind, files, size in usage:
+        typer.echo(f"{kind:<12} {files:>7} files {size / 2**20:>10.1f} MiB" + ("  deleted" if clear else ""))
+    total = sum(size for _, _, size in usage)
+    typer.echo(f"{'total':<12} {sum(f for _, f, _ in usage):>7} files {total / 2**20:>10.1f} MiB"
+               + ("" if usage else f"  (no cache yet; ${ENV_CACHE} sets where it goes)"))
+
+
 @data_app.command("verify")
 def data_verify(
     names: List[str] = typer.Argument(..., help="Dataset names"),

@@ -241,3 +241,29 @@ def test_cli_unknown_dataset_is_a_one_line_error():
     done = run_cli("data", "verify", "nosuchdata", "--root", str(shared_data()))
     assert done.returncode == 2
     assert done.stderr.startswith("error: dataset: unknown choice 'nosuchdata'") and done.stderr.count("\n") == 1
+
+
+def test_data_cache_reports_and_clears_old_files(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from typer.testing import CliRunner
+
+    from attntrain.cli import app
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ATTNTRAIN_CACHE", str(cache))
+    old, new = cache / "encoded" / "text-old.arrow", cache / "rows" / "parallel-new.arrow"
+    for path, size in ((old, 3000), (new, 5000)):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x" * size)
+    month_ago = time.time() - 30 * 86400
+    os.utime(old, (month_ago, month_ago))
+    runner = CliRunner()
+    shown = runner.invoke(app, ["data", "cache"])
+    assert shown.exit_code == 0 and "encoded" in shown.output and "rows" in shown.output
+    assert shown.output.splitlines()[-1].split()[1] == "2"  # total files
+    pruned = runner.invoke(app, ["data", "cache", "--older-than", "7", "--clear"])
+    assert pruned.exit_code == 0 and not old.exists() and new.exists()
+    runner.invoke(app, ["data", "cache", "--clear"])
+    assert not new.exists()

@@ -45,3 +45,27 @@ def cache_dir() -> Path:
     path = Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "attntrain")).expanduser()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def cache_usage(older_than_days: float | None = None, *, remove: bool = False) -> list[tuple[str, int, int]]:
+    """(kind, files, bytes) per top-level folder of the cache (tables, rows, encoded, ...), counting files
+    last modified more than `older_than_days` ago when given; `remove` deletes the files counted.
+
+    Every cached file is keyed by what it was computed from, so a deleted one is computed again when next
+    needed; deleting while a run reads it can break that run.
+    """
+    import shutil
+    import time
+
+    root = Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "attntrain")).expanduser()
+    cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
+    usage = []
+    for kind in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        files = [f for f in kind.rglob("*") if f.is_file() and (cutoff is None or f.stat().st_mtime < cutoff)]
+        usage.append((kind.name, len(files), sum(f.stat().st_size for f in files)))
+        if remove and cutoff is None:
+            shutil.rmtree(kind, ignore_errors=True)
+        elif remove:
+            for f in files:
+                f.unlink(missing_ok=True)
+    return usage
