@@ -40,9 +40,14 @@ def dataset_dir(configured_root: str | None, name: str) -> Path:
     return path
 
 
+def cache_root() -> Path:
+    """Where the data cache is ($ATTNTRAIN_CACHE, default ~/.cache/attntrain); it may not exist yet."""
+    return Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "attntrain")).expanduser()
+
+
 def cache_dir() -> Path:
-    """Cache for parsed datasets ($ATTNTRAIN_CACHE, default ~/.cache/attntrain)."""
-    path = Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "attntrain")).expanduser()
+    """The data cache folder (parsed tables, Arrow rows, encoded splits, vocabularies), made when missing."""
+    path = cache_root()
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -57,7 +62,7 @@ def cache_usage(older_than_days: float | None = None, *, remove: bool = False) -
     import shutil
     import time
 
-    root = Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "attntrain")).expanduser()
+    root = cache_root()
     cutoff = None if older_than_days is None else time.time() - older_than_days * 86400
     usage = []
     for kind in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
