@@ -3,7 +3,10 @@
 A row is a dict of named fields (`text`, `label`, `tokens`, `tags`, `path`, a language code, ...); the
 input kind and the target pick the fields they need (`data.input.field`, `data.target.field`). Table
 formats (csv, tsv, jsonl, parquet) and Hugging Face datasets are read by the `datasets` library;
-plain-text, token-column, CoNLL-U and folder layouts are read here and handed over as rows.
+plain-text, token-column, CoNLL-U and folder layouts are read here, each reader yielding its rows one at a
+time. `read_source` collects them into lists (config tools, small data); `source_rows` gives the same rows
+as memory-mapped Arrow views (attntrain.data.arrow.ArrowRows) whose dicts still carry `_where`, which is
+what the tasks train from.
 
 Files are named in `data.source`: `files: {train: ..., dev: ..., test: ...}` (one file, a glob or a
 list per split) or `path:` for everything at once, split later by a column or a seeded ratio
