@@ -158,10 +158,17 @@ class TableLines:
         self.starts = np.cumsum([0] + [count for _, count, _ in files])
 
     def __call__(self, position: int) -> str:
-        number = int(np.searchsorted(self.starts, position, side="right")) - 1
-        path, _, first = self.files[number]
-        index = position - int(self.starts[number])
-        return f"{path}:{index + first}" if first is not None else f"{path}: row {index}"
+        return self.many([position])[0]
+
+    def many(self, positions) -> list[str]:
+        """The places of several rows (one search for all of them)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        numbers = np.searchsorted(self.starts, positions, side="right") - 1
+        out = []
+        for number, index in zip(numbers.tolist(), (positions - self.starts[numbers]).tolist()):
+            path, _, first = self.files[number]
+            out.append(f"{path}:{index + first}" if first is not None else f"{path}: row {index}")
+        return out
 
 
 WHERE = "_where"  # the key of a row's origin (file:line) in the dicts a view yields (as attntrain.data.sources)
@@ -218,8 +225,9 @@ class ArrowRows(Sequence):
         """A batch of this view's dataset (its rows at `indices`) as row dicts, with `_where` when known."""
         rows = list(row_dicts(batch))
         if self.lines is not None:
-            for row, index in zip(rows, indices):
-                row[WHERE] = self.lines(int(index if self.positions is None else self.positions[index]))
+            indices = np.asarray(indices, dtype=np.int64)
+            for row, where in zip(rows, self.lines.many(indices if self.positions is None else self.positions[indices])):
+                row[WHERE] = where
         return rows
 
     def __iter__(self) -> Iterator[dict]:
