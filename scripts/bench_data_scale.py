@@ -58,7 +58,7 @@ def write_copy(folder: Path, scale: int, languages: list[str]) -> None:
 
 
 def write_csv_copy(folder: Path, scale: int) -> None:
-    """SST-2 (the Kim split) as {train,dev,test}.csv of text,label in `folder`, the training rows repeated `scale` times."""
+    """SST-2 (the Kim split) as {train,dev,test}.csv of text,label in `folder`, train repeated `scale` times."""
     import csv
 
     from attntrain.data.presets import SENTIMENT
@@ -67,7 +67,8 @@ def write_csv_copy(folder: Path, scale: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for split in ("train", "dev", "test"):
         lines = (kim / f"stsa.binary.{split}").read_text(encoding="utf-8").splitlines()
-        rows = [(text, SENTIMENT[int(label)]) for label, _, text in (line.partition(" ") for line in lines if line.strip())]
+        pairs = (line.partition(" ") for line in lines if line.strip())
+        rows = [(text, SENTIMENT[int(label)]) for label, _, text in pairs]
         with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
             out = csv.writer(f)
             out.writerow(["text", "label"])

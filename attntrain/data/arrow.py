@@ -196,7 +196,8 @@ class ArrowRows(Sequence):
         """The rows at `indices` (in that order) as another view."""
         positions = None
         if self.lines is not None:
-            positions = (np.arange(len(self)) if self.positions is None else self.positions)[np.asarray(indices, dtype=np.int64)]
+            every = np.arange(len(self)) if self.positions is None else self.positions
+            positions = every[np.asarray(indices, dtype=np.int64)]
         return ArrowRows(self.dataset.select(indices), lines=self.lines, positions=positions)
 
     def where(self, index: int) -> str | None:
@@ -226,7 +227,8 @@ class ArrowRows(Sequence):
         rows = list(row_dicts(batch))
         if self.lines is not None:
             indices = np.asarray(indices, dtype=np.int64)
-            for row, where in zip(rows, self.lines.many(indices if self.positions is None else self.positions[indices])):
+            positions = indices if self.positions is None else self.positions[indices]
+            for row, where in zip(rows, self.lines.many(positions)):
                 row[WHERE] = where
         return rows
 

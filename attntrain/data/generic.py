@@ -199,7 +199,8 @@ class DataTask(Task):
                 continue
             value = value.lower()
             if value not in SPLIT_ALIASES:
-                where = (rows.where(index) if isinstance(rows, ArrowRows) else rows[index].get(WHERE)) or f"row {index + 1}"
+                where = rows.where(index) if isinstance(rows, ArrowRows) else rows[index].get(WHERE)
+                where = where or f"row {index + 1}"
                 raise UserError(f"{where}: split column '{column}' holds '{value}'; "
                                 f"expected one of {', '.join(SPLIT_ALIASES)}")
             out.setdefault(SPLIT_ALIASES[value], []).append(index)

@@ -28,7 +28,7 @@ from attntrain.data.root import dataset_dir
 from attntrain.errors import UserError
 
 Rows = list[dict]
-RowStream = Iterator[dict]  # what a reader yields: rows one at a time (collected by read_source, streamed to Arrow by source_rows)
+RowStream = Iterator[dict]  # a reader's rows one at a time (read_source collects them, source_rows streams them)
 WHERE = "_where"  # a row's origin (file:line) for error messages; readers that know it set it
 SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
 
@@ -326,7 +326,8 @@ def read_idx_files(source, files: list[Path]) -> RowStream:
     pixels, classes = arrays[images[0]], arrays[labels[0]]
     if len(classes) != len(pixels):
         raise UserError(f"{labels[0]}: {len(classes)} labels for {len(pixels)} images in {images[0]}")
-    return ({"image": pixels[i], "label": int(classes[i]), WHERE: f"{images[0]}: image {i}"} for i in range(len(pixels)))
+    return ({"image": pixels[i], "label": int(classes[i]), WHERE: f"{images[0]}: image {i}"}
+            for i in range(len(pixels)))
 
 
 def read_hf(source, base: Path) -> dict[str, Rows]:
@@ -471,7 +472,8 @@ def table_view(files: list[Path], fmt: str):
     try:
         dataset = datasets.concatenate_datasets(tables) if len(tables) > 1 else tables[0]
     except ValueError as e:
-        raise UserError(f"{', '.join(map(str, files))}: the files' columns differ ({str(e).splitlines()[0][:200]})") from None
+        raise UserError(f"{', '.join(map(str, files))}: the files' columns differ "
+                        f"({str(e).splitlines()[0][:200]})") from None
     return ArrowRows(dataset, lines=TableLines(lines))
 
 
