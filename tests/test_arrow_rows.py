@@ -144,3 +144,15 @@ def test_a_cached_text_encoding_is_found_without_reading_rows(root, monkeypatch)
     found = again._encode_text(train, cfg.data.max_len)
     assert found.dataset.cache_files == encoded.dataset.cache_files
     assert found.lengths.tolist() == encoded.lengths.tolist()
+
+
+def test_a_changed_csv_gets_a_new_fingerprint_so_its_encoding_is_made_again(root, tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("text,label\na b,pos\nc d,neg\n", encoding="utf-8")
+    cfg = data_config(root, {"format": "csv", "files": {"train": str(table)}})
+    first = source_rows(cfg.data)["train"].dataset._fingerprint
+    assert source_rows(cfg.data)["train"].dataset._fingerprint == first  # unchanged file: the same key
+    table.write_text("text,label\na b,neg\nc d,neg\n", encoding="utf-8")  # same size, other content and mtime
+    os.utime(table, ns=(table.stat().st_atime_ns, table.stat().st_mtime_ns + 10**9))
+    changed = source_rows(cfg.data)["train"]
+    assert changed.dataset._fingerprint != first and changed[0]["label"] == "neg"
