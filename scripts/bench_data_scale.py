@@ -1,10 +1,12 @@
-"""Peak memory and start-up time of `attntrain fit` on Multi30k and on Multi30k repeated N times.
+"""Peak memory and start-up time of `attntrain fit` on Multi30k (or, with --generic, SST-2 as CSV) repeated N times.
 
 Each scale gets plain line-aligned files {train,val,test_2016_flickr}.{de,en} in a temporary folder (the
 training pair repeated N times; dev and test as shipped) and a copy of `--config` (default
 configs/own/multi30k_text.yaml) pointing at them. Each `fit` then runs in its own subprocess for `--steps`
 optimizer steps (dev/test cut to a few sentences, so the final evaluation is short) with an empty data cache,
-so the figures include reading, learning the subword vocabulary and encoding. Reported per run:
+so the figures include reading, learning the subword vocabulary and encoding. With `--generic` the data is
+SST-2 through the generic task instead: the shipped Kim (2014) sentences written as CSV files `text,label`
+(train repeated N times, dev and test as shipped) read by a copy of configs/own/sst2_csv.yaml. Reported per run:
 
 - peak resident memory of the fit process (its ru_maxrss, from os.wait4);
 - start: seconds from launch until the run's `start` record (data read, vocabulary learned, train encoded);
@@ -15,6 +17,7 @@ so the figures include reading, learning the subword vocabulary and encoding. Re
     python scripts/bench_data_scale.py                       # scales 1 and 20, 100 steps
     python scripts/bench_data_scale.py --scales 1 20 --warm  # also a second fit that finds the cache filled
     python scripts/bench_data_scale.py --set data.translation.vocab_sample=29000   # extra overrides for every fit
+    python scripts/bench_data_scale.py --generic --scales 1 20   # the generic task (csv rows, sequence labels)
 """
 
 from __future__ import annotations
@@ -52,6 +55,31 @@ def write_copy(folder: Path, scale: int, languages: list[str]) -> None:
             with open(folder / f"{stem}.{lang}", "wb") as f:
                 for _ in range(scale if stem == "train" else 1):
                     f.write(text)
+
+
+def write_csv_copy(folder: Path, scale: int) -> None:
+    """SST-2 (the Kim split) as {train,dev,test}.csv of text,label in `folder`, train repeated `scale` times."""
+    import csv
+
+    from attntrain.data.presets import SENTIMENT
+
+    kim = data_root() / "sst2" / "stsa_binary"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev", "test"):
+        lines = (kim / f"stsa.binary.{split}").read_text(encoding="utf-8").splitlines()
+        pairs = (line.partition(" ") for line in lines if line.strip())
+        rows = [(text, SENTIMENT[int(label)]) for label, _, text in pairs]
+        with open(folder / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f)
+            out.writerow(["text", "label"])
+            for _ in range(scale if split == "train" else 1):
+                out.writerows(rows)
+
+
+def write_csv_config(base: Path, folder: Path, out: Path) -> None:
+    raw = yaml.safe_load(base.read_text())
+    raw["data"]["source"]["files"] = {split: str(folder / f"{split}.csv") for split in ("train", "dev", "test")}
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def write_config(base: Path, folder: Path, out: Path) -> None:
@@ -109,22 +137,33 @@ def run_fit(config: Path, work: Path, name: str, cache: Path, steps: int, extra:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=REPO / "configs" / "own" / "multi30k_text.yaml")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="default: configs/own/multi30k_text.yaml (configs/own/sst2_csv.yaml with --generic)")
+    parser.add_argument("--generic", action="store_true",
+                        help="SST-2 sentences as CSV through the generic task instead of Multi30k through seq2seq")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 20])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--warm", action="store_true", help="also time a second fit that finds the data cache filled")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="extra override for every fit")
     parser.add_argument("--out", type=Path, default=REPO / "bench_results" / "data_scale.json")
     args = parser.parse_args()
-    languages = yaml.safe_load(args.config.read_text())["data"]["source"]["languages"]
+    if args.config is None:
+        args.config = REPO / "configs" / "own" / ("sst2_csv.yaml" if args.generic else "multi30k_text.yaml")
+    if args.generic and args.out == parser.get_default("out"):
+        args.out = REPO / "bench_results" / "data_scale_generic.json"
+    languages = None if args.generic else yaml.safe_load(args.config.read_text())["data"]["source"]["languages"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_data_scale_") as tmp:
         work = Path(tmp)
         for scale in args.scales:
             folder = work / f"x{scale}"
-            write_copy(folder, scale, languages)
             config = work / f"x{scale}.yaml"
-            write_config(args.config, folder, config)
+            if args.generic:
+                write_csv_copy(folder, scale)
+                write_csv_config(args.config, folder, config)
+            else:
+                write_copy(folder, scale, languages)
+                write_config(args.config, folder, config)
             cache = work / f"cache_x{scale}"
             kinds = ["cold", "warm"] if args.warm else ["cold"]
             for kind in kinds:
@@ -144,7 +183,8 @@ def main() -> None:
               f"{r['start_s']:.1f} | {r['first_step_s']:.1f} | {r['first_step_s'] / b['first_step_s']:.2f} | "
               f"{r['first_step_cpu_s']:.1f} | {r['first_step_cpu_s'] / b['first_step_cpu_s']:.2f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"steps": args.steps, "extra": args.extra, "runs": rows}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"steps": args.steps, "extra": args.extra, "generic": args.generic, "runs": rows},
+                                   indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from itertools import chain
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -53,10 +54,11 @@ def read_cached(path: Path | None):
 
 
 def cached_map(dataset, function: Callable, *, features: dict, key: str, path: Path | None,
-               batch_size: int, remove_columns: Sequence[str] = (), arrow: bool = False):
+               batch_size: int, remove_columns: Sequence[str] = (), with_indices: bool = False, arrow: bool = False):
     """`dataset.map(function)` (batched) written once to the Arrow file `path` and read from it later;
     `path` None keeps the result in memory (rows with no file behind them cannot be found again).
-    `arrow`: `function` takes and returns `pyarrow.Table`s (no Python lists in between)."""
+    `with_indices`: `function` also gets the rows' indices; `arrow`: it takes and returns `pyarrow.Table`s (no
+    Python lists in between)."""
     import datasets
 
     found = read_cached(path)
@@ -68,44 +70,80 @@ def cached_map(dataset, function: Callable, *, features: dict, key: str, path: P
         path.parent.mkdir(parents=True, exist_ok=True)
         where = {"cache_file_name": str(path)}
     mapped = (dataset.with_format("arrow") if arrow else dataset).map(
-        function, batched=True, batch_size=batch_size, remove_columns=list(remove_columns),
+        function, batched=True, batch_size=batch_size, remove_columns=list(remove_columns), with_indices=with_indices,
         features=datasets.Features(features), new_fingerprint=key, **where)
     return mapped.with_format(None)
 
 
-def write_arrow(path: Path, columns: list[str], rows: Iterable[tuple], *, batch_rows: int = 20_000):
-    """Stream rows (tuples of strings, in `columns` order) into the Arrow file `path`; return it memory-mapped.
+def write_arrow(path: Path, columns, rows: Iterable, *, batch_rows: int = 20_000):
+    """Stream rows into the Arrow file `path`; return it memory-mapped.
 
-    Written under a temporary name and renamed, so a crash or a concurrent writer never leaves half a
-    file under the final name. At most `batch_rows` rows are held in memory at a time.
+    `columns`: a list of names of text columns (rows are tuples in that order), a `pyarrow.Schema` (rows are
+    dicts), or None (dicts; the column types are those of the first batch, a column of only None is text).
+    A numpy array value (an image) is stored as nested fixed-size lists. Written under a temporary name and
+    renamed, so a crash, an error in the rows or a concurrent writer never leaves half a file under the final
+    name. At most `batch_rows` rows are held in memory at a time.
     """
     import datasets
     import pyarrow as pa
 
-    schema = pa.schema([(name, pa.string()) for name in columns])
+    schema = pa.schema([(name, pa.string()) for name in columns]) if isinstance(columns, list) else columns
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    writer = None
     try:
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            buffer: list[tuple] = []
-            for row in rows:
-                buffer.append(row)
-                if len(buffer) == batch_rows:
-                    writer.write_batch(_record_batch(buffer, schema))
-                    buffer = []
-            if buffer or not writer.stats.num_record_batches:
-                writer.write_batch(_record_batch(buffer, schema))
+        with pa.OSFile(str(tmp), "wb") as sink:
+            buffer: list = []
+            for row in chain(rows, [None]):  # None: the end, to write what is left
+                if row is not None:
+                    buffer.append(row)
+                    if len(buffer) < batch_rows:
+                        continue
+                elif writer is not None and not buffer:
+                    break
+                batch = _record_batch(buffer, schema)
+                if writer is None:
+                    schema = batch.schema
+                    writer = pa.ipc.new_stream(sink, schema)
+                writer.write_batch(batch)
+                buffer = []
+            writer.close()
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return datasets.Dataset.from_file(str(path))
 
 
-def _record_batch(rows: list[tuple], schema):
+def _record_batch(rows: list, schema):
     import pyarrow as pa
 
-    columns = list(zip(*rows)) if rows else [[] for _ in schema.names]
-    return pa.record_batch([pa.array(col, type=pa.string()) for col in columns], schema=schema)
+    if schema is None and not rows:
+        schema = pa.schema([])
+    if rows and isinstance(rows[0], dict):
+        names = schema.names if schema is not None else list(rows[0])
+        columns = [[row.get(name) for row in rows] for name in names]
+    else:
+        names = schema.names
+        columns = list(zip(*rows)) if rows else [[] for _ in names]
+    arrays = [_arrow_column(values, schema.field(i).type if schema is not None else None)
+              for i, values in enumerate(columns)]
+    if schema is None:
+        return pa.record_batch(arrays, names=names)
+    return pa.record_batch(arrays, schema=schema)
+
+
+def _arrow_column(values, kind):
+    """One column of a batch as an Arrow array: numpy arrays as nested fixed-size lists, None-only as text."""
+    import pyarrow as pa
+
+    if values and hasattr(values[0], "__array__"):  # numpy arrays or tensors
+        stacked = np.stack([np.asarray(value) for value in values])  # (N, ...) one array per row, all of one shape
+        array = pa.array(stacked.reshape(-1))
+        for size in reversed(stacked.shape[1:]):
+            array = pa.FixedSizeListArray.from_arrays(array, size)
+        return array if kind is None else array.cast(kind)
+    array = pa.array(list(values), type=kind)
+    return array.cast(pa.string()) if kind is None and pa.types.is_null(array.type) else array
 
 
 def row_dicts(columns: dict[str, list]) -> Iterator[dict]:
@@ -113,35 +151,97 @@ def row_dicts(columns: dict[str, list]) -> Iterator[dict]:
     return (dict(zip(columns, values)) for values in zip(*columns.values()))
 
 
+class TableLines:
+    """Where row i of files read one after another lies: `file:line` (a header line skipped), or `file: row i`.
+
+    Computed from the files' row counts when asked for, so no per-row string is kept.
+    """
+
+    def __init__(self, files: list[tuple[str, int, int | None]]):
+        self.files = files  # (path, rows, line of the first row or None for files without lines)
+        self.starts = np.cumsum([0] + [count for _, count, _ in files])
+
+    def __call__(self, position: int) -> str:
+        return self.many([position])[0]
+
+    def many(self, positions) -> list[str]:
+        """The places of several rows (one search for all of them)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        numbers = np.searchsorted(self.starts, positions, side="right") - 1
+        out = []
+        for number, index in zip(numbers.tolist(), (positions - self.starts[numbers]).tolist()):
+            path, _, first = self.files[number]
+            out.append(f"{path}:{index + first}" if first is not None else f"{path}: row {index}")
+        return out
+
+
+WHERE = "_where"  # the key of a row's origin (file:line) in the dicts a view yields (as attntrain.data.sources)
+
+
 class ArrowRows(Sequence):
     """The rows of a `datasets.Dataset` as dicts, read from the (memory-mapped) table when asked for.
 
-    Behaves like the list of dicts it stands for: len, index, slice (another view, no copy), iteration
-    (in batches), and == against a list.
+    Behaves like the list of dicts it stands for: len, index, slice and `select` (other views, no copy),
+    iteration (in batches), and == against a list. With `lines` (rows of table files), each dict also gets
+    its `_where` (file:line) from its position in the files; `positions` maps this view's rows to those.
     """
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, dataset, *, lines: TableLines | None = None, positions: np.ndarray | None = None):
+        self.dataset, self.lines, self.positions = dataset, lines, positions
 
     def __len__(self) -> int:
         return len(self.dataset)
 
+    @property
+    def column_names(self) -> list[str]:
+        return self.dataset.column_names + ([WHERE] if self.lines is not None else [])
+
+    def select(self, indices) -> "ArrowRows":
+        """The rows at `indices` (in that order) as another view."""
+        positions = None
+        if self.lines is not None:
+            every = np.arange(len(self)) if self.positions is None else self.positions
+            positions = every[np.asarray(indices, dtype=np.int64)]
+        return ArrowRows(self.dataset.select(indices), lines=self.lines, positions=positions)
+
+    def where(self, index: int) -> str | None:
+        """Row `index`'s file:line, when the rows know it."""
+        if self.lines is not None:
+            return self.lines(int(index if self.positions is None else self.positions[index]))
+        if WHERE in self.dataset.column_names:
+            return self.dataset[int(index)][WHERE]
+        return None
+
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return ArrowRows(self.dataset.select(range(len(self))[index]))
+            return self.select(range(len(self))[index])
         if index < 0:
             index += len(self)
         if not 0 <= index < len(self):
             raise IndexError(index)
-        return self.dataset[int(index)]
+        return self.take([index])[0]
 
-    def take(self, indices: list[int]) -> list[dict]:
+    def take(self, indices) -> list[dict]:
         """The rows at `indices`, in that order (one query of the table)."""
-        return list(row_dicts(self.dataset[list(indices)]))
+        indices = [int(i) for i in indices]
+        return self.dicts(self.dataset[indices], indices)
+
+    def dicts(self, batch: dict[str, list], indices: list[int]) -> list[dict]:
+        """A batch of this view's dataset (its rows at `indices`) as row dicts, with `_where` when known."""
+        rows = list(row_dicts(batch))
+        if self.lines is not None:
+            indices = np.asarray(indices, dtype=np.int64)
+            positions = indices if self.positions is None else self.positions[indices]
+            for row, where in zip(rows, self.lines.many(positions)):
+                row[WHERE] = where
+        return rows
 
     def __iter__(self) -> Iterator[dict]:
+        start = 0
         for batch in self.dataset.iter(batch_size=1000):
-            yield from row_dicts(batch)
+            rows = self.dicts(batch, range(start, start + len(next(iter(batch.values()), []))))
+            start += len(rows)
+            yield from rows
 
     def column_batches(self, name: str, size: int = 10_000) -> Iterator[list]:
         """One column in lists of `size` values (for passes over a whole split)."""

@@ -8,10 +8,11 @@ A shipped dataset is a preset of these (attntrain.data.presets), so it takes the
 user's CSV. Splits come from the source (one file per split), a split column, or a seeded ratio
 whose row indices are saved with the run (task.json), so eval, predict and resume see the same split.
 
+Rows stay in memory-mapped Arrow (attntrain.data.sources.source_rows): a split is a view (ArrowRows) whose
+dicts carry `_where` (file:line, for errors); the split column, ratio and k-fold splits select rows by index.
 Text inputs (labels or tags) are encoded once per split into a cached Arrow file (attntrain.data.arrow)
-whose name hashes the rows, the vocabularies and the settings; a batch's tensors are made when it is
-asked for. Rows are still read into Python lists (their `_where` names file:line in errors), and audio,
-image and graph inputs keep their encoded examples as lists of tensors.
+whose name hashes the rows' dataset fingerprint, the vocabularies and the settings; a batch's tensors are
+made when it is asked for. Only a train split with `data.source.add_train` rows is a Python list.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from attntrain.data.arrow import ArrowExamples, cache_key, cached_map, rows_digest
+from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, rows_digest
 from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
-from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source
+from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source, source_rows
 from attntrain.data.spans import entities, format_spans
 from attntrain.data.targets import TARGETS
 from attntrain.data.text import truncate
@@ -68,9 +69,18 @@ def fold_split(n: int, folds: int, fold: int, dev: float, seed: int) -> dict[str
         raise UserError(f"data.split.folds: {folds} folds need at least {folds} rows (the data has {n})")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     test = perm[fold::folds]
-    rest = [i for i in perm if i not in set(test)]
+    held = set(test)
+    rest = [i for i in perm if i not in held]
     n_dev = share(len(rest), dev)
     return {"test": sorted(test), "dev": sorted(rest[:n_dev]), "train": sorted(rest[n_dev:])}
+
+
+Rows = ArrowRows | list[dict]  # a split's rows: a view of Arrow, or a list (train with add_train rows)
+
+
+def pick(rows: Rows, indices: list[int]) -> Rows:
+    """The rows at `indices`, in that order."""
+    return rows.select(indices) if isinstance(rows, ArrowRows) else [rows[i] for i in indices]
 
 
 def _plain(value: Any) -> Any:
@@ -99,8 +109,9 @@ class DataTask(Task):
         self.input = self.input_kind.kind
         self.target = lookup(TARGETS, cfg.model.head.kind, "model.head.kind (as a data target)")(data)
         self.truncate_eval = self.target.head == "sequence"  # tagging scores every token of every sentence
-        self._rows: dict[str, list[dict]] | None = None
+        self._rows: dict[str, Rows] | None = None
         self._split_index: dict[str, list[int]] | None = None
+        self._splits: tuple = (None, None)  # (the split index they were made with, split -> rows)
         self.predict_batch_size = 16 if self.input in ("audio", "image") else 32
 
     @property
@@ -117,15 +128,15 @@ class DataTask(Task):
         return self.target.labels.items
 
     # ---- rows ----------------------------------------------------------------------------------
-    def _read(self) -> dict[str, list[dict]]:
+    def _read(self) -> dict[str, Rows]:
         if self._rows is None:
-            rows = read_source(self.cfg.data)
+            rows = source_rows(self.cfg.data)
             if self.cfg.data.source.add_train is not None and "train" in rows:
-                rows["train"] = rows["train"] + self._added_train(rows)
+                rows["train"] = list(rows["train"]) + self._added_train(rows)  # rows rewritten in Python: a list
             self._rows = rows
         return self._rows
 
-    def _added_train(self, rows: dict[str, list[dict]]) -> list[dict]:
+    def _added_train(self, rows: dict[str, Rows]) -> list[dict]:
         """data.source.add_train's rows (e.g. SST-2's phrases), less any whose input is a dev or test input."""
         extra = self.cfg.data.source.add_train
         added = [row for part in read_source(self.cfg.data, extra).values() for row in part]
@@ -142,38 +153,58 @@ class DataTask(Task):
         value = self._input_value(row, row.get(WHERE, "row"))
         return self.input_kind.tokens(value) if self.input == "text" else [value]
 
-    def _split_rows(self) -> dict[str, list[dict]]:
-        """split -> rows, after the split column or the seeded ratio split when the source has no splits."""
+    def _split_rows(self) -> dict[str, Rows]:
+        """split -> rows, after the split column or the seeded ratio split when the source has no splits
+        (made once per split index: a saved index given to `prepare` makes them again)."""
+        if self._splits[1] is None or self._splits[0] is not self._split_index:
+            splits = self._make_splits()
+            self._splits = (self._split_index, splits)
+        return self._splits[1]
+
+    def _make_splits(self) -> dict[str, Rows]:
         rows, settings = self._read(), self.cfg.data.split
         if "all" not in rows:
             if "dev" not in rows and settings.dev > 0:  # hold out dev from train
                 index = self._split_index or ratio_split(len(rows["train"]), settings.dev, 0.0, settings.seed)
                 self._split_index = index
                 train = rows["train"]
-                return {**rows, "train": [train[i] for i in index["train"]], "dev": [train[i] for i in index["dev"]]}
+                return {**rows, "train": pick(train, index["train"]), "dev": pick(train, index["dev"])}
             return rows
         everything = rows["all"]
         if settings.column:
-            out: dict[str, list[dict]] = {}
-            named = {str(v): split for split, values in (settings.values or {}).items() for v in values}
-            for number, row in enumerate(everything, 1):
-                where = row.get(WHERE, f"row {number}")
-                value = str(field_value(row, settings.column, where))
-                if settings.values:  # listed values are dev / test, any other value trains
-                    out.setdefault(named.get(value, "train"), []).append(row)
-                    continue
-                value = value.lower()
-                if value not in SPLIT_ALIASES:
-                    raise UserError(f"{where}: split column '{settings.column}' holds '{value}'; "
-                                    f"expected one of {', '.join(SPLIT_ALIASES)}")
-                out.setdefault(SPLIT_ALIASES[value], []).append(row)
-            return out
+            return {name: pick(everything, index) for name, index in self._column_split(everything).items()}
         if self._split_index is None and settings.folds > 1:
             self._split_index = fold_split(len(everything), settings.folds, settings.fold or 0, settings.dev,
                                            settings.seed)
         if self._split_index is None:
             self._split_index = ratio_split(len(everything), settings.dev, settings.test, settings.seed)
-        return {name: [everything[i] for i in idx] for name, idx in self._split_index.items() if idx}
+        return {name: pick(everything, idx) for name, idx in self._split_index.items() if idx}
+
+    def _column_split(self, rows: Rows) -> dict[str, list[int]]:
+        """split -> row indices, by data.split.column (read one column at a time, not row dicts)."""
+        settings = self.cfg.data.split
+        column = settings.column
+        out: dict[str, list[int]] = {}
+        if not len(rows):
+            return out
+        if isinstance(rows, list) or column not in rows.column_names:  # a list, or the error naming the fields
+            values = (field_value(row, column, row.get(WHERE, f"row {number}")) for number, row in enumerate(rows, 1))
+        else:
+            values = (value for batch in rows.column_batches(column) for value in batch)
+        named = {str(v): split for split, listed in (settings.values or {}).items() for v in listed}
+        for index, value in enumerate(values):
+            value = str(value)
+            if settings.values:  # listed values are dev / test, any other value trains
+                out.setdefault(named.get(value, "train"), []).append(index)
+                continue
+            value = value.lower()
+            if value not in SPLIT_ALIASES:
+                where = rows.where(index) if isinstance(rows, ArrowRows) else rows[index].get(WHERE)
+                where = where or f"row {index + 1}"
+                raise UserError(f"{where}: split column '{column}' holds '{value}'; "
+                                f"expected one of {', '.join(SPLIT_ALIASES)}")
+            out.setdefault(SPLIT_ALIASES[value], []).append(index)
+        return out
 
     @property
     def splits(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -182,7 +213,7 @@ class DataTask(Task):
         except UserError:
             return ("train", "dev", "test")
 
-    def read_split(self, split: str) -> list[dict]:
+    def read_split(self, split: str) -> Rows:
         rows = self._split_rows().get(split)
         if not rows:
             raise UserError(f"data: the {split} split is empty ({self._describe_source()})")
@@ -226,7 +257,7 @@ class DataTask(Task):
     def info(self) -> dict:
         return {**self.input_kind.info(), **self.target.info()}
 
-    def split_raw(self, name: str) -> list[dict]:
+    def split_raw(self, name: str) -> Rows:
         rows = super().split_raw(name)
         if self.target.head == "tagging":
             self._check_tagged(rows, name)
@@ -240,15 +271,21 @@ class DataTask(Task):
             self._encoded[name] = self._encode_text(self.split_raw(name), max_len)
         return super().split(name)
 
-    def _encode_text(self, rows: list[dict], max_len: int | None) -> ArrowExamples:
+    def _encode_text(self, rows: Rows, max_len: int | None) -> ArrowExamples:
         """A text split encoded once (by `encode`, row by row) into an Arrow file of ids cached under a hash of
-        the rows, the vocabularies and every setting the encoding reads; a later run with the same key reads it."""
+        the rows, the vocabularies and every setting the encoding reads; a later run with the same key reads it.
+
+        Rows in Arrow files are named by their dataset's fingerprint (tied to the files), so finding the cache
+        reads no row; rows held only in memory (a list) are hashed one by one."""
         import datasets
 
         from attntrain.data.root import cache_dir
 
         data, embed = self.cfg.data, self.cfg.model.embed
-        key = cache_key("text", ENCODING_VERSION, rows_digest(rows, (data.input.field, data.target.field)),
+        on_disk = isinstance(rows, ArrowRows) and bool(rows.dataset.cache_files)
+        rows_key = (["arrow", rows.dataset._fingerprint] if on_disk
+                    else rows_digest(rows, (data.input.field, data.target.field)))
+        key = cache_key("text", ENCODING_VERSION, rows_key,
                         self.input_kind.state(), self.target.state(), data.input.model_dump(mode="json"),
                         data.target.model_dump(mode="json"), data.truncate, max_len, self.target.head,
                         [embed.lowercase, embed.max_word_chars, bool(embed.char_dim), bool(embed.shape_dim)])
@@ -260,16 +297,18 @@ class DataTask(Task):
             features["chars"] = datasets.List(ids)
         features["labels"] = ids if self.target.head == "tagging" else datasets.Value("int64")
 
-        def encode_rows(batch: dict) -> dict:
-            items = [self.encode(rows[i], max_len=max_len) for i in batch["index"]]
+        def encode_rows(batch: dict, indices: list[int]) -> dict:
+            examples = rows.dicts(batch, indices) if on_disk else [rows[i] for i in batch["index"]]
+            items = [self.encode(example, max_len=max_len) for example in examples]
             return {name: [_plain(item.get(name)) for item in items] for name in features}
 
-        encoded = cached_map(datasets.Dataset.from_dict({"index": list(range(len(rows)))}), encode_rows,
-                             features=features, key=key, path=cache_dir() / "encoded" / f"text-{key}.arrow",
-                             batch_size=1000, remove_columns=["index"])
+        dataset = rows.dataset if on_disk else datasets.Dataset.from_dict({"index": list(range(len(rows)))})
+        encoded = cached_map(dataset, encode_rows, features=features, key=key, with_indices=True,
+                             path=cache_dir() / "encoded" / f"text-{key}.arrow", batch_size=1000,
+                             remove_columns=dataset.column_names)
         return ArrowExamples(encoded, encoded.data.column("length").to_numpy().astype(np.int64), _text_item)
 
-    def _check_tagged(self, rows: list[dict], split: str) -> None:
+    def _check_tagged(self, rows: Rows, split: str) -> None:
         """Every sentence has tokens, and as many tags as tokens; errors name file:line when known."""
         for number, row in enumerate(rows, 1):
             where = row.get(WHERE, f"{split} sentence {number}")

@@ -3,7 +3,10 @@
 A row is a dict of named fields (`text`, `label`, `tokens`, `tags`, `path`, a language code, ...); the
 input kind and the target pick the fields they need (`data.input.field`, `data.target.field`). Table
 formats (csv, tsv, jsonl, parquet) and Hugging Face datasets are read by the `datasets` library;
-plain-text, token-column, CoNLL-U and folder layouts are read here and handed over as rows.
+plain-text, token-column, CoNLL-U and folder layouts are read here, each reader yielding its rows one at a
+time. `read_source` collects them into lists (config tools, small data); `source_rows` gives the same rows
+as memory-mapped Arrow views (attntrain.data.arrow.ArrowRows) whose dicts still carry `_where`, which is
+what the tasks train from.
 
 Files are named in `data.source`: `files: {train: ..., dev: ..., test: ...}` (one file, a glob or a
 list per split) or `path:` for everything at once, split later by a column or a seeded ratio
@@ -20,10 +23,12 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Callable, Iterator
 
+from attntrain.data.arrow import row_dicts
 from attntrain.data.root import dataset_dir
 from attntrain.errors import UserError
 
 Rows = list[dict]
+RowStream = Iterator[dict]  # a reader's rows one at a time (read_source collects them, source_rows streams them)
 WHERE = "_where"  # a row's origin (file:line) for error messages; readers that know it set it
 SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev", "test": "test"}
 
@@ -93,9 +98,10 @@ def file_groups(source, base: Path) -> dict[str, list[Path]]:
 
 
 # ---- readers: (source config, files) -> rows --------------------------------------------------
-def read_table(source, files: list[Path]) -> Rows:
+def read_table(source, files: list[Path]) -> RowStream:
     """CSV / TSV / JSON Lines / Parquet through `datasets` (gzip'd files allowed where it allows them)."""
-    return [row for path in files for row in table_rows(path, source.format)]  # every row knows its file and line
+    for path in files:
+        yield from table_rows(path, source.format)  # every row knows its file and line
 
 
 def table_rows(path: Path, fmt: str) -> Rows:
@@ -103,11 +109,14 @@ def table_rows(path: Path, fmt: str) -> Rows:
     table = load_table(path, fmt)
     if table is None:
         return []
-    first = {"csv": 2, "tsv": 2, "jsonl": 1}.get(fmt)  # line of the first row (after a header)
+    first = FIRST_LINE.get(fmt)
     rows = table.to_list()
     for index, row in enumerate(rows):
         row[WHERE] = f"{path}:{index + first}" if first else f"{path}: row {index}"
     return rows
+
+
+FIRST_LINE = {"csv": 2, "tsv": 2, "jsonl": 1}  # line of a table file's first row (after a header); parquet has none
 
 
 def load_table(path: Path, fmt: str):
@@ -131,36 +140,32 @@ def load_table(path: Path, fmt: str):
         raise UserError(f"{path}: cannot read as {fmt}: {str(e).splitlines()[0][:300]}") from None
 
 
-def read_text_classes(source, files: list[Path]) -> Rows:
+def read_text_classes(source, files: list[Path]) -> RowStream:
     """Plain text, one example per line; the label is the file's stem (pos.txt -> 'pos')."""
-    rows = []
     for path in files:
         label = path.name.split(".")[0]
-        for number, line in enumerate(read_text_lines(path), 1):
+        for number, line in enumerate(iter_text_lines(path), 1):
             if line.strip():
-                rows.append({"text": line, "label": label, WHERE: f"{path}:{number}"})
-    return rows
+                yield {"text": line, "label": label, WHERE: f"{path}:{number}"}
 
 
-def read_labeled_lines(source, files: list[Path]) -> Rows:
+def read_labeled_lines(source, files: list[Path]) -> RowStream:
     """One example per line, its label first: `<label> <text>` (fastText's `__label__pos text` too)."""
     label_field, text_field = source.columns or ["label", "text"]
-    rows = []
     for path in files:
-        for number, line in enumerate(read_text_lines(path), 1):
+        for number, line in enumerate(iter_text_lines(path), 1):
             if not line.strip():
                 continue
             label, _, text = line.partition(" ")
             if not label or not text.strip():
                 raise UserError(f"{path}:{number}: expected '<label> <text>', got {line[:60]!r}")
-            rows.append({label_field: label.removeprefix("__label__"), text_field: text, WHERE: f"{path}:{number}"})
-    return rows
+            yield {label_field: label.removeprefix("__label__"), text_field: text, WHERE: f"{path}:{number}"}
 
 
-def read_parallel(source, files: list[Path]) -> Rows:
+def read_parallel(source, files: list[Path]) -> RowStream:
     """Line-aligned files `<stem>.<lang>[.gz]`: fields named by language (`de`, `en`, ...)."""
     languages = parallel_languages(source)
-    return [dict(zip(languages, pair)) for pair in parallel_pairs(source, files)]
+    return (dict(zip(languages, pair)) for pair in parallel_pairs(source, files))
 
 
 def parallel_languages(source) -> list[str]:
@@ -212,20 +217,19 @@ def _language_file(stem: Path, lang: str) -> Path:
     raise UserError(f"parallel text: neither {stem}.{lang} nor {stem}.{lang}.gz exists")
 
 
-def read_columns(source, files: list[Path]) -> Rows:
+def read_columns(source, files: list[Path]) -> RowStream:
     """CoNLL-style token files: whitespace/tab columns, a blank line ends a sentence, -DOCSTART- skipped.
 
     `data.source.columns` names the columns (default [tokens, tags]); every named column becomes a list field.
     """
     names = source.columns or ["tokens", "tags"]
-    rows = []
     for path in files:
         current: dict[str, list] = {n: [] for n in names}
-        for number, line in enumerate(read_text_lines(path), 1):
+        for number, line in enumerate(iter_text_lines(path), 1):
             cols = line.split("\t") if "\t" in line else line.split()
             if not line.strip():
                 if current[names[0]]:
-                    rows.append(current)
+                    yield current
                 current = {n: [] for n in names}
                 continue
             if not current[names[0]]:
@@ -238,32 +242,29 @@ def read_columns(source, files: list[Path]) -> Rows:
             for name, value in zip(names, cols):
                 current[name].append(value.strip())
         if current[names[0]]:
-            rows.append(current)
-    return rows
+            yield current
 
 
-def read_conllu_rows(source, files: list[Path]) -> Rows:
+def read_conllu_rows(source, files: list[Path]) -> RowStream:
     """CoNLL-U through the `conllu` package (attntrain.data.conll): tokens + every tag column."""
     from attntrain.data.conll import load_conllu_dataset
 
-    rows = []
     for path in files:
-        for row in load_conllu_dataset(path).to_list():
-            row[WHERE] = f"{path}:{row.pop('line')}"  # where the sentence starts, for messages about it
-            rows.append(row)
-    return rows
+        for batch in load_conllu_dataset(path).iter(batch_size=1000):
+            for row in row_dicts(batch):
+                row[WHERE] = f"{path}:{row.pop('line')}"  # where the sentence starts, for messages about it
+                yield row
 
 
 MEDIA = {"audiofolder": (".wav", ".flac", ".ogg", ".aiff", ".aif"),
          "imagefolder": (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")}
 
 
-def read_folder(source, files: list[Path]) -> Rows:
+def read_folder(source, files: list[Path]) -> RowStream:
     """audiofolder / imagefolder: one sub-folder per class, or a metadata.csv/jsonl (file_name + label).
 
     `files` are folders; a file's label is its parent folder's name unless metadata says otherwise.
     """
-    rows = []
     suffixes = MEDIA[source.format]
     pattern = re.compile(source.name_pattern) if source.name_pattern else None
     for folder in files:
@@ -285,8 +286,7 @@ def read_folder(source, files: list[Path]) -> Rows:
                 if extra is None:
                     continue  # not listed in the metadata: not part of the dataset
                 row.update(extra)
-            rows.append(row)
-    return rows
+            yield row
 
 
 def _folder_metadata(folder: Path) -> dict[str, dict] | None:
@@ -310,7 +310,7 @@ def _folder_metadata(folder: Path) -> dict[str, dict] | None:
     return None
 
 
-def read_idx_files(source, files: list[Path]) -> Rows:
+def read_idx_files(source, files: list[Path]) -> RowStream:
     """IDX arrays (MNIST and its kin): a split's files are an image array (N,H,W[,C]) and a label vector (N,).
 
     The two are told apart by their shapes, so `files: {train: "train-*-ubyte.gz"}` names both.
@@ -326,7 +326,8 @@ def read_idx_files(source, files: list[Path]) -> Rows:
     pixels, classes = arrays[images[0]], arrays[labels[0]]
     if len(classes) != len(pixels):
         raise UserError(f"{labels[0]}: {len(classes)} labels for {len(pixels)} images in {images[0]}")
-    return [{"image": pixels[i], "label": int(classes[i]), WHERE: f"{images[0]}: image {i}"} for i in range(len(pixels))]
+    return ({"image": pixels[i], "label": int(classes[i]), WHERE: f"{images[0]}: image {i}"}
+            for i in range(len(pixels)))
 
 
 def read_hf(source, base: Path) -> dict[str, Rows]:
@@ -382,7 +383,7 @@ def read_source(data_cfg, source=None) -> dict[str, Rows]:
     if source.format not in READERS:
         raise UserError(f"data.source.format: unknown '{source.format}'; valid: {', '.join(FORMATS)}")
     reader = READERS[source.format]
-    return {split: reader(source, files) for split, files in file_groups(source, base).items()}
+    return {split: list(reader(source, files)) for split, files in file_groups(source, base).items()}
 
 
 # ---- the same rows as memory-mapped Arrow (for data larger than memory wants) --------------------
@@ -428,3 +429,69 @@ def parallel_dataset(source, files: list[Path]):
     path = cache_dir() / "rows" / f"parallel-{key}.arrow"
     found = read_cached(path)
     return found if found is not None else write_arrow(path, languages, parallel_pairs(source, files))
+
+
+def source_rows(data_cfg, source=None) -> dict:
+    """split -> the rows of `read_source` as an `ArrowRows` view of a memory-mapped `datasets.Dataset`.
+
+    Table files are the library's own Arrow files (their `_where` computed from each file's row count);
+    the other readers' rows are streamed once into a cached Arrow file with a `_where` column, keyed by
+    the reader's settings and the files' identities; Hugging Face datasets are used as they are.
+    """
+    from attntrain.data.arrow import ArrowRows
+
+    source = source or data_cfg.source
+    base = base_folder(data_cfg)
+    if source.format == "hf":
+        return {split: ArrowRows(part) for split, part in load_hf(source, base).items()}
+    if source.format not in READERS:
+        read_source(data_cfg, source)  # the same error for graph and unknown formats
+    out = {}
+    for split, files in file_groups(source, base).items():
+        if source.format in TABLES:
+            out[split] = table_view(files, source.format)
+        else:
+            out[split] = ArrowRows(streamed_rows(source, files))
+    return out
+
+
+def table_view(files: list[Path], fmt: str):
+    """Table files read one after another, as one view whose rows know their file and line."""
+    import datasets
+
+    from attntrain.data.arrow import ArrowRows, TableLines
+
+    tables, lines = [], []
+    for path in files:
+        table = load_table(path, fmt)
+        if table is not None:
+            tables.append(table)
+            lines.append((str(path), len(table), FIRST_LINE.get(fmt)))
+    if not tables:
+        return ArrowRows(datasets.Dataset.from_dict({}))
+    try:
+        dataset = datasets.concatenate_datasets(tables) if len(tables) > 1 else tables[0]
+    except ValueError as e:
+        raise UserError(f"{', '.join(map(str, files))}: the files' columns differ "
+                        f"({str(e).splitlines()[0][:200]})") from None
+    return ArrowRows(dataset, lines=TableLines(lines))
+
+
+def streamed_rows(source, files: list[Path]):
+    """A reader's rows written once to an Arrow file under the cache (read again while the files are unchanged)."""
+    from attntrain.data.arrow import cache_key, file_identity, read_cached, write_arrow
+    from attntrain.data.root import cache_dir
+
+    settings = {name: getattr(source, name) for name in ("format", "columns", "name_pattern")}
+    found = [p for folder in files if folder.is_dir() for p in sorted(folder.rglob("*")) if p.is_file()]
+    key = cache_key("rows", ROWS_VERSION, settings, [file_identity(p) for p in [*files, *found] if p.exists()])
+    path = cache_dir() / "rows" / f"{source.format}-{key}.arrow"
+    dataset = read_cached(path)
+    if dataset is None:
+        dataset = write_arrow(path, None, READERS[source.format](source, files), batch_rows=5_000)
+    if source.format == "idx" and len(dataset):  # pixels come back as numpy arrays of their stored type, not lists
+        kind = dataset.data.column("image").type
+        while hasattr(kind, "value_type"):
+            kind = kind.value_type
+        dataset = dataset.with_format("numpy", columns=["image"], output_all_columns=True, dtype=kind.to_pandas_dtype())
+    return dataset
