@@ -124,7 +124,7 @@ def read_image_bytes(path, size: tuple[int, int] = (28, 28), *, channels: int | 
             image = image.convert("L" if gray else "RGB")
             if image.size != (width, height):  # Pillow sizes are (width, height)
                 image = image.resize((width, height), Image.Resampling.LANCZOS)
-            return np.asarray(image, dtype=np.uint8)  # (H,W) or (H,W,3)
+            return np.array(image, dtype=np.uint8)  # (H,W) or (H,W,3), writable
     except (OSError, Image.DecompressionBombError) as e:
         reason = "no such file" if isinstance(e, FileNotFoundError) else str(e)
         raise UserError(f"{name}: not a readable image ({reason})") from None
