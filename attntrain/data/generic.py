@@ -112,7 +112,7 @@ class DataTask(Task):
         self._rows: dict[str, list[dict]] | None = None
         self._split_index: dict[str, list[int]] | None = None
         self._decoded: dict[str, Any] = {}  # split -> its decoded audio / image Arrow table (see _decode_media)
-        self.predict_batch_size = 16 if self.input in ("audio", "image") else 32
+        self.predict_batch_size = 16 if self.input in MEDIA else 32
 
     @property
     def input_field(self) -> str:
@@ -213,7 +213,7 @@ class DataTask(Task):
         self._decoded = {}
         if self.input in MEDIA:  # labels first: the decoded train split holds them, and gives the input statistics
             self.target.prepare(train, state and state["target"])
-            self.input_kind.prepare(train, state and state["input"], decoded=lambda: self._decoded_train())
+            self.input_kind.prepare(train, state and state["input"], decoded=self._decoded_train)
             return
         self.input_kind.prepare(train, state and state["input"])
         self.target.prepare(train, state and state["target"])
@@ -316,7 +316,7 @@ class DataTask(Task):
                     "labels": ids if self.target.head == "tagging" else datasets.Value("int64")}
 
         def decode_rows(batch: dict) -> dict:
-            out: dict[str, list] = {name: [] for name in features}
+            out: dict[str, list] = {column: [] for column in features}
             for i in batch["index"]:
                 array = self.input_kind.decode(self._input_value(rows[i], "example")).numpy()
                 labels = self.target.encode(rows[i], self._media_length(array.shape)).get("labels")
