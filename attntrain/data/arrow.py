@@ -40,6 +40,42 @@ def file_identity(path: Path) -> list:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+def media_digest(rows: Iterable[dict], field: str, others: Sequence[str]) -> str | None:
+    """A hash of what an audio or image field stands for in every row, and of the other named fields: a file
+    path by its `file_identity` (an edited file changes it), decoded pixels or samples by their bytes. None
+    when a value is neither (or a file is missing): such rows are encoded again each time, never cached."""
+    digest = hashlib.sha256()
+    for row in rows:
+        identity = media_identity(row.get(field))
+        if identity is None:
+            return None
+        digest.update(json.dumps([identity, [row.get(name) for name in others]], default=str,
+                                 ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()[:20]
+
+
+def media_identity(value: Any) -> list | None:
+    """One audio / image value's identity (see `media_digest`): never str() of an array, which abbreviates."""
+    if isinstance(value, dict):  # a Hugging Face Audio / Image value
+        if value.get("array") is not None:
+            return [media_identity(np.asarray(value["array"])), value.get("sampling_rate")]
+        if value.get("bytes") is not None:
+            return ["bytes", hashlib.sha256(value["bytes"]).hexdigest()]
+        value = value.get("path")
+    if isinstance(value, (str, Path)):
+        try:
+            return file_identity(Path(value))
+        except OSError:  # missing: decoding says so, naming the row
+            return None
+    if hasattr(value, "numpy") or isinstance(value, np.ndarray):  # a tensor or an array: its bytes, exactly
+        array = np.ascontiguousarray(value.numpy() if hasattr(value, "numpy") else value)
+        return ["array", array.dtype.str, list(array.shape), hashlib.sha256(array.tobytes()).hexdigest()]
+    if hasattr(value, "tobytes") and hasattr(value, "mode"):  # a PIL image
+        return ["image", value.mode, list(value.size), hashlib.sha256(value.tobytes()).hexdigest()]
+    return None
+
+
 def read_cached(path: Path | None):
     """The Arrow file at `path` memory-mapped, or None when there is none; a damaged file is deleted, never trusted."""
     import datasets

@@ -12,7 +12,9 @@ Rows stay in memory-mapped Arrow (attntrain.data.sources.source_rows): a split i
 dicts carry `_where` (file:line, for errors); the split column, ratio and k-fold splits select rows by index.
 Text inputs (labels or tags) are encoded once per split into a cached Arrow file (attntrain.data.arrow)
 whose name hashes the rows' dataset fingerprint, the vocabularies and the settings; a batch's tensors are
-made when it is asked for. Only a train split with `data.source.add_train` rows is a Python list.
+made when it is asked for. Audio and image splits are decoded once into a cached Arrow file too (the frames,
+or the 8-bit pixels, before normalisation, and the labels); the train split's file also gives the input
+statistics. Only a train split with `data.source.add_train` rows is a Python list.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, rows_digest
+from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, media_digest, rows_digest
 from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
 from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source, source_rows
 from attntrain.data.spans import entities, format_spans
@@ -36,6 +38,8 @@ from attntrain.registry import lookup
 ENCODING_VERSION = 1  # bump when what an encoded text split holds changes: older cached encodings are then not read
 TEXT_COLUMNS = {"words": torch.long, "oov": torch.bool, "shapes": torch.long, "chars": torch.long,
                 "labels": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
+MEDIA = ("audio", "image")  # input kinds whose splits are decoded once into a cached Arrow file
+MEDIA_VERSION = 1  # bump when what a decoded audio / image split holds changes
 SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
 
 
@@ -99,6 +103,12 @@ def _text_item(row: dict, index: int) -> dict:
     return item
 
 
+def _decoded_tensor(row: dict) -> torch.Tensor:
+    """A decoded audio / image row's tensor, as `decode` gave it (same dtype, shape and bytes)."""
+    array = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(row["shape"])
+    return torch.from_numpy(array.copy())  # a writable copy: the bytes belong to the Arrow row
+
+
 class DataTask(Task):
     """Any source, any input kind, a label or tag target; chosen in `data:` (see attntrain.config.DataConfig)."""
 
@@ -112,7 +122,8 @@ class DataTask(Task):
         self._rows: dict[str, Rows] | None = None
         self._split_index: dict[str, list[int]] | None = None
         self._splits: tuple = (None, None)  # (the split index they were made with, split -> rows)
-        self.predict_batch_size = 16 if self.input in ("audio", "image") else 32
+        self._decoded: dict[str, Any] = {}  # split -> its decoded audio / image Arrow table (see _decode_media)
+        self.predict_batch_size = 16 if self.input in MEDIA else 32
 
     @property
     def input_field(self) -> str:
@@ -230,6 +241,11 @@ class DataTask(Task):
         if state is not None and state.get("split_index") is not None:
             self._split_index = state["split_index"]
         train = None if state is not None else self.split_raw("train")
+        self._decoded = {}
+        if self.input in MEDIA:  # labels first: the decoded train split holds them, and gives the input statistics
+            self.target.prepare(train, state and state["target"])
+            self.input_kind.prepare(train, state and state["input"], decoded=self._decoded_train)
+            return
         self.input_kind.prepare(train, state and state["input"])
         self.target.prepare(train, state and state["target"])
 
@@ -269,6 +285,9 @@ class DataTask(Task):
         if name not in self._encoded and self.input == "text":
             max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
             self._encoded[name] = self._encode_text(self.split_raw(name), max_len)
+        if name not in self._encoded and self.input in MEDIA:
+            max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
+            self._encoded[name] = self._media_examples(self._decode_media(name), max_len)
         return super().split(name)
 
     def _encode_text(self, rows: Rows, max_len: int | None) -> ArrowExamples:
@@ -308,6 +327,88 @@ class DataTask(Task):
                              remove_columns=dataset.column_names)
         return ArrowExamples(encoded, encoded.data.column("length").to_numpy().astype(np.int64), _text_item)
 
+    # ---- audio and image splits in Arrow -----------------------------------------------------------
+    def _media_rows_identity(self, rows: Rows) -> str | None:
+        """What says a split's rows are the same as when its cache was written (None: rows that cannot be
+        cached): each media file's identity (path, size, modification time) or an in-row array's bytes, so an
+        edited file is decoded again even when the rows come from a table that did not change."""
+        data = self.cfg.data
+        return media_digest(rows, data.input.field, [data.target.field])
+
+    def _decode_media(self, name: str):
+        """The split decoded once (`input_kind.decode`, then the target's label) into an Arrow file of raw bytes
+        cached under a hash of the rows (their files' identities or pixel bytes), the decode settings and the
+        label set. It holds nothing the train statistics or max_len change: `_media_examples` applies those."""
+        import datasets
+
+        from attntrain.data.root import cache_dir
+
+        if name in self._decoded:
+            return self._decoded[name]
+        rows, data = self.split_raw(name), self.cfg.data
+        identity = self._media_rows_identity(rows)
+        settings = (data.audio.model_dump(mode="json") if self.input == "audio"
+                    else [data.image.size, self.input_kind.channels])
+        key = cache_key("media", self.input, MEDIA_VERSION, identity, settings, self.target.state(), self.target.head,
+                        data.input.model_dump(mode="json"), data.target.model_dump(mode="json"))
+        ids = datasets.List(datasets.Value("int64"))
+        features = {"data": datasets.Value("binary"), "dtype": datasets.Value("string"), "shape": ids,
+                    "labels": ids if self.target.head == "tagging" else datasets.Value("int64")}
+
+        def decode_rows(batch: dict) -> dict:
+            out: dict[str, list] = {column: [] for column in features}
+            for i in batch["index"]:
+                array = self.input_kind.decode(self._input_value(rows[i], "example")).numpy()
+                labels = self.target.encode(rows[i], self._media_length(array.shape)).get("labels")
+                for column, value in zip(features, (array.tobytes(), array.dtype.str, list(array.shape),
+                                                    _plain(labels))):
+                    out[column].append(value)
+            return out
+
+        path = cache_dir() / "encoded" / f"{self.input}-{key}.arrow" if identity is not None else None
+        self._decoded[name] = cached_map(datasets.Dataset.from_dict({"index": list(range(len(rows)))}), decode_rows,
+                                         features=features, key=key, path=path, batch_size=200,
+                                         remove_columns=["index"])
+        return self._decoded[name]
+
+    def _decoded_train(self):
+        """The train split's decoded tensors in order (for the input statistics), read from its Arrow file."""
+        return (_decoded_tensor(row) for row in self._decode_media("train"))
+
+    def _media_examples(self, decoded, max_len: int | None) -> ArrowExamples:
+        """A decoded split made into `encode`'s examples on request: normalised and cut to max_len as `encode` does."""
+        import pyarrow.compute as pc
+
+        if self.input == "image":
+            lengths = np.full(len(decoded), self._media_length(None), dtype=np.int64)
+        else:  # the frame counts: the first of each shape
+            lengths = pc.list_element(decoded.data.column("shape"), 0).to_numpy().astype(np.int64)
+            lengths = np.minimum(lengths, max_len) if max_len else lengths
+
+        def make(row: dict, index: int) -> dict:
+            item = self._media_item(_decoded_tensor(row), max_len)
+            labels = row["labels"]
+            if labels is not None:  # tags (a list) are cut as the frames were
+                item["labels"] = torch.tensor(labels[:item["length"]] if isinstance(labels, list) else labels,
+                                              dtype=torch.long)
+            return item
+
+        return ArrowExamples(decoded, lengths, make)
+
+    def _media_length(self, shape) -> int:
+        """An example's length before any max_len cut: audio its frames, an image its patches."""
+        if self.input == "image":
+            rows, cols = self.info()["grid"]
+            return rows * cols
+        return shape[0]
+
+    def _media_item(self, decoded: torch.Tensor, max_len: int | None) -> dict:
+        """An audio / image example from its decoded tensor; audio cut to max_len frames."""
+        item = self.input_kind.finish(decoded)
+        if max_len and self.input == "audio":
+            item = {"features": item["features"][:max_len], "length": min(item["length"], max_len)}
+        return item
+
     def _check_tagged(self, rows: Rows, split: str) -> None:
         """Every sentence has tokens, and as many tags as tokens; errors name file:line when known."""
         for number, row in enumerate(rows, 1):
@@ -332,9 +433,7 @@ class DataTask(Task):
                       else tokens[:max_len] if max_len else tokens)
             item = self.input_kind.encode(tokens)
         else:
-            item = self.input_kind.encode(value)
-            if max_len and self.input == "audio":
-                item = {"features": item["features"][:max_len], "length": min(item["length"], max_len)}
+            item = self._media_item(self.input_kind.decode(value), max_len)
         return {**item, **self.target.encode(example, item["length"])}
 
     def collate(self, items: list[dict]) -> dict[str, torch.Tensor]:

@@ -103,6 +103,15 @@ def read_image(path, size: tuple[int, int] = (28, 28), *, channels: int | None =
     channels None: grayscale (H,W) (MNIST-style callers); 1 or 3: (C,H,W) grayscale or RGB; 0: the
     image's own mode decides (grayscale stays 1 channel, anything else becomes RGB).
     """
+    x = torch.from_numpy(read_image_bytes(path, size, channels=channels).astype(np.float32) / 255.0)
+    if channels is None:
+        return x  # (H,W)
+    return x[None] if x.dim() == 2 else x.permute(2, 0, 1).contiguous()  # (C,H,W)
+
+
+def read_image_bytes(path, size: tuple[int, int] = (28, 28), *, channels: int | None = None) -> np.ndarray:
+    """The 8-bit pixels `read_image` scales to [0,1]: uint8 (H,W) grayscale or (H,W,3) RGB, after any resize
+    (Pillow resizes 8-bit images in 8 bits, so these bytes are all an image file's pixels hold)."""
     from PIL import Image, ImageOps  # only needed for image files, not for IDX data
 
     height, width = size
@@ -115,11 +124,7 @@ def read_image(path, size: tuple[int, int] = (28, 28), *, channels: int | None =
             image = image.convert("L" if gray else "RGB")
             if image.size != (width, height):  # Pillow sizes are (width, height)
                 image = image.resize((width, height), Image.Resampling.LANCZOS)
-            pixels = np.asarray(image, dtype=np.float32) / 255.0  # (H,W) or (H,W,3)
+            return np.array(image, dtype=np.uint8)  # (H,W) or (H,W,3), writable
     except (OSError, Image.DecompressionBombError) as e:
         reason = "no such file" if isinstance(e, FileNotFoundError) else str(e)
         raise UserError(f"{name}: not a readable image ({reason})") from None
-    x = torch.from_numpy(pixels)
-    if channels is None:
-        return x  # (H,W)
-    return x[None] if x.dim() == 2 else x.permute(2, 0, 1).contiguous()  # (C,H,W)

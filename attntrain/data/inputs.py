@@ -2,6 +2,8 @@
 
 Each kind learns what it needs from the training rows (`prepare`: vocabularies, feature statistics),
 saves it (`state`), turns one field value into tensors (`encode`) and pads a list of them (`collate`).
+Audio and image split `encode` in two: `decode` (the file's frames or 8-bit pixels, what a cache keeps)
+and `finish` (normalised by the train statistics), so an example made from a cached decode is the same.
 The model's Embed for the kind (attntrain.model.embed.INPUTS) reads the batch keys written here.
 Nothing here knows which file format the rows came from or what the target is.
 
@@ -11,7 +13,7 @@ Nothing here knows which file format the rows came from or what the target is.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -121,11 +123,13 @@ class AudioInput:
             wave = read_wav(value, self.sample_rate)
         return self.features(wave)  # (T,F)
 
-    def prepare(self, train: list[dict], state: dict | None) -> None:
+    def prepare(self, train: list[dict], state: dict | None, *, decoded: Callable[[], Iterable] | None = None) -> None:
+        """decoded: the train rows' `decode` outputs in order, when the caller has them (a cached split)."""
         if state is not None:
             self.mean, self.std = torch.tensor(state["mean"]), torch.tensor(state["std"])
             return
-        frames = torch.cat([self.frames(field_value(r, self.field, "train")) for r in train])  # (sum T, F)
+        each = decoded() if decoded is not None else (self.frames(field_value(r, self.field, "train")) for r in train)
+        frames = torch.cat(list(each))  # (sum T, F)
         self.mean, self.std = frames.mean(0), frames.std(0).clamp(min=1e-5)
 
     def state(self) -> dict:
@@ -134,9 +138,16 @@ class AudioInput:
     def info(self) -> dict:
         return {"input": "audio", "num_features": self.features.dim}
 
-    def encode(self, value: Any) -> dict:
-        x = (self.frames(value) - self.mean) / self.std
+    def decode(self, value: Any) -> torch.Tensor:
+        """The frames before normalisation (T,F) float32."""
+        return self.frames(value)
+
+    def finish(self, frames: torch.Tensor) -> dict:
+        x = (frames - self.mean) / self.std  # (T,F)
         return {"length": x.shape[0], "features": x}
+
+    def encode(self, value: Any) -> dict:
+        return self.finish(self.decode(value))
 
     def collate(self, items: list[dict]) -> dict:
         return {"features": pad_stack([it["features"] for it in items]),  # (B,T,F)
@@ -158,14 +169,21 @@ class ImageInput:
         self.mean = self.std = None
 
     def pixels(self, value: Any) -> torch.Tensor:
-        from attntrain.data.images import read_image
+        """(C,H,W) float32 in [0,1]."""
+        return unit_pixels(self.decode(value))
+
+    def decode(self, value: Any) -> torch.Tensor:
+        """The pixels before scaling: (C,H,W) uint8 (what image files and 8-bit arrays hold), or float32 in
+        [0,1] for decoded arrays of another type; `unit_pixels` scales either."""
+        from attntrain.data.images import read_image_bytes
 
         height, width = self.settings.size
         if isinstance(value, (torch.Tensor, np.ndarray)):  # pixels already decoded (IDX arrays): 0..255, (H,W[,C])
             return _array_pixels(torch.as_tensor(value), (height, width), self.channels or 0)
-        return read_image(value, (height, width), channels=self.channels or 0)  # (C,H,W) in [0,1]
+        return _channels_first(read_image_bytes(value, (height, width), channels=self.channels or 0))
 
-    def prepare(self, train: list[dict], state: dict | None) -> None:
+    def prepare(self, train: list[dict], state: dict | None, *, decoded: Callable[[], Iterable] | None = None) -> None:
+        """decoded: the train rows' `decode` outputs in order once `channels` is known (a cached split)."""
         if state is not None:
             self.channels, self.mean, self.std = state["channels"], torch.tensor(state["mean"]), torch.tensor(state["std"])
             return
@@ -176,7 +194,8 @@ class ImageInput:
             if len(self.mean) != self.channels:
                 raise UserError(f"data.image.mean: {len(self.mean)} values for {self.channels}-channel images")
             return
-        images = torch.stack([self.pixels(field_value(r, self.field, "train")) for r in train])  # (N,C,H,W)
+        each = decoded() if decoded is not None else (self.decode(field_value(r, self.field, "train")) for r in train)
+        images = torch.stack([unit_pixels(pixels) for pixels in each])  # (N,C,H,W)
         self.mean = images.mean((0, 2, 3))
         self.std = images.std((0, 2, 3)).clamp(min=1e-5)
 
@@ -190,10 +209,13 @@ class ImageInput:
         return {"input": "image", "patch": self.patch, "grid": list(grid_shape(height, width, self.patch)),
                 "channels": self.channels}
 
-    def encode(self, value: Any) -> dict:
-        x = (self.pixels(value) - self.mean[:, None, None]) / self.std[:, None, None]  # (C,H,W)
+    def finish(self, pixels: torch.Tensor) -> dict:
+        x = (unit_pixels(pixels) - self.mean[:, None, None]) / self.std[:, None, None]  # (C,H,W)
         rows, cols = self.info()["grid"]
         return {"length": rows * cols, "images": x}
+
+    def encode(self, value: Any) -> dict:
+        return self.finish(self.decode(value))
 
     def collate(self, items: list[dict]) -> dict:
         B = len(items)
@@ -201,15 +223,27 @@ class ImageInput:
                 "mask": torch.ones(B, items[0]["length"], dtype=torch.bool)}
 
 
-def _array_pixels(array: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
-    """Decoded 8-bit pixels (H,W) or (H,W,C) -> (C,H,W) float in [0,1], through the image reader when resizing."""
-    from attntrain.data.images import read_image
+def unit_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """`ImageInput.decode`'s pixels as float32 in [0,1]: 8-bit values / 255 (the same float32 quotient numpy's
+    division gives for each of the 256 values), float pixels as they are."""
+    return pixels.float() / 255.0 if pixels.dtype == torch.uint8 else pixels
 
-    if array.dim() == 2 and channels in (0, 1) and tuple(array.shape) == tuple(size):
-        return (array.float() / 255.0)[None]  # (1,H,W), no round trip through an image library
+
+def _channels_first(pixels: np.ndarray) -> torch.Tensor:
+    x = torch.from_numpy(pixels)  # (H,W) or (H,W,C)
+    return x[None] if x.dim() == 2 else x.permute(2, 0, 1).contiguous()  # (C,H,W)
+
+
+def _array_pixels(array: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
+    """Decoded pixels (H,W) or (H,W,C), 0..255 -> (C,H,W) uint8, through the image reader when resizing; a
+    non-8-bit array of the right size is scaled to float32 [0,1] here (its values need not be whole)."""
+    from attntrain.data.images import read_image_bytes
+
+    if array.dim() == 2 and channels in (0, 1) and tuple(array.shape) == tuple(size):  # no image library round trip
+        return array[None] if array.dtype == torch.uint8 else (array.float() / 255.0)[None]  # (1,H,W)
     from PIL import Image
 
-    return read_image(Image.fromarray(array.to(torch.uint8).numpy()), size, channels=channels)
+    return _channels_first(read_image_bytes(Image.fromarray(array.to(torch.uint8).numpy()), size, channels=channels))
 
 
 class GraphInput:
