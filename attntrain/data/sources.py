@@ -392,30 +392,8 @@ TABLES = ("csv", "tsv", "jsonl", "parquet")
 
 
 def source_datasets(data_cfg) -> dict:
-    """split -> the rows of `read_source` as a memory-mapped `datasets.Dataset` (no `_where` field).
-
-    Parallel text is streamed into a cached Arrow file keyed by the files' identities; tables and Hugging
-    Face datasets are the library's own Arrow files; other formats are read as rows, then converted.
-    """
-    import datasets
-
-    source = data_cfg.source
-    base = base_folder(data_cfg)
-    if source.format == "hf":
-        return load_hf(source, base)
-    if source.format not in READERS:
-        return {split: datasets.Dataset.from_list(rows) for split, rows in read_source(data_cfg).items()}
-    out = {}
-    for split, files in file_groups(source, base).items():
-        if source.format == "parallel":
-            out[split] = parallel_dataset(source, files)
-        elif source.format in TABLES:
-            tables = [t for t in (load_table(path, source.format) for path in files) if t is not None]
-            out[split] = datasets.concatenate_datasets(tables) if tables else datasets.Dataset.from_dict({})
-        else:
-            out[split] = datasets.Dataset.from_list(
-                [{k: v for k, v in row.items() if k != WHERE} for row in READERS[source.format](source, files)])
-    return out
+    """split -> the rows of `read_source` as a memory-mapped `datasets.Dataset` (the datasets of `source_rows`)."""
+    return {split: view.dataset for split, view in source_rows(data_cfg).items()}
 
 
 def parallel_dataset(source, files: list[Path]):
@@ -435,8 +413,9 @@ def source_rows(data_cfg, source=None) -> dict:
     """split -> the rows of `read_source` as an `ArrowRows` view of a memory-mapped `datasets.Dataset`.
 
     Table files are the library's own Arrow files (their `_where` computed from each file's row count);
-    the other readers' rows are streamed once into a cached Arrow file with a `_where` column, keyed by
-    the reader's settings and the files' identities; Hugging Face datasets are used as they are.
+    parallel text is streamed into a cached Arrow file of one column per language; the other readers' rows
+    are streamed once into a cached Arrow file with a `_where` column, keyed by the reader's settings and the
+    files' identities; Hugging Face datasets are used as they are.
     """
     from attntrain.data.arrow import ArrowRows
 
@@ -450,6 +429,8 @@ def source_rows(data_cfg, source=None) -> dict:
     for split, files in file_groups(source, base).items():
         if source.format in TABLES:
             out[split] = table_view(files, source.format)
+        elif source.format == "parallel":
+            out[split] = ArrowRows(parallel_dataset(source, files))
         else:
             out[split] = ArrowRows(streamed_rows(source, files))
     return out
