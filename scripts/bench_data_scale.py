@@ -16,7 +16,7 @@ SST-2 through the generic task instead: the shipped Kim (2014) sentences written
 
     python scripts/bench_data_scale.py                       # scales 1 and 20, 100 steps
     python scripts/bench_data_scale.py --scales 1 20 --warm  # also a second fit that finds the cache filled
-    python scripts/bench_data_scale.py --set data.translation.vocab_sample=29000   # extra overrides for every fit
+    python scripts/bench_data_scale.py --set data.translation.vocab_sample=null    # extra overrides: BPE from every pair
     python scripts/bench_data_scale.py --generic --scales 1 20   # the generic task (csv rows, sequence labels)
 """
 
