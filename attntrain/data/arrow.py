@@ -187,6 +187,12 @@ def row_dicts(columns: dict[str, list]) -> Iterator[dict]:
     return (dict(zip(columns, values)) for values in zip(*columns.values()))
 
 
+def pa_fixed_size(kind) -> bool:
+    import pyarrow as pa
+
+    return isinstance(kind, pa.FixedSizeListType)
+
+
 class TableLines:
     """Where row i of files read one after another lies: `file:line` (a header line skipped), or `file: row i`.
 
@@ -224,6 +230,8 @@ class ArrowRows(Sequence):
 
     def __init__(self, dataset, *, lines: TableLines | None = None, positions: np.ndarray | None = None):
         self.dataset, self.lines, self.positions = dataset, lines, positions
+        # columns of fixed-size lists (IDX images) come back as numpy arrays, read from Arrow in one piece
+        self.arrays = [f.name for f in dataset.data.schema if pa_fixed_size(f.type)] if len(dataset.features) else []
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -259,8 +267,25 @@ class ArrowRows(Sequence):
 
     def take(self, indices) -> list[dict]:
         """The rows at `indices`, in that order (one query of the table)."""
-        indices = [int(i) for i in indices]
+        indices = [int(i) + (len(self) if int(i) < 0 else 0) for i in indices]
+        if self.arrays:
+            return self.dicts(self._columns(self.dataset.with_format("arrow")[indices]), indices)
         return self.dicts(self.dataset[indices], indices)
+
+    def _columns(self, table) -> dict[str, list]:
+        """An Arrow batch as column -> values; fixed-size list columns as one numpy array (N, ...) each."""
+        out = {}
+        for name in table.column_names:
+            column = table.column(name).combine_chunks()
+            if name in self.arrays:
+                shape = []
+                while pa_fixed_size(column.type):
+                    shape.append(column.type.list_size)
+                    column = column.flatten()
+                out[name] = list(np.array(column.to_numpy(zero_copy_only=False)).reshape(len(table), *shape))  # writable
+            else:
+                out[name] = column.to_pylist()
+        return out
 
     def dicts(self, batch: dict[str, list], indices: list[int]) -> list[dict]:
         """A batch of this view's dataset (its rows at `indices`) as row dicts, with `_where` when known."""
@@ -273,11 +298,8 @@ class ArrowRows(Sequence):
         return rows
 
     def __iter__(self) -> Iterator[dict]:
-        start = 0
-        for batch in self.dataset.iter(batch_size=1000):
-            rows = self.dicts(batch, range(start, start + len(next(iter(batch.values()), []))))
-            start += len(rows)
-            yield from rows
+        for start in range(0, len(self), 1000):
+            yield from self.take(range(start, min(start + 1000, len(self))))
 
     def column_batches(self, name: str, size: int = 10_000) -> Iterator[list]:
         """One column in lists of `size` values (for passes over a whole split)."""

@@ -470,9 +470,4 @@ def streamed_rows(source, files: list[Path]):
     dataset = read_cached(path)
     if dataset is None:
         dataset = write_arrow(path, None, READERS[source.format](source, files), batch_rows=5_000)
-    if source.format == "idx" and len(dataset):  # pixels come back as numpy arrays of their stored type, not lists
-        kind = dataset.data.column("image").type
-        while hasattr(kind, "value_type"):
-            kind = kind.value_type
-        dataset = dataset.with_format("numpy", columns=["image"], output_all_columns=True, dtype=kind.to_pandas_dtype())
     return dataset
