@@ -156,3 +156,37 @@ def test_a_changed_csv_gets_a_new_fingerprint_so_its_encoding_is_made_again(root
     os.utime(table, ns=(table.stat().st_atime_ns, table.stat().st_mtime_ns + 10**9))
     changed = source_rows(cfg.data)["train"]
     assert changed.dataset._fingerprint != first and changed[0]["label"] == "neg"
+
+
+def test_a_saved_dataset_written_again_with_other_rows_is_encoded_again(tmp_path, monkeypatch):
+    """`save_to_disk` of other rows can keep the fingerprint (it says how the data was made, not what it holds);
+    the encoding cache must still see the new rows (here: every label flipped)."""
+    import datasets
+
+    from attntrain.config import build_config
+    from attntrain.data import build_task
+
+    monkeypatch.setenv("ATTNTRAIN_CACHE", str(tmp_path / "cache"))
+    sentences = [line.split(" ", 1) for line in (shared_data() / "sst2" / "stsa_binary" / "stsa.binary.dev").read_text(
+        encoding="utf-8").splitlines()[:40]]
+    source, folder = tmp_path / "rows.tsv", tmp_path / "saved"
+
+    def rows(path):
+        for line in open(path, encoding="utf-8"):
+            label, text = line.rstrip("\n").split("\t")
+            yield {"text": text, "label": label}
+
+    encoded = []
+    for flip in (False, True):
+        source.write_text("".join(f"{'01'[int(label) ^ flip]}\t{text}\n" for label, text in sentences), encoding="utf-8")
+        saved = datasets.Dataset.from_generator(rows, gen_kwargs={"path": str(source)}, cache_dir=str(tmp_path / f"gen{flip}"))
+        saved.save_to_disk(str(folder))
+        cfg = build_config({"name": "hf", "data": {"source": {"format": "hf", "path": str(folder)}, "input": {"field": "text"},
+                                                   "target": {"field": "label"}, "split": {"dev": 0.25, "test": 0.25}},
+                            "model": {"head": {"kind": "sequence"}}}, "test")
+        task = build_task(cfg)
+        task.prepare()
+        raw, split = task.split_raw("train"), task.split("train")
+        assert [int(item["labels"]) for item in split] == [int(task.encode(row, max_len=None)["labels"]) for row in raw]
+        encoded.append([task.target.labels.items[int(item["labels"])] for item in split])
+    assert encoded[0] != encoded[1]

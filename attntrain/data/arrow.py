@@ -40,6 +40,13 @@ def file_identity(path: Path) -> list:
     return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
 
+def dataset_identity(dataset) -> list:
+    """What says a file-backed dataset's rows are unchanged: its fingerprint and the identity of every Arrow
+    file behind it. The fingerprint alone is not enough: a `save_to_disk` folder written again with other
+    rows can keep it (the library derives it from how the data was made, not from the rows)."""
+    return [dataset._fingerprint, [file_identity(Path(f["filename"])) for f in dataset.cache_files]]
+
+
 def media_digest(rows: Iterable[dict], field: str, others: Sequence[str]) -> str | None:
     """A hash of what an audio or image field stands for in every row, and of the other named fields: a file
     path by its `file_identity` (an edited file changes it), decoded pixels or samples by their bytes. None

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, media_digest, rows_digest
+from attntrain.data.arrow import (ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity, media_digest,
+                                  rows_digest)
 from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
 from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source, source_rows
 from attntrain.data.spans import entities, format_spans
@@ -302,7 +303,7 @@ class DataTask(Task):
 
         data, embed = self.cfg.data, self.cfg.model.embed
         on_disk = isinstance(rows, ArrowRows) and bool(rows.dataset.cache_files)
-        rows_key = (["arrow", rows.dataset._fingerprint] if on_disk
+        rows_key = (["arrow", dataset_identity(rows.dataset)] if on_disk
                     else rows_digest(rows, (data.input.field, data.target.field)))
         key = cache_key("text", ENCODING_VERSION, rows_key,
                         self.input_kind.state(), self.target.state(), data.input.model_dump(mode="json"),
