@@ -190,3 +190,19 @@ def test_a_saved_dataset_written_again_with_other_rows_is_encoded_again(tmp_path
         assert [int(item["labels"]) for item in split] == [int(task.encode(row, max_len=None)["labels"]) for row in raw]
         encoded.append([task.target.labels.items[int(item["labels"])] for item in split])
     assert encoded[0] != encoded[1]
+
+
+def test_rows_streamed_to_arrow_keep_every_field_and_type_or_say_which_row(tmp_path):
+    from attntrain.data.arrow import write_arrow
+    from attntrain.errors import UserError
+
+    def rows(*values):
+        return ({**value, "_where": f"meta.jsonl:{i + 1}"} for i, value in enumerate(values))
+
+    same = write_arrow(tmp_path / "a.arrow", None, rows({"a": 1, "b": None}, {"a": 2, "b": "x"}), batch_rows=1)
+    assert same["a"] == [1, 2] and same["b"] == [None, "x"]
+    with pytest.raises(UserError, match=r"meta.jsonl:2: field\(s\) c not in the first rows"):
+        write_arrow(tmp_path / "b.arrow", None, rows({"a": 1}, {"a": 2, "c": 3}), batch_rows=1)
+    with pytest.raises(UserError, match=r"rows from meta.jsonl:2 on: field 'a' holds values of another type"):
+        write_arrow(tmp_path / "c.arrow", None, rows({"a": 1}, {"a": 1.5}), batch_rows=1)  # never truncated to 1
+    assert not list(tmp_path.glob("[bc].arrow*"))  # nothing half-written left behind

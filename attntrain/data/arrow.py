@@ -18,6 +18,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from attntrain.errors import UserError
+
 
 def cache_key(*parts: Any) -> str:
     """A short hash of JSON-serialisable parts (settings, file identities, versions)."""
@@ -164,12 +166,24 @@ def _record_batch(rows: list, schema):
         schema = pa.schema([])
     if rows and isinstance(rows[0], dict):
         names = schema.names if schema is not None else list(rows[0])
+        known = set(names)
+        for row in rows:  # a field the first rows lack would be lost: say where it appears instead
+            if not known.issuperset(row):
+                extra = ", ".join(sorted(set(row) - known))
+                raise UserError(f"{row.get(WHERE, 'a row')}: field(s) {extra} not in the first rows "
+                                f"(which have {', '.join(n for n in names if n != WHERE)}); give every row the same fields")
         columns = [[row.get(name) for row in rows] for name in names]
     else:
         names = schema.names
         columns = list(zip(*rows)) if rows else [[] for _ in names]
-    arrays = [_arrow_column(values, schema.field(i).type if schema is not None else None)
-              for i, values in enumerate(columns)]
+    arrays = []
+    for i, values in enumerate(columns):
+        try:
+            arrays.append(_arrow_column(values, schema.field(i).type if schema is not None else None))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            where = rows[0].get(WHERE, "a row") if isinstance(rows[0], dict) else "a row"
+            raise UserError(f"rows from {where} on: field '{names[i]}' holds values of another type than in the first "
+                            f"rows ({str(e).splitlines()[0][:200]})") from None
     if schema is None:
         return pa.record_batch(arrays, names=names)
     return pa.record_batch(arrays, schema=schema)
@@ -185,8 +199,10 @@ def _arrow_column(values, kind):
         for size in reversed(stacked.shape[1:]):
             array = pa.FixedSizeListArray.from_arrays(array, size)
         return array if kind is None else array.cast(kind)
-    array = pa.array(list(values), type=kind)
-    return array.cast(pa.string()) if kind is None and pa.types.is_null(array.type) else array
+    array = pa.array(list(values))
+    if kind is None:
+        return array.cast(pa.string()) if pa.types.is_null(array.type) else array
+    return array.cast(kind)  # a safe cast: 1.5 into an integer column is an error, never 1
 
 
 def row_dicts(columns: dict[str, list]) -> Iterator[dict]:
