@@ -39,7 +39,7 @@ from attntrain.registry import lookup
 ENCODING_VERSION = 1  # bump when what an encoded text split holds changes: older cached encodings are then not read
 TEXT_COLUMNS = {"words": torch.long, "oov": torch.bool, "shapes": torch.long, "chars": torch.long,
                 "labels": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
-MEDIA = ("audio", "image")  # input kinds whose splits are decoded once into a cached Arrow file
+MEDIA_INPUTS = ("audio", "image")  # input kinds whose splits are decoded once into a cached Arrow file
 MEDIA_VERSION = 1  # bump when what a decoded audio / image split holds changes
 SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
 
@@ -124,7 +124,7 @@ class DataTask(Task):
         self._split_index: dict[str, list[int]] | None = None
         self._splits: tuple = (None, None)  # (the split index they were made with, split -> rows)
         self._decoded: dict[str, Any] = {}  # split -> its decoded audio / image Arrow table (see _decode_media)
-        self.predict_batch_size = 16 if self.input in MEDIA else 32
+        self.predict_batch_size = 16 if self.input in MEDIA_INPUTS else 32
 
     @property
     def input_field(self) -> str:
@@ -243,7 +243,7 @@ class DataTask(Task):
             self._split_index = state["split_index"]
         train = None if state is not None else self.split_raw("train")
         self._decoded = {}
-        if self.input in MEDIA:  # labels first: the decoded train split holds them, and gives the input statistics
+        if self.input in MEDIA_INPUTS:  # labels first: the decoded train split holds them, and gives the input statistics
             self.target.prepare(train, state and state["target"])
             self.input_kind.prepare(train, state and state["input"], decoded=self._decoded_train)
             return
@@ -286,7 +286,7 @@ class DataTask(Task):
         if name not in self._encoded and self.input == "text":
             max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
             self._encoded[name] = self._encode_text(self.split_raw(name), max_len)
-        if name not in self._encoded and self.input in MEDIA:
+        if name not in self._encoded and self.input in MEDIA_INPUTS:
             max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
             self._encoded[name] = self._media_examples(self._decode_media(name), max_len)
         return super().split(name)

@@ -16,7 +16,7 @@ from itertools import chain
 import numpy as np
 import torch
 
-from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map
+from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity
 from attntrain.data.batching import length_mask, pad_stack
 from attntrain.data.sources import source_datasets
 from attntrain.data.subword import BOS, EOS, PAD, Subwords
@@ -157,7 +157,7 @@ class Seq2seqTask(Task):
 
         if not rows.dataset.cache_files:
             return None
-        key = cache_key(kind, ENCODING_VERSION, rows.dataset._fingerprint, *settings)
+        key = cache_key(kind, ENCODING_VERSION, dataset_identity(rows.dataset), *settings)
         return cache_dir() / kind / f"{key}.{suffix}"
 
     def state(self) -> dict:
@@ -182,7 +182,7 @@ class Seq2seqTask(Task):
             max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
             tokenizers = [self.source.tokenizer.to_str(), self.target.tokenizer.to_str()]
             path = self._cache_file("encoded", rows, tokenizers)
-            fingerprint = cache_key("encoded", ENCODING_VERSION, rows.dataset._fingerprint, tokenizers)
+            fingerprint = cache_key("encoded", ENCODING_VERSION, dataset_identity(rows.dataset), tokenizers)
             features = {"target": datasets.Value("string"),
                         **{name: datasets.List(datasets.Value("int32")) for name in ("source_ids", "target_ids")},
                         **{name: datasets.Value("int32") for name in ("source_len", "target_len")}}
@@ -200,7 +200,7 @@ class Seq2seqTask(Task):
 
         columns = {"target": batch.column("target")}
         for side, tokenizer in (("source", self.source), ("target", self.target)):
-            values, offsets = tokenizer.encode_normalized(batch.column(side).to_pylist())
+            values, offsets = tokenizer.encode_normalized(batch.column(side))
             columns[f"{side}_ids"] = pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(values))
             columns[f"{side}_len"] = pa.array(np.diff(offsets).astype(np.int32))
         return pa.table(columns)
