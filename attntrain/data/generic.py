@@ -283,20 +283,18 @@ class DataTask(Task):
     def split(self, name: str) -> list[dict]:
         if name not in self._encoded and name != "train":
             self.target.check(self.split_raw(name), name)  # labels train never has: an error before encoding
-        if name not in self._encoded and self.input == "text":
+        if name not in self._encoded and self.input in ("text", *MEDIA_INPUTS):  # encoded into cached Arrow files
             max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
-            self._encoded[name] = self._encode_text(self.split_raw(name), max_len)
-        if name not in self._encoded and self.input in MEDIA_INPUTS:
-            max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
-            self._encoded[name] = self._media_examples(self._decode_media(name), max_len)
+            self._encoded[name] = (self._encode_text(self.split_raw(name), max_len) if self.input == "text"
+                                   else self._media_examples(self._decode_media(name), max_len))
         return super().split(name)
 
     def _encode_text(self, rows: Rows, max_len: int | None) -> ArrowExamples:
         """A text split encoded once (by `encode`, row by row) into an Arrow file of ids cached under a hash of
         the rows, the vocabularies and every setting the encoding reads; a later run with the same key reads it.
 
-        Rows in Arrow files are named by their dataset's fingerprint (tied to the files), so finding the cache
-        reads no row; rows held only in memory (a list) are hashed one by one."""
+        Rows in Arrow files are named by their dataset's fingerprint and files (`dataset_identity`), so finding
+        the cache reads no row; rows held only in memory (a list) are hashed one by one."""
         import datasets
 
         from attntrain.data.root import cache_dir
