@@ -7,7 +7,7 @@ LENGTH_ARGS ?=
 DECODE_ARGS ?=
 PIPELINE_ARGS ?=
 
-.PHONY: venv demo test bench bench-decode bench-pipeline bench-length bench-startup bench-additive fit clean
+.PHONY: venv demo test bench bench-decode bench-pipeline bench-length bench-startup bench-additive bench-data fit clean
 
 # torch first, pinned to the CPU wheel on local disk: a bare `torch` requirement would pull a CUDA build.
 $(BIN)/attntrain: pyproject.toml
@@ -36,6 +36,7 @@ bench: venv  ## training throughput vs Hugging Face BERT (installs the bench ext
 	$(MAKE) bench-length LENGTH_ARGS=--quick
 	$(MAKE) bench-startup
 	$(MAKE) bench-additive ADDITIVE_ARGS=--quick
+	$(MAKE) bench-data
 
 # `make bench` adds --hf: the same searches against Hugging Face generate (needs the bench extra).
 bench-decode: venv  ## seq2seq decoding: greedy and beam 5, key/value cache vs recomputing the prefix
@@ -56,6 +57,11 @@ bench-startup: venv  ## start-up: --help, validate and config errors vs `import 
 ADDITIVE_ARGS ?=
 bench-additive: venv  ## additive vs dot scoring: time and memory of a step vs T, whole hidden vs query chunks
 	$(BIN)/python scripts/bench_additive.py --threads 1 $(ADDITIVE_ARGS)
+
+# Multi30k at 1x and 20x (cold and warm data cache), then the generic task on SST-2 as CSV.
+bench-data: venv  ## data at scale: peak memory and time to the first step of fit, 1x vs 20x the training data
+	$(BIN)/python scripts/bench_data_scale.py --scales 1 20 --warm
+	$(BIN)/python scripts/bench_data_scale.py --generic --scales 1 20 --steps 20
 
 clean:
 	rm -rf $(VENV) runs bench_results
