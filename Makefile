@@ -62,6 +62,7 @@ bench-additive: venv  ## additive vs dot scoring: time and memory of a step vs T
 bench-data: venv  ## data at scale: peak memory and time to the first step of fit, 1x vs 20x the training data
 	$(BIN)/python scripts/bench_data_scale.py --scales 1 20 --warm
 	$(BIN)/python scripts/bench_data_scale.py --generic --scales 1 20 --steps 20
+	$(BIN)/python scripts/bench_subword.py --repeats 3
 
 clean:
 	rm -rf $(VENV) runs bench_results
