@@ -27,7 +27,7 @@ class Task:
     def __init__(self, cfg):
         self.cfg = cfg
         self._encoded: dict[str, list[dict]] = {}
-        self._last_batches: tuple = (None, [])  # (what the batches depend on, the batches)
+        self._last_batches: tuple = (None, None, [])  # (settings, encoded split, the batches made from them)
 
     # ---- to implement ------------------------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:
@@ -110,11 +110,11 @@ class Task:
         # The trainer asks for epoch 0 three times before its first step (run length, start record, loop);
         # on a large split each costs a pass over every example, so the last answer is kept.
         max_tokens = self.cfg.data.max_tokens if shuffle else self.cfg.data.eval_max_tokens
-        key = (name, shuffle, epoch, max_tokens, self.cfg.seed, id(self.split(name)))
-        if self._last_batches[0] != key:
+        key, data = (name, shuffle, epoch, max_tokens, self.cfg.seed), self.split(name)
+        if self._last_batches[0] != key or self._last_batches[1] is not data:  # the same encoded split object
             batches = token_batches(self.lengths(name), max_tokens, shuffle=shuffle, seed=self.cfg.seed, epoch=epoch)
-            self._last_batches = (key, batches)
-        return self._last_batches[1]
+            self._last_batches = (key, data, batches)
+        return self._last_batches[2]
 
     def padding(self, name: str, batches: list[list[int]]) -> float:
         return padding_fraction(self.lengths(name), batches)
