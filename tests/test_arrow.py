@@ -83,12 +83,17 @@ def test_encoded_once_and_a_changed_setting_never_reads_a_stale_cache(parallel, 
     assert other.split("train")[7]["target"].tolist() == other.target.encode(" ".join(raw[7]["target"].split()))[:20]
 
 
-def test_an_edited_file_is_read_again(parallel, tmp_path, monkeypatch):
-    monkeypatch.setenv("ATTNTRAIN_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "copy"
+def copy_of(parallel: Path, folder: Path) -> Path:
+    """The parallel files copied into `folder`, for a test to edit."""
     folder.mkdir()
     for path in parallel.iterdir():
         (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+def test_an_edited_file_is_read_again(parallel, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNTRAIN_CACHE", str(tmp_path / "cache"))
+    folder = copy_of(parallel, tmp_path / "copy")
     assert task_for(folder).split_raw("dev")[0]["target"] != "Changed ."
     lines = (folder / "val.en").read_text(encoding="utf-8").split("\n")
     (folder / "val.en").write_text("\n".join(["Changed ."] + lines[1:]), encoding="utf-8")
@@ -97,10 +102,7 @@ def test_an_edited_file_is_read_again(parallel, tmp_path, monkeypatch):
 
 def test_bad_lines_name_file_and_line(parallel, tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNTRAIN_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "bad"
-    folder.mkdir()
-    for path in parallel.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
+    folder = copy_of(parallel, tmp_path / "bad")
     data = (folder / "train.de").read_bytes().split(b"\n")
     (folder / "train.de").write_bytes(b"\n".join(data[:2] + [b"caf\xe9"] + data[3:]))
     with pytest.raises(UserError, match=r"train\.de:3:4: not UTF-8"):

@@ -109,7 +109,7 @@ class AudioInput:
                                       hop_ms=audio.hop_ms, n_mels=audio.n_mels, n_mfcc=audio.n_mfcc)
         self.mean = self.std = None
 
-    def frames(self, value: Any) -> torch.Tensor:
+    def decode(self, value: Any) -> torch.Tensor:
         from attntrain.data.audio import read_wav, resample
 
         if isinstance(value, dict) and "array" in value:  # a decoded Hugging Face Audio value
@@ -121,14 +121,14 @@ class AudioInput:
             if isinstance(value, dict):
                 value = value.get("path")
             wave = read_wav(value, self.sample_rate)
-        return self.features(wave)  # (T,F)
+        return self.features(wave)  # (T,F) float32, before normalisation
 
     def prepare(self, train: list[dict], state: dict | None, *, decoded: Callable[[], Iterable] | None = None) -> None:
         """decoded: the train rows' `decode` outputs in order, when the caller has them (a cached split)."""
         if state is not None:
             self.mean, self.std = torch.tensor(state["mean"]), torch.tensor(state["std"])
             return
-        each = decoded() if decoded is not None else (self.frames(field_value(r, self.field, "train")) for r in train)
+        each = decoded() if decoded is not None else (self.decode(field_value(r, self.field, "train")) for r in train)
         frames = torch.cat(list(each))  # (sum T, F)
         self.mean, self.std = frames.mean(0), frames.std(0).clamp(min=1e-5)
 
@@ -137,10 +137,6 @@ class AudioInput:
 
     def info(self) -> dict:
         return {"input": "audio", "num_features": self.features.dim}
-
-    def decode(self, value: Any) -> torch.Tensor:
-        """The frames before normalisation (T,F) float32."""
-        return self.frames(value)
 
     def finish(self, frames: torch.Tensor) -> dict:
         x = (frames - self.mean) / self.std  # (T,F)
