@@ -109,10 +109,11 @@ def table_rows(path: Path, fmt: str) -> Rows:
     table = load_table(path, fmt)
     if table is None:
         return []
-    first = FIRST_LINE.get(fmt)
+    from attntrain.data.arrow import TableLines
+
     rows = table.to_list()
-    for index, row in enumerate(rows):
-        row[WHERE] = f"{path}:{index + first}" if first else f"{path}: row {index}"
+    for row, where in zip(rows, TableLines([(str(path), len(rows), FIRST_LINE.get(fmt))]).many(range(len(rows)))):
+        row[WHERE] = where
     return rows
 
 
