@@ -82,13 +82,14 @@ def load_model(args):
 
 
 @torch.no_grad()
-def translate(model, batches: list[dict], *, beam: int, cache: bool) -> tuple[float, list[list[int]]]:
-    """Seconds to encode and search every batch, and the output ids."""
+def translate(model, batches: list[dict], *, beam: int, cache: bool = True,
+              length: int | None = None) -> tuple[float, list[list[int]]]:
+    """Seconds to encode and search every batch, and the output ids (`length`: that many steps per sentence)."""
     outputs: list[list[int]] = []
     start = time.perf_counter()
     for batch in batches:
         memory = model.features(batch)
-        outputs += model.head.generate(memory, batch["mask"], beam=beam, cache=cache)
+        outputs += model.head.generate(memory, batch["mask"], beam=beam, cache=cache, length=length)
     return time.perf_counter() - start, outputs
 
 
@@ -126,17 +127,6 @@ def translate_hf(model, batches: list[dict], *, beam: int, length: int) -> tuple
     return time.perf_counter() - start, outputs
 
 
-@torch.no_grad()
-def translate_forced(model, batches: list[dict], *, beam: int, length: int) -> tuple[float, list[list[int]]]:
-    """attntrain's cached search, `length` steps per sentence."""
-    outputs: list[list[int]] = []
-    start = time.perf_counter()
-    for batch in batches:
-        memory = model.features(batch)
-        outputs += model.head.generate(memory, batch["mask"], beam=beam, cache=True, length=length)
-    return time.perf_counter() - start, outputs
-
-
 def compare_hf(args, task, batches: list[dict]) -> dict:
     """Interleaved rounds: attntrain (whole-table softmax), attntrain (target-side softmax), HF generate."""
     cfg = load_config(args.config, ["train.device=cpu"])
@@ -146,10 +136,8 @@ def compare_hf(args, task, batches: list[dict]) -> dict:
     torch.manual_seed(0)
     target_side = build_model(cfg, info).eval()
     marian = marian_like(cfg, info)
-    systems = {"attntrain, softmax over the whole table": lambda beam: translate_forced(whole, batches, beam=beam,
-                                                                                      length=args.length),
-               "attntrain, target-side softmax": lambda beam: translate_forced(target_side, batches, beam=beam,
-                                                                              length=args.length),
+    systems = {"attntrain, softmax over the whole table": lambda beam: translate(whole, batches, beam=beam, length=args.length),
+               "attntrain, target-side softmax": lambda beam: translate(target_side, batches, beam=beam, length=args.length),
                "Hugging Face MarianMTModel.generate": lambda beam: translate_hf(marian, batches, beam=beam,
                                                                               length=args.length)}
     columns = {"attntrain, softmax over the whole table": len(whole.head.output_ids),
