@@ -153,6 +153,9 @@ class HeadConfig(Section):
 
 
 class ModelConfig(Section):
+    # start from trained weights: a run directory or a .safetensors file (attntrain pretrain / fit), or
+    # hf:NAME_OR_FOLDER (a BERT-family checkpoint); the head always starts fresh
+    init: Optional[str] = None
     embed: EmbedConfig = EmbedConfig()
     encoder: EncoderConfig = EncoderConfig()
     head: HeadConfig = HeadConfig()
