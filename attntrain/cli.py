@@ -160,16 +160,18 @@ def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optio
 
 @app.command()
 def init(
-    data: Path = typer.Argument(..., help="Your data: a CSV/TSV/JSONL/Parquet/CoNLL file, or a folder (wavs, images, .txt)"),
+    data: Path = typer.Argument(..., help="Your data: a CSV/TSV/JSONL/Parquet/CoNLL(-U)/BIO file, a .txt of "
+                                "'<label> <text>' lines, or a folder (wavs, images, pos.txt/neg.txt, name.pos/name.neg, "
+                                "parallel text, node + edge tables, a saved Hugging Face dataset)"),
     target: str = typer.Option(..., "--target", help="The field to predict (a label, a tag list or a target text)"),
     input_field: Optional[str] = typer.Option(None, "--input", help="The input field (default: guessed)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the config (default: print it)"),
 ):
-    """Inspect DATA and write a commented starter config (output mode guessed from the target's shape)."""
+    """Inspect DATA and write a commented config sized to it (batch, budget, evaluation, model)."""
     from attntrain.init import starter_config
     from attntrain.io import atomic_write_text
 
-    text = starter_config(data, target, input_field)
+    text = starter_config(data, target, input_field, out)
     if out is None:
         typer.echo(text, nl=False)
     else:

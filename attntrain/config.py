@@ -182,7 +182,7 @@ class SourceConfig(Section):
     config: Optional[str] = None  # hf: dataset configuration name
     add_train: Optional[SourceConfig] = None  # more training rows from another source (same field names); rows whose input equals a dev/test input are dropped
     ptb_escapes: bool = False  # add_train text: lowercase and write ( ) / as -lrb- -rrb- \\/ to match PTB-tokenised files
-    name_pattern: Optional[str] = None  # folders: a regex over each file name whose named groups become fields, e.g. (?P<digit>\d)_(?P<speaker>\w+)_
+    name_pattern: Optional[str] = None  # folders and text files: a regex over each file name whose named groups become fields, e.g. (?P<digit>\d)_(?P<speaker>\w+)_
 
     _format = choice_of(choices.FORMATS, "format")
 
@@ -328,6 +328,7 @@ class TrainConfig(Section):
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # final lr as a fraction of the peak
     max_epochs: int = Field(10, ge=1)  # passes over the training data
     max_steps: Optional[int] = Field(None, ge=1)  # optimizer steps; overrides max_epochs when set
+    min_steps: Optional[int] = Field(None, ge=1)  # at least this many optimizer steps (more epochs on a small set); max_steps still caps
     grad_clip: Optional[float] = Field(1.0, gt=0.0)  # clip the global gradient norm; null disables
     accumulate: int = Field(1, ge=1)  # batches per optimizer step
     max_nonfinite: int = Field(10, ge=1)  # a step with a NaN/inf loss or gradient norm is skipped; stop (exit 3) after N in a row
@@ -348,6 +349,62 @@ class TrainConfig(Section):
     compile: bool = False  # torch.compile the training forward (for GPUs; on CPU it rarely pays)
 
 
+class SearchRange(Section):
+    """tune.space.<dotted key>: a range (low, high; log scale) or a list of choices for one config key."""
+
+    low: Optional[float] = None  # smallest value of a range
+    high: Optional[float] = None  # largest value of a range
+    log: bool = False  # sample the range on a log scale (learning rates, weight decay)
+    step: Optional[float] = None  # range: only multiples of step above low (int ranges: default 1)
+    type: Literal["auto", "float", "int"] = "auto"  # range values: auto = int when low and high are whole numbers
+    choices: Optional[list[Any]] = None  # a list of values to choose from (instead of a range)
+
+    @model_validator(mode="after")
+    def _range_or_choices(self):
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either choices (a non-empty list) or low and high, not both")
+            return self
+        if self.low is None or self.high is None or self.low > self.high:
+            raise ValueError("a range needs low <= high (or give choices: [...])")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        return self
+
+    def is_int(self) -> bool:
+        whole = self.low == int(self.low) and self.high == int(self.high)
+        return self.type == "int" or (self.type == "auto" and whole and (self.step is None or self.step == int(self.step)))
+
+
+class TuneConfig(Section):
+    """tune: the search of `attntrain tune` (Optuna): the space per dotted key, the sampler and the pruner."""
+
+    space: dict[str, SearchRange] = {}  # dotted config key -> range or choices, e.g. train.lr: {low: 1e-4, high: 3e-3, log: true}
+    sampler: Literal["tpe", "random"] = "tpe"  # tpe: Optuna's Tree-structured Parzen Estimator (seeded)
+    pruner: Literal["median", "halving", "none"] = "median"  # stop a trial whose dev metric lags: median of earlier trials at the same evaluation, or successive halving
+    seed: int = 0  # seed of the sampler
+    startup_trials: int = Field(5, ge=0)  # trials sampled at random (and never pruned against) before TPE and the pruner act
+    warmup_evals: int = Field(3, ge=0)  # dev evaluations of a trial before it may be pruned
+
+    @field_validator("space")
+    @classmethod
+    def _known_keys(cls, space):
+        for key in space:
+            if key.split(".")[0] in ("tune", "name", "runs_dir") or not dotted_key_exists(key):
+                raise ValueError(f"'{key}' is not a config key that a trial can change (e.g. train.lr)")
+        return space
+
+
+def dotted_key_exists(dotted: str) -> bool:
+    """Whether `a.b.c` names a field of Config (a leaf or a section)."""
+    cls: Optional[type[BaseModel]] = Config
+    for key in dotted.split("."):
+        if cls is None or key not in cls.model_fields:
+            return False
+        cls = _section_class(cls, key)
+    return True
+
+
 class Config(Section):
     name: Optional[str] = None  # run name: runs/<name>; defaults to the config file's stem
     seed: int = 1  # seeds data order, initialisation and dropout
@@ -355,6 +412,7 @@ class Config(Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()  # `attntrain tune`: the search space and how trials are chosen and pruned
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -142,12 +142,19 @@ def load_table(path: Path, fmt: str):
 
 
 def read_text_classes(source, files: list[Path]) -> RowStream:
-    """Plain text, one example per line; the label is the file's stem (pos.txt -> 'pos')."""
+    """Plain text, one example per line; the label is the file's stem (pos.txt -> 'pos'), or the fields of
+    `name_pattern` (rt-polarity.pos with `.*\\.(?P<label>[^.]+)$`: the extension is the label)."""
+    pattern = re.compile(source.name_pattern) if source.name_pattern else None
     for path in files:
-        label = path.name.split(".")[0]
+        fields = {"label": path.name.split(".")[0]}
+        if pattern is not None:
+            found = pattern.match(path.name)
+            if found is None:
+                raise UserError(f"{path}: the file name does not match data.source.name_pattern {pattern.pattern!r}")
+            fields.update(found.groupdict())
         for number, line in enumerate(iter_text_lines(path), 1):
             if line.strip():
-                yield {"text": line, "label": label, WHERE: f"{path}:{number}"}
+                yield {"text": line, **fields, WHERE: f"{path}:{number}"}
 
 
 def read_labeled_lines(source, files: list[Path]) -> RowStream:
