@@ -179,6 +179,30 @@ def init(
         typer.echo(f"wrote {out}; train with: attntrain fit {out}", err=True)
 
 
+@app.command()
+def tune(
+    config: Path = typer.Argument(..., help="YAML config with a tune: section (the search space per dotted key)"),
+    trials: int = typer.Option(..., min=1, help="Trials to add to the study (a second call adds more)"),
+    jobs: int = typer.Option(1, min=1, help="Processes training trials at once; they share the study"),
+    timeout: Optional[float] = typer.Option(None, min=1, help="Start no new trial after this many seconds"),
+    storage: Optional[str] = typer.Option(None, help="Optuna database URL; default sqlite under runs/<name>/tune/"
+                                          "study.db; a postgresql://... URL shares one study between machines"),
+    folds: Optional[int] = typer.Option(None, min=2, help="Objective: mean dev metric over K folds"),
+    set_: Optional[List[str]] = SetOption,
+    worker: bool = typer.Option(False, hidden=True, help="Run trials only (a process started by --jobs)"),
+):
+    """Search the config's tune.space with Optuna on the dev metric; test only for the best trial."""
+    from attntrain.checks import load_checked
+
+    load_checked(config, set_ or [])  # a config error is reported before torch loads
+    from attntrain.tune import tune as run_tune
+
+    text = run_tune(config, trials=trials, jobs=jobs, timeout=timeout, storage=storage, folds=folds,
+                    overrides=set_ or [], worker=worker)
+    if text:
+        typer.echo(text)
+
+
 @data_app.command("fetch")
 def data_fetch(
     names: List[str] = typer.Argument(..., help="Dataset names (folders), e.g. ud_en_ewt"),

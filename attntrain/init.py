@@ -93,6 +93,15 @@ def labels_of(rows: list[dict], target: str, mode: str) -> Counter:
     return Counter(str(r.get(target)) for r in rows if r.get(target) is not None)
 
 
+def target_line(target: str, profile: Profile) -> str:
+    from attntrain.data.presets import UPOS
+
+    if profile.mode == "tagging" and len(profile.labels) >= 10 and set(profile.labels) <= set(UPOS):
+        return (f"  target: {{field: {target}, labels: {_yaml_value(UPOS)}}}   # tags are Universal POS: the whole "
+                "set, so a rare tag (X, SYM) that train lacks is no error in dev/test")
+    return f"  target: {{field: {target}}}"
+
+
 def header(data: Path, target: str, out: Path | None, fmt: str, mode: str, fields: list[str]) -> list[str]:
     name = out or Path(f"{data.stem or 'data'}.yaml")
     what = {"tagging": "a label per token", "sequence": "one label per input", "seq2seq": "text in, text out"}[mode]
@@ -132,7 +141,7 @@ def starter_config(data: str | Path, target: str, input_field: str | None = None
         f"  source: {_yaml_value(source)}",
         f"  input: {{field: {field}, kind: {kind}}}" + ("   # tokenizer: english | words | whitespace | bert"
                                                      if kind == "text" else ""),
-        f"  target: {{field: {target}}}"]
+        target_line(target, profile)]
     lines += [split] if split else []
     lines += media_lines(fmt, train) + (["  translation: {joint_vocab: true, vocab_size: 8000}"]
                                        if mode == "seq2seq" else [])

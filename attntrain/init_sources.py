@@ -76,11 +76,22 @@ def parallel_source(folder: Path, files: list[Path]) -> dict | None:
     stems = {stem for stem, _ in pairs}
     if len(languages) != 2 or not stems or any((stem, lang) not in pairs for stem in stems for lang in languages):
         return None
+    first = min(stems)
+    if len({line_count(folder / f"{first}.{lang}") for lang in languages}) > 1:
+        return None  # not line-aligned: name.pos / name.neg, where the extension is the label
     split_stems = {SPLIT_ALIASES[s.lower()]: s for s in stems if s.lower() in SPLIT_ALIASES}
     if "train" in split_stems:
         return {"format": "parallel", "languages": languages,
                 "files": {split: str(folder / stem) for split, stem in sorted(split_stems.items())}}
     return {"format": "parallel", "languages": languages, "path": str(folder / "*")}
+
+
+def line_count(path: Path) -> int | None:
+    """Lines of a plain file (None for a gzip'd one: not counted, taken as aligned)."""
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def file_source(path: Path) -> dict:

@@ -21,8 +21,11 @@ def run_summary(path: Path) -> dict[str, Any]:
     test = read_json(path / "eval_test.json") or {}
     finals = {r.get("split") for r in records if r.get("kind") == "final"}
     steps = [r["step"] for r in records if isinstance(r.get("step"), int)]
+    stops = [r for r in records if r.get("kind") == "stop"]
     if finals or test:
         status = "finished"
+    elif stops and stops[-1].get("reason") == "pruned":  # attntrain tune stopped this trial
+        status = f"pruned at step {stops[-1].get('step')}"
     elif steps:
         status = f"stopped at step {max(steps)}"
     else:
@@ -34,7 +37,8 @@ def run_summary(path: Path) -> dict[str, Any]:
 
 
 def list_runs(folder: str | Path) -> list[dict[str, Any]]:
-    """Summaries of the run directories directly under `folder` and of multi-seed runs' seed-<k>/ folders."""
+    """Summaries of the run directories directly under `folder`, of multi-seed runs' seed-<k>/ folders and of
+    a tune's trial-<n>/ folders."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder")
@@ -46,7 +50,8 @@ def list_runs(folder: str | Path) -> list[dict[str, Any]]:
             rows.append(run_summary(path))
         else:
             rows.extend({**run_summary(seed), "name": f"{path.name}/{seed.name}"}
-                        for seed in sorted(path.glob("seed-*")) if (seed / "config.yaml").is_file())
+                        for pattern in ("seed-*", "trial-*") for seed in sorted(path.glob(pattern))
+                        if (seed / "config.yaml").is_file())
     return rows
 
 
