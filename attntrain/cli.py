@@ -189,7 +189,7 @@ def tune(
                                           "study.db; a postgresql://... URL shares one study between machines"),
     folds: Optional[int] = typer.Option(None, min=2, help="Objective: mean dev metric over K folds"),
     set_: Optional[List[str]] = SetOption,
-    worker: bool = typer.Option(False, hidden=True, help="Run trials only (a process started by --jobs)"),
+    worker: int = typer.Option(0, min=0, hidden=True, help="Run trials only: process N of those --jobs started"),
 ):
     """Search the config's tune.space with Optuna on the dev metric; test only for the best trial."""
     from attntrain.checks import load_checked

@@ -21,6 +21,7 @@ TABLES = ("csv", "tsv", "jsonl", "parquet")
 EDGE_WORDS = ("edge", "link", "cite", "arc")  # a table whose name holds one of these lists a graph's edges
 LANGUAGE = re.compile(r"[a-z]{2,3}")  # a file suffix that names a language (de, en, fr, ...)
 LABEL_IS_EXTENSION = r".*\.(?P<label>[^.]+)$"  # name.pos / name.neg: the extension is the label
+SPLITS = ("train", "dev", "test")  # the order files: lists them in
 
 
 def find_graph(data: Path) -> tuple[Path, Path] | None:
@@ -56,7 +57,7 @@ def folder_source(folder: Path) -> dict:
     if files and all(p.suffix == ".txt" for p in files):
         parts = {SPLIT_ALIASES[p.name]: p for p in folder.iterdir() if p.is_dir() and p.name in SPLIT_ALIASES}
         if "train" in parts:  # train/pos.txt, dev/pos.txt, ...: the splits are given
-            return {"format": "text", "files": {split: str(p / "*.txt") for split, p in sorted(parts.items())}}
+            return {"format": "text", "files": {split: str(parts[split] / "*.txt") for split in SPLITS if split in parts}}
         return {"format": "text", "path": str(folder / "*.txt")}
     stems = {p.name.split(".")[0] for p in files}
     if len(stems) == 1 and len(files) >= 2 and not any(p.suffix in TABLE_SUFFIXES for p in files):
@@ -82,7 +83,7 @@ def parallel_source(folder: Path, files: list[Path]) -> dict | None:
     split_stems = {SPLIT_ALIASES[s.lower()]: s for s in stems if s.lower() in SPLIT_ALIASES}
     if "train" in split_stems:
         return {"format": "parallel", "languages": languages,
-                "files": {split: str(folder / stem) for split, stem in sorted(split_stems.items())}}
+                "files": {split: str(folder / split_stems[split]) for split in SPLITS if split in split_stems}}
     return {"format": "parallel", "languages": languages, "path": str(folder / "*")}
 
 
@@ -120,7 +121,8 @@ def file_source(path: Path) -> dict:
 def per_split(path: Path, source: dict) -> dict:
     """files per split when the names say so (train/dev/test), else one path split by ratio."""
     siblings = [p for p in path.parent.glob(f"*{path.suffix}") if split_of(p)]
-    files = {split_of(p): str(p) for p in sorted(siblings)}
+    found = {split_of(p): str(p) for p in sorted(siblings)}
+    files = {split: found[split] for split in SPLITS if split in found}
     if "train" in files and split_of(path):
         return {**source, "files": files}
     return {**source, "path": str(path)}

@@ -45,17 +45,26 @@ def storage_url(parent: Path, storage: str | None) -> str:
     return f"sqlite:///{(parent / 'tune' / 'study.db').resolve()}"
 
 
-def open_study(cfg: Config, url: str):
-    """The study named after the run, created on the first call and loaded on the next ones."""
+def open_study(cfg: Config, url: str, worker: int = 0):
+    """The study named after the run, created on the first call and loaded on the next ones.
+
+    The sampler's seed is tune.seed + the trials already in the study + 1000 x the worker's index: a second
+    call, or a second process, must not draw the same values again (a seeded sampler starts its stream over).
+    """
     optuna = import_optuna()
     tune = cfg.tune
-    sampler = (optuna.samplers.TPESampler(seed=tune.seed, n_startup_trials=tune.startup_trials)
-               if tune.sampler == "tpe" else optuna.samplers.RandomSampler(seed=tune.seed))
+    storage = rdb_storage(optuna, url)
+    try:
+        existing = len(optuna.load_study(study_name=cfg.name, storage=storage).trials)
+    except KeyError:  # no such study yet
+        existing = 0
+    seed = tune.seed + existing + 1000 * worker
+    sampler = (optuna.samplers.TPESampler(seed=seed, n_startup_trials=tune.startup_trials)
+               if tune.sampler == "tpe" else optuna.samplers.RandomSampler(seed=seed))
     pruner = {"median": lambda: optuna.pruners.MedianPruner(n_startup_trials=tune.startup_trials,
                                                             n_warmup_steps=tune.warmup_evals),
               "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, tune.warmup_evals)),
               "none": optuna.pruners.NopPruner}[tune.pruner]()
-    storage = rdb_storage(optuna, url)
     direction = "maximize" if cfg.train.metric_mode == "max" else "minimize"
     try:
         return optuna.create_study(study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner,
@@ -175,13 +184,13 @@ def train_trial(cfg: Config, trial, *, report: bool) -> float:
 
 
 def tune(config: Path, *, trials: int, jobs: int = 1, timeout: float | None = None, storage: str | None = None,
-         folds: int | None = None, overrides: list[str] = (), worker: bool = False) -> str:
-    """Run `trials` more trials (over `jobs` processes); returns the report (empty for a worker)."""
+         folds: int | None = None, overrides: list[str] = (), worker: int = 0) -> str:
+    """Run `trials` more trials (over `jobs` processes); returns the report (empty for a worker: worker > 0)."""
     search = Search(config, list(overrides), folds)
     url = storage_url(search.parent, storage)
-    study = open_study(search.base, url)
-    workers = [start_worker(config, share, timeout, url, folds, overrides)
-               for share in shares(trials, jobs)[1:]] if jobs > 1 else []
+    study = open_study(search.base, url, worker)
+    workers = [start_worker(config, share, timeout, url, folds, overrides, index)
+               for index, share in enumerate(shares(trials, jobs)[1:], 1)] if jobs > 1 else []
     try:
         study.optimize(search.objective, n_trials=shares(trials, jobs)[0], timeout=timeout,
                        catch=(UserError,), gc_after_trial=True)
@@ -202,10 +211,10 @@ def shares(trials: int, jobs: int) -> list[int]:
 
 
 def start_worker(config: Path, trials: int, timeout: float | None, url: str, folds: int | None,
-                 overrides: list[str]) -> subprocess.Popen:
+                 overrides: list[str], index: int) -> subprocess.Popen:
     """Another process on the same study (the database is shared, so each asks for its own next trial)."""
     argv = [sys.executable, "-m", "attntrain", "tune", str(config), "--trials", str(trials), "--storage", url,
-            "--worker"] + (["--timeout", str(timeout)] if timeout else []) + (["--folds", str(folds)] if folds else [])
+            "--worker", str(index)] + (["--timeout", str(timeout)] if timeout else []) + (["--folds", str(folds)] if folds else [])
     argv += [arg for item in overrides for arg in ("--set", item)]
     return subprocess.Popen(argv, env={**os.environ}, stdout=subprocess.DEVNULL)
 

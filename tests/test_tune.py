@@ -84,7 +84,9 @@ def test_trials_select_on_dev_prune_the_worse_and_a_second_call_adds_trials(tmp_
     assert f"best: trial {best.number}" in report
 
     tune(tune_config(tmp_path, sentences), trials=1)  # the same study, one more trial
-    assert len(study_of(tmp_path / "runs").trials) == len(states) + 1
+    again = study_of(tmp_path / "runs").trials
+    assert len(again) == len(states) + 1
+    assert again[-1].params != again[0].params  # the seeded sampler does not start its stream over
 
 
 def test_a_killed_tune_resumes_with_its_finished_trials(tmp_path, sentences):
