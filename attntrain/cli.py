@@ -182,7 +182,7 @@ def init(
 @app.command()
 def tune(
     config: Path = typer.Argument(..., help="YAML config with a tune: section (the search space per dotted key)"),
-    trials: int = typer.Option(..., min=1, help="Trials to add to the study (a second call adds more)"),
+    trials: int = typer.Option(..., min=0, help="Trials to add to the study (a second call adds more; 0: report only)"),
     jobs: int = typer.Option(1, min=1, help="Processes training trials at once; they share the study"),
     timeout: Optional[float] = typer.Option(None, min=1, help="Start no new trial after this many seconds"),
     storage: Optional[str] = typer.Option(None, help="Optuna database URL; default sqlite under runs/<name>/tune/"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from attntrain.errors import UserError
 from attntrain.init_sources import TABLE_SUFFIXES, detect, find_graph
-from attntrain.sizing import Profile, data_lines, encoder_line, model_size, train_lines
+from attntrain.sizing import ModelSize, Profile, data_lines, encoder_line, model_size, train_lines
 
 SAMPLE = 2000  # inputs measured for lengths (a seeded sample)
 
@@ -164,7 +164,7 @@ def model_lines(profile: Profile) -> list[str]:
     size = model_size(profile)
     if profile.kind in ("audio", "image"):
         position = ", image_position: sinusoidal" if profile.kind == "image" else ""
-        narrow = size.__class__(128, 3 if profile.kind == "audio" else 4, 256, 4, 0.1,
+        narrow = ModelSize(128, 3 if profile.kind == "audio" else 4, 256, 4, 0.1,
                                 f"{profile.train_examples:,} training {profile.kind} inputs: the FSDD / MNIST recipe width")
         return ["model:", f"  embed: {{dropout: 0.1{position}}}", encoder_line(narrow),
                 "  head: {kind: sequence, pooling: mean}"]
@@ -177,11 +177,11 @@ def model_lines(profile: Profile) -> list[str]:
         spans = any(str(tag).startswith(("B-", "I-")) for tag in profile.labels)
         return ["model:",
                 f"  embed: {{word_dim: 128, word_dropout: 0.2, char_dim: 48, char_filters: 128, ngram: 3, dropout: {size.dropout}}}",
-                encoder_line(size.__class__(size.width, size.layers, size.ffn, 8, size.dropout, size.why)),
+                encoder_line(ModelSize(size.width, size.layers, size.ffn, 8, size.dropout, size.why)),
                 f"  head: {{kind: tagging, crf: {'true' if spans else 'false'}}}"
                 + ("     # span tags (B-/I-): a linear-chain CRF keeps spans valid" if spans else "")]
     return ["model:", "  embed: {dropout: 0.1}",
-            encoder_line(size.__class__(256, 3, 512, 4, 0.1, size.why)),
+            encoder_line(ModelSize(256, 3, 512, 4, 0.1, size.why)),
             "  head:", "    kind: seq2seq", "    label_smoothing: 0.1",
             "    decoder: {num_layers: 3, ffn_dim: 512, dropout: 0.1, tie_embeddings: all, beam_size: 5}"]
 
@@ -195,5 +195,3 @@ def recipe_lines(profile: Profile) -> list[str]:
         return ["  lr: 1.0e-3"]
     return ["  lr: 1.0e-3", "  weight_decay: 0.05", "  ema_horizon: 0.1"]
 
-
-__all__ = ["starter_config", "TABLE_SUFFIXES"]

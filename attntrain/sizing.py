@@ -78,7 +78,7 @@ def train_lines(profile: Profile) -> list[str]:
     """max_epochs, min_steps, warm-up, evaluation, patience and metric lines (under `train:`)."""
     passes, steps = budget(profile)
     seen = passes * profile.train_examples
-    every = 0.05 if steps >= 400 else 0.1
+    every = 0.05 if steps >= 400 and profile.mode != "seq2seq" else 0.1  # seq2seq: each evaluation decodes dev
     lines = [f"  max_epochs: {passes}        # {profile.train_examples:,} examples x {passes} passes = "
              f"{seen:,} seen (at least {SEEN_FLOOR:,} and {MIN_PASSES} passes, at most {MAX_PASSES})",
              f"  min_steps: {steps}        # ~{steps_per_pass(profile)} batches per pass x {passes}: "

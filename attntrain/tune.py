@@ -192,8 +192,9 @@ def tune(config: Path, *, trials: int, jobs: int = 1, timeout: float | None = No
     workers = [start_worker(config, share, timeout, url, folds, overrides, index)
                for index, share in enumerate(shares(trials, jobs)[1:], 1)] if jobs > 1 else []
     try:
-        study.optimize(search.objective, n_trials=shares(trials, jobs)[0], timeout=timeout,
-                       catch=(UserError,), gc_after_trial=True)
+        if trials:
+            study.optimize(search.objective, n_trials=shares(trials, jobs)[0], timeout=timeout,
+                           catch=(UserError,), gc_after_trial=True)
     finally:
         for process in workers:
             process.wait()
@@ -207,6 +208,8 @@ def tune(config: Path, *, trials: int, jobs: int = 1, timeout: float | None = No
 def shares(trials: int, jobs: int) -> list[int]:
     """trials split over jobs processes (the first takes the remainder)."""
     jobs = max(1, min(jobs, trials))
+    if not trials:
+        return [0]
     return [trials // jobs + (1 if i < trials % jobs else 0) for i in range(jobs)]
 
 

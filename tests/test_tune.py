@@ -87,6 +87,25 @@ def test_trials_select_on_dev_prune_the_worse_and_a_second_call_adds_trials(tmp_
     again = study_of(tmp_path / "runs").trials
     assert len(again) == len(states) + 1
     assert again[-1].params != again[0].params  # the seeded sampler does not start its stream over
+    assert "best: trial" in tune(tune_config(tmp_path, sentences), trials=0)  # report only
+    assert len(study_of(tmp_path / "runs").trials) == len(again)
+
+
+def test_folds_make_the_objective_the_mean_dev_metric(tmp_path):
+    from attntrain.tune import tune
+
+    folder = examples.write("sst2_text", tmp_path / "own", limit=240)  # pos.txt / neg.txt, no split
+    config = tune_config(tmp_path, folder, pruner="none")
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["source"] = {"format": "text", "path": str(folder / "*.txt")}
+    raw["tune"]["space"] = {"train.lr": {"choices": [3.0e-3]}}
+    config.write_text(yaml.safe_dump(raw))
+    tune(config, trials=1, folds=2)
+    trial = study_of(tmp_path / "runs").trials[0]
+    folds = [tmp_path / "runs" / "search" / "trial-0" / f"fold-{k}" for k in range(2)]
+    dev = [json.loads((fold / "eval_dev.json").read_text())["loss"] for fold in folds]
+    assert trial.value == pytest.approx(sum(dev) / 2)
+    assert all((fold / "eval_test.json").is_file() for fold in folds)  # the best (only) trial's test folds
 
 
 def test_a_killed_tune_resumes_with_its_finished_trials(tmp_path, sentences):
