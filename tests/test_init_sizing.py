@@ -147,3 +147,13 @@ def test_an_unbalanced_label_set_is_scored_by_macro_f1():
     line = metric_lines(Profile("text", "sequence", 1000, labels=Counter(spam=90, ham=910)))[0]
     assert "macro_f1" in line and "ham 91%" in line
     assert "accuracy" in metric_lines(Profile("text", "sequence", 1000, labels=Counter(a=50, b=50)))[0]
+
+
+def test_name_pos_name_neg_take_the_label_from_the_extension(own):
+    from attntrain.config import DataConfig
+    from attntrain.data.sources import read_source
+
+    folder = label_is_extension(own)
+    source = starter_config(folder, "label").split("source: ")[1].splitlines()[0]
+    rows = read_source(DataConfig(source=yaml.safe_load(source)))["all"]
+    assert Counter(r["label"] for r in rows).keys() == {"pos", "neg"}
