@@ -198,6 +198,21 @@ class SourceConfig(Section):
         return value
 
 
+    @model_validator(mode="after")
+    def _options_the_format_reads(self):
+        """An option the format's reader never reads is refused, never silently ignored."""
+        for option, formats in SOURCE_OPTIONS.items():
+            if getattr(self, option) not in (None, [], False) and self.format not in formats:
+                raise ValueError(f"{option}: format {self.format} does not read it (only {', '.join(formats)} "
+                                 "do); remove it")
+        if self.files and self.path:
+            raise ValueError("files and path: give one (files: a file per split; path: everything, split later)")
+        return self
+
+
+# which formats read each optional source setting (ptb_escapes: rows of add_train, which may be any table)
+SOURCE_OPTIONS = {"columns": ("conll", "labeled_lines"), "languages": ("parallel",), "name": ("hf",),
+                  "config": ("hf",), "name_pattern": ("text", "audiofolder", "imagefolder")}
 SourceConfig.model_rebuild()
 
 
@@ -229,6 +244,13 @@ class TargetConfig(Section):
     scheme: Literal["auto", "none", "iob2", "bioes"] = "auto"  # tagging: span scheme (auto: from the tag set)
     labels: Optional[list[str]] = None  # the whole label / tag set when known in advance (e.g. UPOS); default: from train
     names: Optional[list[str]] = None  # integer labels 0..K-1 stand for these names (label i is names[i]), e.g. [negative, positive]
+    repair: Literal["none", "iob1"] = "none"  # tagging: iob1 converts IOB1 tags (I-X may open a span) to IOB2 (B-X opens every span)
+
+    @model_validator(mode="after")
+    def _repair_needs_iob(self):
+        if self.repair == "iob1" and self.scheme not in ("auto", "iob2"):
+            raise ValueError(f"repair: iob1 converts IOB1 to IOB2 tags; it does not fit scheme {self.scheme}")
+        return self
 
 
 class SplitConfig(Section):
@@ -238,7 +260,7 @@ class SplitConfig(Section):
     values: Optional[dict[Literal["dev", "test"], list[Union[int, str]]]] = None  # column values meaning dev / test; any other trains
     dev: float = Field(0.1, ge=0.0)  # held out as dev (also from a train file when no dev file is given): a fraction, or a count of rows when >= 1
     test: float = Field(0.1, ge=0.0, lt=1.0)  # fraction held out as test (only when everything comes in one set)
-    seed: int = 0  # seed of the split (independent of the run seed)
+    seed: int = Field(0, ge=0)  # seed of the split (independent of the run seed)
     folds: int = Field(1, ge=1)  # k-fold cross-validation: k runs, each fold the test set once (`fit --folds K`)
     fold: Optional[int] = Field(None, ge=0)  # which fold is the test set (set per run by --folds)
 
@@ -309,6 +331,8 @@ class DataConfig(Section):
         """A node table only makes sense as graph input, and graph input only comes from node tables."""
         if self.source is None:
             return self
+        if self.source.ptb_escapes:
+            raise ValueError("source.ptb_escapes: respells add_train rows only (set it inside source.add_train)")
         if (self.source.format == "graph") != (self.input.kind == "graph"):
             raise ValueError("source.format graph goes with input.kind graph (node features), and only with it "
                              f"(got format {self.source.format}, kind {self.input.kind})")

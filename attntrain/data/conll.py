@@ -7,7 +7,6 @@ ranges (`1-2`) and empty nodes (`8.1`) are skipped, as the UD guidelines prescri
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -81,11 +80,12 @@ def read_conllu(path: str | Path) -> list[dict]:
 
 def load_conllu_dataset(path: str | Path) -> datasets.Dataset:
     """`read_conllu` as a `datasets.Dataset`, cached under the cache dir keyed by file identity."""
-    path = Path(path).resolve()
+    from attntrain.data.arrow import cache_key, file_identity
+
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"CoNLL-U file not found: {path}")
-    stat = path.stat()
-    key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{PARSER_VERSION}".encode()).hexdigest()[:16]
+    key = cache_key(file_identity(path), PARSER_VERSION)[:16]
     target = cache_dir() / "conllu" / f"{path.stem}-{key}"
     if target.is_dir():
         try:

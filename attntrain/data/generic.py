@@ -124,6 +124,7 @@ class DataTask(Task):
         self._split_index: dict[str, list[int]] | None = None
         self._splits: tuple = (None, None)  # (the split index they were made with, split -> rows)
         self._decoded: dict[str, Any] = {}  # split -> its decoded audio / image Arrow table (see _decode_media)
+        self._checked: set[str] = set()  # dev / test splits whose labels have been checked against train's
         self.predict_batch_size = 16 if self.input in MEDIA_INPUTS else 32
 
     @property
@@ -242,13 +243,26 @@ class DataTask(Task):
         if state is not None and state.get("split_index") is not None:
             self._split_index = state["split_index"]
         train = None if state is not None else self.split_raw("train")
-        self._decoded = {}
+        self._decoded, self._checked = {}, set()
         if self.input in MEDIA_INPUTS:  # labels first: the decoded train split holds them, and gives the input statistics
             self.target.prepare(train, state and state["target"])
+            if state is None:
+                self._check_held_out()
             self.input_kind.prepare(train, state and state["input"], decoded=self._decoded_train)
             return
         self.input_kind.prepare(train, state and state["input"])
         self.target.prepare(train, state and state["target"])
+        if state is None:
+            self._check_held_out()
+
+    def _check_held_out(self) -> None:
+        """Every dev / test label known to train, checked now rather than at the first evaluation (or after the
+        whole run); what cleaning changed is said once."""
+        for name in self.splits:
+            if name != "train":
+                self.target.check(self.split_raw(name), name)
+                self._checked.add(name)
+        self.target.report()
 
     def state(self) -> dict:
         return {"input": self.input_kind.state(), "target": self.target.state(), "split_index": self._split_index}
@@ -281,8 +295,10 @@ class DataTask(Task):
         return rows
 
     def split(self, name: str) -> list[dict]:
-        if name not in self._encoded and name != "train":
+        if name not in self._encoded and name != "train" and name not in self._checked:
             self.target.check(self.split_raw(name), name)  # labels train never has: an error before encoding
+            self._checked.add(name)
+            self.target.report()
         if name not in self._encoded and self.input in ("text", *MEDIA_INPUTS):  # encoded into cached Arrow files
             max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
             self._encoded[name] = (self._encode_text(self.split_raw(name), max_len) if self.input == "text"
