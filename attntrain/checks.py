@@ -41,6 +41,34 @@ def check_config(cfg, source: str = "config") -> None:
     check_label(cfg, source)
     check_dataset(cfg, source)
     check_graph(cfg, source)
+    check_fields(cfg, source)
+
+
+def check_fields(cfg, source: str = "config") -> None:
+    """Every field name `data:` uses is a field of the data's first rows (own data; a preset's are known)."""
+    from attntrain.data.peek import graph_fields, source_fields
+
+    data = cfg.data
+    if data.source is None:
+        return
+    inputs = data.input.field if isinstance(data.input.field, list) else [data.input.field]
+    used = [*(("data.input.field", name) for name in inputs), ("data.target.field", data.target.field)]
+    if data.source.format == "graph":
+        tables = graph_fields(data)
+        wanted = {"nodes": [("data.graph.node_id", data.graph.node_id), *used],
+                  "edges": [("data.graph.edge_fields", name) for name in data.graph.edge_fields]}
+        if data.split.column:
+            wanted["nodes"].append(("data.split.column", data.split.column))
+        found = [(tables[role], wanted[role]) for role in wanted if role in tables]
+    else:
+        found = [((where, fields), used + ([("data.split.column", data.split.column)]
+                                           if data.split.column and split == "all" else []))
+                 for split, where, fields in source_fields(data)]
+    for (where, fields), names in found:
+        for key, name in names:
+            if name not in fields:
+                raise UserError(f"{source}: {key}: no field '{name}'{suggest(name, fields)} in {where} "
+                                f"(its fields: {', '.join(fields)})")
 
 
 def check_graph(cfg, source: str = "config") -> None:

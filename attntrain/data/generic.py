@@ -373,7 +373,7 @@ class DataTask(Task):
         def decode_rows(batch: dict) -> dict:
             out: dict[str, list] = {column: [] for column in features}
             for row in rows.take(batch["index"]) if isinstance(rows, ArrowRows) else (rows[i] for i in batch["index"]):
-                array = self.input_kind.decode(self._input_value(row, "example")).numpy()
+                array = self.input_kind.decode(self._input_value(row, "example"), row.get(WHERE, "a row")).numpy()
                 labels = self.target.encode(row, self._media_length(array.shape)).get("labels")
                 for column, value in zip(features, (array.tobytes(), array.dtype.str, list(array.shape),
                                                     _plain(labels))):

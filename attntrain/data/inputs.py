@@ -109,12 +109,16 @@ class AudioInput:
                                       hop_ms=audio.hop_ms, n_mels=audio.n_mels, n_mfcc=audio.n_mfcc)
         self.mean = self.std = None
 
-    def decode(self, value: Any) -> torch.Tensor:
+    def decode(self, value: Any, where: str = "an audio array") -> torch.Tensor:
+        """where: the row's file:line, for a message about an in-row array (a file names itself)."""
         from attntrain.data.audio import read_wav, resample
 
         if isinstance(value, dict) and "array" in value:  # a decoded Hugging Face Audio value
+            from attntrain.data.audio import check_finite
+
             wave = torch.as_tensor(value["array"], dtype=torch.float32)
             wave = wave.mean(0) if wave.dim() == 2 else wave
+            check_finite(wave, value.get("path") or where, value.get("sampling_rate") or 1)
             if value.get("sampling_rate", self.sample_rate) != self.sample_rate:
                 wave = resample(wave, value["sampling_rate"], self.sample_rate)
         else:
@@ -168,14 +172,17 @@ class ImageInput:
         """(C,H,W) float32 in [0,1]."""
         return unit_pixels(self.decode(value))
 
-    def decode(self, value: Any) -> torch.Tensor:
+    def decode(self, value: Any, where: str = "an image array") -> torch.Tensor:
         """The pixels before scaling: (C,H,W) uint8 (what image files and 8-bit arrays hold), or float32 in
         [0,1] for decoded arrays of another type; `unit_pixels` scales either."""
         from attntrain.data.images import read_image_bytes
 
         height, width = self.settings.size
         if isinstance(value, (torch.Tensor, np.ndarray)):  # pixels already decoded (IDX arrays): 0..255, (H,W[,C])
-            return _array_pixels(torch.as_tensor(value), (height, width), self.channels or 0)
+            array = torch.as_tensor(value)
+            if array.is_floating_point() and not torch.isfinite(array).all():
+                raise UserError(f"{where}: {int((~torch.isfinite(array)).sum())} pixels are NaN or infinite")
+            return _array_pixels(array, (height, width), self.channels or 0)
         return _channels_first(read_image_bytes(value, (height, width), channels=self.channels or 0))
 
     def prepare(self, train: list[dict], state: dict | None, *, decoded: Callable[[], Iterable] | None = None) -> None:
