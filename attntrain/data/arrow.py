@@ -111,10 +111,25 @@ def read_cached(path: Path | None):
     if path is None or not path.is_file():
         return None
     try:
-        return datasets.Dataset.from_file(str(path))
+        found = datasets.Dataset.from_file(str(path))
+        if intact(found):
+            return found
     except Exception:  # truncated or foreign: it is computed again
-        path.unlink(missing_ok=True)
-        return None
+        pass
+    path.unlink(missing_ok=True)
+    return None
+
+
+def intact(dataset) -> bool:
+    """Whether a memory-mapped dataset's Arrow data is whole: offsets in range and text valid UTF-8 (bytes damaged
+    inside a cached file would otherwise surface as a decode error mid-run). One pass in Arrow's C++ code."""
+    import pyarrow as pa
+
+    try:
+        dataset.data.table.validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowException):
+        return False
+    return True
 
 
 def cached_map(dataset, function: Callable, *, features: dict, key: str, path: Path | None,

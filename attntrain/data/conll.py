@@ -80,7 +80,7 @@ def read_conllu(path: str | Path) -> list[dict]:
 
 def load_conllu_dataset(path: str | Path) -> datasets.Dataset:
     """`read_conllu` as a `datasets.Dataset`, cached under the cache dir keyed by file identity."""
-    from attntrain.data.arrow import cache_key, file_identity
+    from attntrain.data.arrow import cache_key, file_identity, intact
 
     path = Path(path)
     if not path.is_file():
@@ -89,9 +89,12 @@ def load_conllu_dataset(path: str | Path) -> datasets.Dataset:
     target = cache_dir() / "conllu" / f"{path.stem}-{key}"
     if target.is_dir():
         try:
-            return datasets.load_from_disk(str(target))
+            found = datasets.load_from_disk(str(target))
+            if intact(found):
+                return found
         except Exception:  # a damaged cache is rebuilt, never trusted
             pass
+        shutil.rmtree(target, ignore_errors=True)
     dataset = datasets.Dataset.from_list(read_conllu(path))
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     datasets.disable_progress_bars()

@@ -127,7 +127,7 @@ def load_table(path: Path, fmt: str):
     and the cause (attntrain.data.table_faults); a damaged cache is parsed again."""
     import datasets
 
-    from attntrain.data.arrow import cache_key, file_identity
+    from attntrain.data.arrow import cache_key, file_identity, intact
     from attntrain.data.root import cache_dir
     from attntrain.data.table_faults import quiet_library, table_fault
 
@@ -144,7 +144,8 @@ def load_table(path: Path, fmt: str):
                                                 cache_dir=str(folder), **kwargs, **more)
     with quiet_library():
         try:
-            return load()
+            table = load()
+            return table if intact(table) else load(download_mode="force_redownload")  # damaged cache: parse again
         except Exception as e:  # an empty file, a fault of the file, or of the cache
             if "corresponds to no data" in str(e) or isinstance(e, datasets.exceptions.DatasetGenerationError) \
                     and path.stat().st_size <= len(path.read_bytes().split(b"\n", 1)[0]) + 1:
