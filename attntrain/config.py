@@ -78,6 +78,18 @@ class DecoderConfig(Section):
     max_len_ratio: float = Field(1.5, gt=0.0)  # output stops after max_len_ratio * source tokens + max_len_extra
     max_len_extra: int = Field(10, ge=1)  # constant part of the output length limit
     cache: bool = True  # decode with a key/value cache; false recomputes the prefix each step (tests, benchmarks)
+    # 13a: as published scores; zh / ja-mecab (needs sacrebleu[ja]) / char: languages written without spaces
+    bleu_tokenize: Literal["13a", "intl", "zh", "ja-mecab", "char", "none"] = "13a"  # sacreBLEU's BLEU tokeniser
+
+    @field_validator("bleu_tokenize")
+    @classmethod
+    def _tokenizer_installed(cls, value):
+        import importlib.util
+
+        if value == "ja-mecab" and not all(importlib.util.find_spec(m) for m in ("MeCab", "ipadic")):
+            raise ValueError("ja-mecab needs the MeCab and ipadic packages: pip install 'sacrebleu[ja]' "
+                             "(or use char)")
+        return value
 
 
 class EmbedConfig(Section):

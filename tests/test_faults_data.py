@@ -376,3 +376,26 @@ def test_validate_checks_every_field_name_against_the_first_rows(tmp_path):
             "nodes.csv (its fields: id, features, label)")
     refused(cli("validate", str(config), "--set", "data.graph.edge_fields=[from,to]"),
             "data.graph.edge_fields: no field 'from'", "edges.csv")
+
+
+# ---- 7. BLEU of languages written without spaces ---------------------------------------------------
+
+def test_bleu_tokenizer_is_a_setting_named_in_the_signature():
+    import importlib.util
+
+    from attntrain.model.bleu import TranslationMeter, corpus_scores
+
+    hypotheses, references = ["猫がマットの上に座った。", "今日は良い天気です。"], ["猫がマットの上に座っていた。", "今日はいい天気です。"]
+    plain, _ = corpus_scores(hypotheses, references)
+    by_char, signatures = corpus_scores(hypotheses, references, "char")
+    assert plain["bleu"] == 0.0 and by_char["bleu"] > 50  # 13a sees each sentence as one word
+    assert "tok:char" in signatures["bleu_signature"]
+    meter = TranslationMeter(lambda ids: "".join(map(chr, ids)), None, tokenize="zh")
+    meter.update(type("Out", (), {"tokens": [[ord(c) for c in h] for h in hypotheses], "beam": 1})(),
+                 {"references": references})
+    assert "tok:zh" in meter.compute()["bleu_signature"]
+    assert build_config({"model": {"head": {"decoder": {"bleu_tokenize": "char"}}}}, "t").model.head.decoder.bleu_tokenize \
+        == "char"
+    if importlib.util.find_spec("MeCab") is None:
+        with pytest.raises(UserError, match="bleu_tokenize.*ja-mecab needs the MeCab and ipadic packages"):
+            build_config({"model": {"head": {"decoder": {"bleu_tokenize": "ja-mecab"}}}}, "t")

@@ -173,6 +173,10 @@ class GraphTask(Task):
         self._check_splits(arrays, splits)
         if state is None:
             train = {arrays.labels[i] for i in splits["train"]}
+            if len(train) < 2:
+                raise UserError(f"{arrays.origin}: every one of the {len(splits['train'])} training nodes has label "
+                                f"'{next(iter(train))}' (field '{self.cfg.data.target.field}'); a classifier needs at "
+                                "least two classes")
             self.classes = arrays.classes or sorted_labels(train)
         ids = {name: i for i, name in enumerate(self.classes)}
         for split in ("dev", "test"):

@@ -261,7 +261,7 @@ class Seq2seqHead(nn.Module):
         return output.tokens
 
     def new_meter(self) -> TranslationMeter:
-        return TranslationMeter(self.detokenize, self.output_dir)
+        return TranslationMeter(self.detokenize, self.output_dir, tokenize=self.search.bleu_tokenize)
 
 
 def build_decoder(encoder_cfg, decoder_cfg) -> TransformerDecoder:
