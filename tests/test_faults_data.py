@@ -279,7 +279,8 @@ def test_row_cache_keys_hold_the_name_the_content_and_the_pattern(tmp_path):
     assert {(r["label"], r["polarity"]) for r in rows} == {("neg", "neg")}
 
 
-def test_damaged_cache_files_are_rebuilt(tmp_path):
+def test_damaged_cache_files_are_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNTRAIN_CACHE", str(tmp_path / "cache"))  # its own cache: every file in it is damaged
     (tmp_path / "pos.txt").write_text("".join(t + "\n" for _, t in sst2_lines(300)))
     (tmp_path / "train.csv").write_text(csv_text(sentiment()))
     from attntrain.data.root import cache_root
@@ -287,7 +288,8 @@ def test_damaged_cache_files_are_rebuilt(tmp_path):
 
     first = _text_rows(tmp_path, "pos.txt")
     table = load_table(tmp_path / "train.csv", "csv").to_list()
-    damaged = [p for p in cache_root().rglob("*.arrow") if str(tmp_path).replace("/", "") not in p.name]
+    damaged = list(cache_root().rglob("*.arrow"))
+    assert len(damaged) >= 2  # the text rows and the csv table
     for path in damaged:
         data = bytearray(path.read_bytes())
         data[len(data) // 3: len(data) // 3 + 64] = bytes(range(128, 192))  # never valid UTF-8
@@ -399,3 +401,13 @@ def test_bleu_tokenizer_is_a_setting_named_in_the_signature():
     if importlib.util.find_spec("MeCab") is None:
         with pytest.raises(UserError, match="bleu_tokenize.*ja-mecab needs the MeCab and ipadic packages"):
             build_config({"model": {"head": {"decoder": {"bleu_tokenize": "ja-mecab"}}}}, "t")
+
+
+def test_a_null_input_names_file_and_line(tmp_path):
+    rows = [{"text": text, "label": label} for label, text in sentiment()]
+    rows[2]["text"] = None
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task = build_task(build_config(yaml.safe_load(own_config(tmp_path, {"format": "jsonl", "files": {
+        "train": str(tmp_path / "train.jsonl")}}).read_text()), "t"))
+    with pytest.raises(UserError, match=r"train.jsonl:3: field 'text' must be text or a list of tokens, got null"):
+        task.prepare()

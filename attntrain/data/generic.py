@@ -443,7 +443,7 @@ class DataTask(Task):
     def encode(self, example: dict, *, max_len: int | None) -> dict:
         value = self._input_value(example, "example")
         if self.input == "text":
-            tokens = self.input_kind.tokens(value)
+            tokens = self.input_kind.tokens(value, example.get(WHERE, "input"))
             tokens = (truncate(tokens, max_len, self.cfg.data.truncate) if self.target.head == "sequence"
                       else tokens[:max_len] if max_len else tokens)
             item = self.input_kind.encode(tokens)

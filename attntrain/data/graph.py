@@ -173,10 +173,6 @@ class GraphTask(Task):
         self._check_splits(arrays, splits)
         if state is None:
             train = {arrays.labels[i] for i in splits["train"]}
-            if len(train) < 2:
-                raise UserError(f"{arrays.origin}: every one of the {len(splits['train'])} training nodes has label "
-                                f"'{next(iter(train))}' (field '{self.cfg.data.target.field}'); a classifier needs at "
-                                "least two classes")
             self.classes = arrays.classes or sorted_labels(train)
         ids = {name: i for i, name in enumerate(self.classes)}
         for split in ("dev", "test"):
@@ -184,6 +180,10 @@ class GraphTask(Task):
                 if arrays.labels[node] not in ids:
                     raise UserError(unknown_label(arrays.node(node), "label", arrays.labels[node], self.classes,
                                                   None))
+        if state is None and len({arrays.labels[i] for i in splits["train"]}) < 2:
+            raise UserError(f"{arrays.origin}: every one of the {len(splits['train'])} training nodes has label "
+                            f"'{arrays.labels[splits['train'][0]]}' (field '{self.cfg.data.target.field}'); a "
+                            "classifier needs at least two classes")
         inputs = GraphInput(self.cfg.data)
         self._graph = {
             "features": inputs.scale(arrays.features),  # (N,F)

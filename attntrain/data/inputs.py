@@ -74,13 +74,14 @@ class TextInput:
             return tokenize(_HTML_BREAK.sub(" ", value) if self.html_breaks else value, self.tokenizer)
         if isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value):
             return list(value)
-        raise UserError(f"{where}: field '{self.field}' must be text or a list of tokens, got {type(value).__name__}")
+        got = "null" if value is None else type(value).__name__
+        raise UserError(f"{where}: field '{self.field}' must be text or a list of tokens, got {got}")
 
     def prepare(self, train: list[dict], state: dict | None) -> None:
         if state is not None:
             self.text.load(state)
         else:
-            self.text.build(self.tokens(field_value(r, self.field, "train"), "train") for r in train)
+            self.text.build(self.tokens(field_value(r, self.field, "train"), r.get("_where", "train")) for r in train)
 
     def state(self) -> dict:
         return self.text.state()
