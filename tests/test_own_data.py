@@ -202,6 +202,8 @@ def test_empty_split_and_undecodable_image_are_errors(tmp_path):
     images = tmp_path / "img" / "train" / "a"
     images.mkdir(parents=True)
     (images / "broken.png").write_bytes(b"not a png")
+    (images.parent / "b").mkdir()
+    (images.parent / "b" / "other.png").write_bytes(b"not a png either")  # a second class: one is refused
     data = {"source": {"format": "imagefolder", "path": str(tmp_path / "img")}, "input": {"field": "path", "kind": "image"},
             "target": {"field": "label"}, "split": {"dev": 0.0}}
     with pytest.raises(UserError, match=r"broken.png: not a readable image"):

@@ -317,7 +317,7 @@ def read_folder(source, files: list[Path]) -> RowStream:
         if not media:
             raise UserError(f"{folder}: no {'/'.join(suffixes)} files")
         for path in media:
-            row = {"path": str(path), "label": path.parent.name if path.parent != folder else None}
+            row = {"path": str(path), "label": path.parent.name if path.parent != folder else None, WHERE: str(path)}
             row.update(name_fields(pattern, path))
             if metadata is not None:
                 extra = metadata.get(str(path.relative_to(folder)))

@@ -35,7 +35,7 @@ class TranslationMeter:
     (one hypothesis per line, in the order of the split's file).
     """
 
-    settings = ("beam",)  # the same on every process: not summed when several processes evaluate
+    settings = ("beam", "tokenize")  # the same on every process: not summed when several processes evaluate
 
     def __init__(self, detokenize: Callable[[list[int]], str], output_dir: Optional[str], *, tokenize: str = "13a"):
         self.detokenize = detokenize
