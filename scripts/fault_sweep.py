@@ -15,6 +15,7 @@ import argparse
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -243,8 +244,9 @@ def own(s: Sweep, files: dict[str, str | bytes], source: dict, *, head: str = "s
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
     source = {"files": {"train": next(iter(files))}, **source}  # names relative to the folder
-    if source.get("files"):
-        source["files"] = {split: str(folder / name) for split, name in source["files"].items()}
+    if source.get("files"):  # dev: the train file unless named (the cases that train need one to evaluate)
+        source["files"] = {split: str(folder / name) for split, name in {"dev": source["files"]["train"],
+                                                                         **source["files"]}.items()}
     if source.get("path"):
         source["path"] = str(folder / source["path"])
     source = {key: value for key, value in source.items() if value is not None}
@@ -254,7 +256,7 @@ def own(s: Sweep, files: dict[str, str | bytes], source: dict, *, head: str = "s
                     "split": {"dev": 0.0, "test": 0.0}, **(data or {})},
            "model": {"embed": {"word_dim": 16}, "head": {"kind": head},
                      "encoder": {"num_layers": 1, "width": 16, "num_heads": 2, "ffn_dim": 16}},
-           "train": {"max_steps": 2, "eval_every": 2, "threads": 1, "progress": False, "eval_splits": ["train"]}}
+           "train": {"max_steps": 2, "eval_every": 2, "threads": 1, "progress": False, "eval_splits": ["dev"]}}
     return [command, str(s.config(raw)), *args]
 
 
@@ -281,7 +283,7 @@ def relabel(rows, index: int, label):
 def wnut(s: Sweep, count: int = 6, line: int | None = None, replacement: str = "") -> str:
     """The first `count` WNUT-17 sentences, physical line `line` replaced."""
     text = (s.shared / "wnut17" / "wnut17train.conll").read_text(encoding="utf-8")
-    lines = ("\n\n".join(text.split("\n\n")[:count]) + "\n\n").split("\n")
+    lines = ("\n\n".join(re.split(r"\n[ \t]*\n", text)[:count]) + "\n\n").split("\n")  # blank lines may hold a tab
     if line is not None:
         lines[line - 1] = replacement
     return "\n".join(lines)

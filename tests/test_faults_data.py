@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -55,7 +56,7 @@ def sst2_lines(count: int, offset: int = 0) -> list[tuple[str, str]]:
 def wnut_sentences(count: int) -> str:
     """The first `count` sentences of WNUT-17 train (token<TAB>tag, blank line after each)."""
     text = (shared_data() / "wnut17" / "wnut17train.conll").read_text(encoding="utf-8")
-    return "\n\n".join(text.split("\n\n")[:count]) + "\n\n"
+    return "\n\n".join(re.split(r"\n[ \t]*\n", text)[:count]) + "\n\n"  # its blank lines may hold a tab
 
 
 def csv_text(rows: list[tuple[str, str]]) -> str:
@@ -143,7 +144,8 @@ LABEL_FAULTS = {  # case -> (files, source, head, words the message holds)
     "a third column": ({"train.txt": _wnut_with(12, "view\tO\tNN")}, {"format": "conll"}, "tagging",
                        ["train.txt:12: expected 2 columns (tokens, tags), found 3", "data.source.columns"]),
     "IOB1 tags": ({"train.txt": _iob1()}, {"format": "conll"}, "tagging",
-                  ["train tags open a span with I-", "looks like IOB1", "data.target.repair: iob1"]),
+                  ["train.txt:15: 'I-location' opens a span, as", "train tags do with I-", "looks like IOB1",
+                   "data.target.repair: iob1"]),
 }
 
 
@@ -184,8 +186,8 @@ def test_iob1_input_is_counted_or_repaired(tmp_path, capfd):
     task.prepare()
     assert task.target.scheme == "iob2"
     err = capfd.readouterr().err
-    assert "note: 1 tags of field 'tags' open a span with I- after O or another type (train 1; the first at " \
-           f"{tmp_path / 'train.txt'}:{number + 1} '{lines[number].split(chr(9))[1]}')" in err
+    assert "note: 1 tags of field 'tags' open a span with I- after O or another type (train 1; the first: " \
+           f"'{lines[number].split(chr(9))[1]}' at {tmp_path / 'train.txt'}:{number + 1})" in err
     raw["data"]["target"]["repair"] = "iob1"
     task = build_task(build_config(raw, "t"))
     task.prepare()

@@ -275,7 +275,7 @@ class TagsTarget(Cleaned):
         source = data_cfg.source
         self.line_per_token = source is not None and source.format == "conll"  # token i on its sentence's line + i
         self.opened: Counter = Counter()  # split -> I- tags that open a span (converted when repair is iob1)
-        self.first_opened: str | None = None
+        self.first_opened: tuple[str, str] | None = None  # (where, tag)
         self.labels = Vocab([], unk=False)
 
     def value(self, row: dict, where: str) -> list[str] | None:
@@ -317,7 +317,7 @@ class TagsTarget(Cleaned):
             if opened:
                 self.opened[split] += len(opened)
                 if self.first_opened is None:
-                    self.first_opened = f"{self.token_where(where(), opened[0])} '{clean[opened[0]]}'"
+                    self.first_opened = (self.token_where(where(), opened[0]), clean[opened[0]])
             if self.repair == "iob1":
                 clean = iob1_to_iob2(clean)
             counts.update(clean)
@@ -355,8 +355,9 @@ class TagsTarget(Cleaned):
         opened = self.opened["train"]
         begun = sum(count for tag, count in counts.items() if tag[:2] in ("B-", "S-"))
         if self.scheme != "none" and self.repair != "iob1" and opened > begun:
-            raise UserError(f"{self.first_opened}: {opened} train tags open a span with I- (after O or another type) "
-                            f"and only {begun} with B-: this looks like IOB1; set data.target.repair: iob1 to "
+            where, tag = self.first_opened
+            raise UserError(f"{where}: '{tag}' opens a span, as {opened} train tags do with I- (after O or another "
+                            f"type) and only {begun} with B-: this looks like IOB1; set data.target.repair: iob1 to "
                             "convert it to IOB2")
 
     def check(self, rows: list[dict], split: str) -> None:
@@ -374,13 +375,14 @@ class TagsTarget(Cleaned):
     def report(self) -> None:
         super().report()
         if self.opened and self.scheme != "none":
+            where, tag = self.first_opened
             splits = ", ".join(f"{split} {count}" for split, count in self.opened.items())
             if self.repair == "iob1":
                 note(f"converted {sum(self.opened.values())} IOB1 tags of field '{self.field}' that open a span "
-                     f"with I- to B- ({splits}; the first at {self.first_opened}), as data.target.repair: iob1 asks")
+                     f"with I- to B- ({splits}; the first: '{tag}' at {where}), as data.target.repair: iob1 asks")
             else:
                 note(f"{sum(self.opened.values())} tags of field '{self.field}' open a span with I- after O or "
-                     f"another type ({splits}; the first at {self.first_opened}); strict entity scores do not "
+                     f"another type ({splits}; the first: '{tag}' at {where}); strict entity scores do not "
                      "count such spans (data.target.repair: iob1 reads them as B-)")
         self.opened, self.first_opened = Counter(), None
 
