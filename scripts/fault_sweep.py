@@ -302,7 +302,10 @@ def nan_wavs(s: Sweep) -> list[str]:
     wave, rate = soundfile.read(str(s.shared / "fsdd" / "recordings" / "7_theo_3.wav"), dtype="float32")
     args = own(s, {"wavs/0/0.wav": b"", "wavs/1/0.wav": b""}, {"format": "audiofolder", "path": "wavs", "files": None},
                data={"input": {"field": "path", "kind": "audio"}})
-    folder = Path(yaml.safe_load(Path(args[1]).read_text())["data"]["source"]["path"])
+    raw = yaml.safe_load(Path(args[1]).read_text())
+    raw["train"]["eval_splits"] = ["train"]  # no dev split: the error comes before any evaluation
+    Path(args[1]).write_text(yaml.safe_dump(raw))
+    folder = Path(raw["data"]["source"]["path"])
     for digit in "01":
         for index in range(2):
             soundfile.write(str(folder / digit / f"{index}.wav"), wave, rate, subtype="FLOAT")
@@ -421,7 +424,7 @@ CASES = [
     Case("data", "gz not gzip", lambda s: mt(s, lambda f: (f / "val.de.gz").write_text("plain")), ["val.de.gz"]),
     # ---- own data: labels, tags, tables, readers, caches (issue 24) ----
     Case("own", "label with spaces (stripped, said once)", lambda s: own(s, {"train.csv": csv_of(
-        relabel(sst2_rows(s), 0, "positive "))}, {"format": "csv"}), ["note: stripped the spaces around 1"], code=0),
+        relabel(sst2_rows(s), 0, "positive "))}, {"format": "csv"}), ["note: stripped the spaces around 2"], code=0),
     Case("own", "empty label", lambda s: own(s, {"train.csv": csv_of(relabel(sst2_rows(s), 2, ""))}, {"format": "csv"}),
          ["train.csv:4: no label"]),
     Case("own", "JSONL null label", lambda s: own(s, {"train.jsonl": jsonl_of(relabel(sst2_rows(s), 2, None))},
