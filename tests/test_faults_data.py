@@ -361,6 +361,11 @@ def test_validate_checks_every_field_name_against_the_first_rows(tmp_path):
     config = own_config(tmp_path, {"format": "csv", "path": str(tmp_path / "all.csv")},
                         data={"split": {"column": "part"}})
     assert cli("validate", str(config)).returncode == 0
+    from tests.test_startup import assert_light, run_cli
+
+    results, _ = run_cli([["validate", str(config)], ["validate", str(config), "--set", "data.input.field=x"]], tmp_path)
+    assert [r["code"] for r in results] == [0, 2]
+    assert_light(results)  # the peek loads no data library (nor torch)
     for key, value, needle in (("data.input.field", "sentence", "data.input.field: no field 'sentence'"),
                                ("data.target.field", "labels", "no field 'labels' (did you mean 'label'?)"),
                                ("data.split.column", "split", "data.split.column: no field 'split'")):
