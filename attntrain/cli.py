@@ -29,6 +29,7 @@ def fit(
     seeds: Optional[int] = typer.Option(None, min=1, help="Train with N seeds (seed, seed+1, ...); report mean and std"),
     nproc: Optional[int] = typer.Option(None, min=1, help="Data-parallel over N processes on this machine (torchrun)"),
     folds: Optional[int] = typer.Option(None, min=2, help="K-fold cross-validation over data without splits; mean and std"),
+    allow_data_change: bool = typer.Option(False, help="--resume even though the data differs from what the run started with"),
 ):
     """Train a model; prints test metrics of the best dev checkpoint at the end."""
     from attntrain.checks import check_run_dir, load_checked
@@ -43,8 +44,10 @@ def fit(
     from attntrain.train.distributed import is_main
 
     if nproc and nproc > 1:
-        raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite))
-    result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite)
+        raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite,
+                                    allow_data_change=allow_data_change))
+    result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite,
+                     allow_data_change=allow_data_change)
     if result.metrics and is_main():  # under torchrun one table, from rank 0
         step = next(iter(result.metrics.values())).get("step")
         typer.echo(f"\nrun: {result.run_dir}" + (f"  (best dev step {step})" if step is not None else ""))
