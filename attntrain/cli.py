@@ -86,6 +86,9 @@ def predict(
     top_k: Optional[int] = typer.Option(None, min=1, help="jsonl/tsv of a classifier: add the K most probable labels"),
     beam: Optional[int] = typer.Option(None, min=1, help="seq2seq: beam width (1 = greedy); default from the config"),
     pretokenized: bool = typer.Option(False, help="Text is already split into tokens by spaces (skip the run's tokenizer)"),
+    checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s",
+                                             help="Predict with a changed decoding, e.g. model.head.decode=argmax"),
 ):
     """Predict on raw inputs (a sentence per argument or line) and print the outputs."""
     from attntrain.checks import check_run_dir
@@ -104,7 +107,7 @@ def predict(
         lines = stdin_lines()
     interactive = file is None and not (text and text != ["-"]) and sys.stdin.isatty()  # answer each line as it is typed
     for out in run_predict(run_dir, lines, batch_size=1 if interactive else None, fmt=format_, top_k=top_k, beam=beam,
-                           pretokenized=pretokenized):
+                           pretokenized=pretokenized, checkpoint=checkpoint, overrides=set_ or []):
         typer.echo(out)
 
 
@@ -142,6 +145,7 @@ def attention(
     layer: int = typer.Option(0, help="Layer (0 = first)"),
     head: Optional[int] = typer.Option(None, help="One head; default: all heads of the layer"),
     out: Optional[Path] = typer.Option(None, help="PNG path (default: RUN_DIR/attention_layer<L>[_head<H>].png)"),
+    checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
 ):
     """Draw the attention matrix (alpha) of a layer as a labeled heatmap PNG."""
     from attntrain.checks import check_run_dir
@@ -149,7 +153,7 @@ def attention(
     check_run_dir(run_dir)  # before torch loads
     from attntrain.plots import attention_map
 
-    typer.echo(attention_map(run_dir, text, layer=layer, head=head, out=out))
+    typer.echo(attention_map(run_dir, text, layer=layer, head=head, out=out, checkpoint=checkpoint))
 
 
 @app.command()

@@ -289,7 +289,7 @@ def save_split_predictions(run_dir: str | Path, split: str, cfg, task, model, de
     predictor = Predictor(cfg, task, model, device)
     raw = task.split_raw(split)
     results = predictor.run_encoded(task.split(split), batch_size=max(task.predict_batch_size, 64))
-    lines = [json.dumps({"index": i, **predictor.record(ex, r)}, ensure_ascii=False)
+    lines = [json.dumps({"index": i, **task.gold_record(ex), **predictor.record(ex, r)}, ensure_ascii=False)
              for i, (ex, r) in enumerate(zip(raw, results))]
     path = Path(run_dir) / f"predictions_{split}.jsonl"
     atomic_write_text(path, "".join(line + "\n" for line in lines))
@@ -300,7 +300,8 @@ FORMATS = ("text", "jsonl", "tsv")
 
 
 def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = None, *, fmt: str = "text",
-            top_k: int | None = None, beam: int | None = None, pretokenized: bool = False) -> Iterator[str]:
+            top_k: int | None = None, beam: int | None = None, pretokenized: bool = False, checkpoint: str = "best",
+            overrides: list[str] = ()) -> Iterator[str]:
     """Stream predictions for raw inputs, one output line per input line (empty in -> empty out).
 
     Inputs are run `batch_size` at a time (default: the task's `predict_batch_size`); 1 answers each
@@ -312,7 +313,7 @@ def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = 
 
     if fmt not in FORMATS:
         raise UserError(f"--format: unknown format '{fmt}'; choose one of: {', '.join(FORMATS)}")
-    predictor = Predictor.from_run(run_dir)
+    predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, overrides=overrides)
     predictor.check_beam(beam)
     batch_size = batch_size or predictor.task.predict_batch_size
     pending: list[str] = []

@@ -227,3 +227,64 @@ def test_compare_shows_the_dev_metric_and_stop_of_an_interrupted_run_and_names_f
     row = summarize_run(cut)
     assert row["dev"] == {"accuracy": 61.0} and row["stopped"] == "interrupt"
     assert summarize_run(fold)["name"] == "cv/fold-2"
+
+
+# ---- predictions, export, serve, predict --------------------------------------------------------
+
+def test_predictions_file_carries_input_and_gold(sequence_run, tmp_path):
+    run = tmp_path / "sequence"
+    shutil.copytree(sequence_run, run)
+    assert cli("eval", str(run), "--split", "dev", "--save-predictions").returncode == 0
+    lines = [json.loads(line) for line in (run / "predictions_dev.jsonl").read_text().splitlines()]
+    first = lines[0]
+    assert isinstance(first["input"], str) and first["input"]  # the sentence as the data has it
+    assert first["gold"] in ("0", "1", "negative", "positive") and "label" in first
+    eval_dev = json.loads((run / "eval_dev.json").read_text())
+    correct = sum(line["gold"] == line["label"] for line in lines)
+    assert correct / len(lines) * 100 == pytest.approx(eval_dev["accuracy"])  # gold is what was scored
+
+
+def test_export_of_a_graph_run_is_refused_in_one_line(tmp_path):
+    result = cli("fit", "configs/cora_gat.yaml", "--set", f"runs_dir={tmp_path}", "--set", "train.max_steps=2",
+                 "--set", "train.seeds=1", "--set", "train.progress=false", "--set", "train.threads=1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = next(p for p in tmp_path.iterdir() if p.is_dir())
+    refused(cli("export", str(run)), 2, "graph runs are not exported")
+
+
+def test_serve_refuses_a_busy_port_before_loading(tagging_run):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = cli("serve", str(tagging_run), "--port", str(port))
+    refused(result, 2, f"--port {port}", "another program")
+    assert "serving" not in result.stdout
+
+
+def test_deeply_nested_request_is_a_400():
+    from attntrain.serve import RequestError, parse_body
+
+    with pytest.raises(RequestError) as error:
+        parse_body(b"[" * 100_000 + b"]" * 100_000)
+    assert error.value.status == 400
+
+
+def test_info_names_own_data_not_the_default_preset():
+    from attntrain.compare import data_label
+    from attntrain.config import Config
+
+    cfg = Config.model_validate({"data": {"source": {"format": "csv", "path": "reviews.csv"},
+                                          "input": {"field": "text"}, "target": {"field": "label"}}})
+    assert data_label(cfg.data.model_dump(mode="json")) == "csv files"
+
+
+def test_predict_takes_the_checkpoint_it_advises(tagging_run):
+    result = cli("predict", str(tagging_run), "The dog barks .", "--checkpoint", "last", "--set",
+                 "model.head.decode=argmax")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.split()) >= 4
+    refused(cli("predict", str(tagging_run), "x", "--checkpoint", str(tagging_run / "nope.safetensors")), 2,
+            "nope.safetensors")
