@@ -157,11 +157,12 @@ def attention(
 
 
 @app.command()
-def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption):
+def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption,
+             folds: Optional[int] = typer.Option(None, min=2, help="Check it as `fit --folds K` would run it")):
     """Check a config (keys, types, ranges, choices, dataset, label, metric) without training."""
     from attntrain.checks import load_checked
 
-    cfg = load_checked(config, set_ or [])
+    cfg = load_checked(config, (set_ or []) + ([f"data.split.folds={folds}"] if folds else []))
     typer.echo(f"{config}: ok (run directory {cfg.run_dir()})")
 
 

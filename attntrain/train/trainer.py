@@ -261,7 +261,9 @@ class Trainer:
         """--resume of a run that has nothing left to train: say so (no second set of final records)."""
         p = self.progress
         done = p.step >= budget.total or p.epoch >= budget.max_epochs
-        if done and any(r.get("kind") == "final" for r in read_jsonl(self.run.metrics)):
+        splits = self.cfg.train.eval_splits
+        finals = {r.get("split") for r in read_jsonl(self.run.metrics) if r.get("kind") == "final"}
+        if done and finals >= set(splits) and all(self.run.eval_file(s).is_file() for s in splits):
             raise UserError(f"{self.run.path}: this run is finished (step {p.step} of {budget.total}); nothing to "
                             f"resume. Evaluate it with `attntrain eval {self.run.path}`, or train longer with "
                             f"`attntrain fit --resume {self.run.path} --set train.max_steps=N` (N > {p.step})")
