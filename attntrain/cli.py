@@ -29,6 +29,7 @@ def fit(
     seeds: Optional[int] = typer.Option(None, min=1, help="Train with N seeds (seed, seed+1, ...); report mean and std"),
     nproc: Optional[int] = typer.Option(None, min=1, help="Data-parallel over N processes on this machine (torchrun)"),
     folds: Optional[int] = typer.Option(None, min=2, help="K-fold cross-validation over data without splits; mean and std"),
+    allow_data_change: bool = typer.Option(False, help="--resume even though the data differs from what the run started with"),
 ):
     """Train a model; prints test metrics of the best dev checkpoint at the end."""
     from attntrain.checks import check_run_dir, load_checked
@@ -43,8 +44,10 @@ def fit(
     from attntrain.train.distributed import is_main
 
     if nproc and nproc > 1:
-        raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite))
-    result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite)
+        raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite,
+                                    allow_data_change=allow_data_change))
+    result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite,
+                     allow_data_change=allow_data_change)
     if result.metrics and is_main():  # under torchrun one table, from rank 0
         step = next(iter(result.metrics.values())).get("step")
         typer.echo(f"\nrun: {result.run_dir}" + (f"  (best dev step {step})" if step is not None else ""))
@@ -83,6 +86,9 @@ def predict(
     top_k: Optional[int] = typer.Option(None, min=1, help="jsonl/tsv of a classifier: add the K most probable labels"),
     beam: Optional[int] = typer.Option(None, min=1, help="seq2seq: beam width (1 = greedy); default from the config"),
     pretokenized: bool = typer.Option(False, help="Text is already split into tokens by spaces (skip the run's tokenizer)"),
+    checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s",
+                                             help="Predict with a changed decoding, e.g. model.head.decode=argmax"),
 ):
     """Predict on raw inputs (a sentence per argument or line) and print the outputs."""
     from attntrain.checks import check_run_dir
@@ -101,7 +107,7 @@ def predict(
         lines = stdin_lines()
     interactive = file is None and not (text and text != ["-"]) and sys.stdin.isatty()  # answer each line as it is typed
     for out in run_predict(run_dir, lines, batch_size=1 if interactive else None, fmt=format_, top_k=top_k, beam=beam,
-                           pretokenized=pretokenized):
+                           pretokenized=pretokenized, checkpoint=checkpoint, overrides=set_ or []):
         typer.echo(out)
 
 
@@ -139,6 +145,7 @@ def attention(
     layer: int = typer.Option(0, help="Layer (0 = first)"),
     head: Optional[int] = typer.Option(None, help="One head; default: all heads of the layer"),
     out: Optional[Path] = typer.Option(None, help="PNG path (default: RUN_DIR/attention_layer<L>[_head<H>].png)"),
+    checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
 ):
     """Draw the attention matrix (alpha) of a layer as a labeled heatmap PNG."""
     from attntrain.checks import check_run_dir
@@ -146,15 +153,16 @@ def attention(
     check_run_dir(run_dir)  # before torch loads
     from attntrain.plots import attention_map
 
-    typer.echo(attention_map(run_dir, text, layer=layer, head=head, out=out))
+    typer.echo(attention_map(run_dir, text, layer=layer, head=head, out=out, checkpoint=checkpoint))
 
 
 @app.command()
-def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption):
+def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption,
+             folds: Optional[int] = typer.Option(None, min=2, help="Check it as `fit --folds K` would run it")):
     """Check a config (keys, types, ranges, choices, dataset, label, metric) without training."""
     from attntrain.checks import load_checked
 
-    cfg = load_checked(config, set_ or [])
+    cfg = load_checked(config, (set_ or []) + ([f"data.split.folds={folds}"] if folds else []))
     typer.echo(f"{config}: ok (run directory {cfg.run_dir()})")
 
 

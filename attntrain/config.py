@@ -363,7 +363,8 @@ class TrainConfig(Section):
     schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warm-up
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # final lr as a fraction of the peak
     max_epochs: int = Field(10, ge=1)  # passes over the training data
-    max_steps: Optional[int] = Field(None, ge=1)  # optimizer steps; overrides max_epochs when set
+    max_steps: Optional[int] = Field(None, ge=1)  # optimizer steps; overrides max_epochs (and min_steps) when set
+    min_steps: Optional[int] = Field(None, ge=1)  # at least this many optimizer steps (more epochs on a small set); max_steps still caps
     grad_clip: Optional[float] = Field(1.0, gt=0.0)  # clip the global gradient norm; null disables
     accumulate: int = Field(1, ge=1)  # batches per optimizer step
     max_nonfinite: int = Field(10, ge=1)  # a step with a NaN/inf loss or gradient norm is skipped; stop (exit 3) after N in a row

@@ -180,12 +180,12 @@ def draw_heatmap(axes, weights: torch.Tensor, tokens: list[str], vmax: float, ti
 
 
 def attention_map(run_dir: str | Path, text: str, *, layer: int = 0, head: Optional[int] = None,
-                  out: Optional[Path] = None) -> Path:
+                  out: Optional[Path] = None, checkpoint: str = "best") -> Path:
     """Heatmap of the attention weights of one layer for `text`: one head, or all heads in a grid.
 
     Writes `<run_dir>/attention_layer<L>[_head<H>].png` unless `out` is given; returns the path.
     """
-    _, task, model, device = load_run(run_dir)
+    _, task, model, device = load_run(run_dir, checkpoint=checkpoint)
     tokens, layers = attention_weights(model, task, text, device)
     check_index(layer, len(layers), "layer")
     weights = layers[layer]  # (H,T,T)

@@ -342,6 +342,47 @@ def hold_lock(s: Sweep) -> list[str]:
     return ["fit", "--resume", str(run)]
 
 
+def overwrite_with_bad_data(s: Sweep) -> list[str]:
+    """fit --overwrite of a trained run with a broken train file: refused, and the old run must stay whole."""
+    run = s.run_copy()
+    folder = s.data_copy("ud_en_ewt")
+    (folder / "en_ewt-ud-train.conllu").write_text("1\tonly-one-column\n\n", encoding="utf-8")
+    raw = {**s.raw(run.name), "data": {**s.raw()["data"], "root": str(folder.parent)}}
+    path = s.tmp / "configs" / f"{run.name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return ["fit", str(path), "--overwrite"]
+
+
+def resume_changed_data(s: Sweep) -> list[str]:
+    """--resume after the train file lost half its sentences."""
+    run = s.run_copy()
+    folder = s.data_copy("ud_en_ewt")
+    yaml_edit(run / "config.yaml", lambda c: c["data"].update(root=str(folder.parent)))
+    train = folder / "en_ewt-ud-train.conllu"
+    blocks = train.read_text(encoding="utf-8").split("\n\n")
+    train.write_text("\n\n".join(blocks[: len(blocks) // 2]) + "\n\n", encoding="utf-8")
+    return ["fit", "--resume", str(run), "--set", "train.max_steps=6"]
+
+
+def graph_run(s: Sweep) -> list[str]:
+    done = run_cli(["fit", str(REPO / "configs" / "cora_gat.yaml"), "--set", f"runs_dir={s.tmp / 'graph'}",
+                    "--set", f"data.root={s.data}", "--set", "train.seeds=1", "--set", "train.max_steps=2",
+                    "--set", "train.progress=false", "--set", "train.threads=1"])
+    if done.returncode:
+        raise SystemExit(f"training the graph run failed:\n{done.stderr}")
+    return ["export", str(s.tmp / "graph" / "cora_gat")]
+
+
+def busy_port(s: Sweep) -> list[str]:
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    s.sockets = getattr(s, "sockets", []) + [holder]
+    return ["serve", str(s.tmp / "runs" / "trained"), "--port", str(holder.getsockname()[1])]
+
+
 def big_line(s: Sweep) -> list[str]:
     path = s.tmp / "big.txt"
     path.write_text("The cat sat on the mat . " * 42000 + "\n")  # 1.05 MB, 294,000 words
@@ -536,6 +577,11 @@ CASES = [
     Case("run", "NaN loss (lr 1e6)", lambda s: ["fit", str(s.config(s.raw("nan", lr=1e6, warmup_steps=0, max_steps=40,
                                                                         max_nonfinite=3)))],
          ["training diverged"], code=3),
+    Case("run", "fit --overwrite with a broken train file", overwrite_with_bad_data, ["en_ewt-ud-train.conllu"]),
+    Case("run", "resume of a finished run", lambda s: ["fit", "--resume", str(s.run_copy())], ["this run is finished"]),
+    Case("run", "resume on changed data", resume_changed_data, ["train data changed", "--allow-data-change"]),
+    Case("run", "export of a graph run", graph_run, ["graph runs are not exported"]),
+    Case("run", "serve on a busy port", busy_port, ["another program may hold it"]),
     # ---- predict ----
     Case("predict", "--file missing", lambda s: ["predict", str(s.tmp / "runs" / "trained"), "--file",
                                                  str(s.tmp / "none.txt")], ["none.txt"]),

@@ -155,7 +155,10 @@ def test_summarize_run_tolerates_missing_pieces_and_rejects_non_runs(sweep, tmp_
     partial = tmp_path / "partial"
     shutil.copytree(run_dirs[0], partial, ignore=shutil.ignore_patterns("eval_*.json"))
     row = summarize_run(partial)
-    assert row["test"] == {} and row["dev"] == {} and row["peak_memory_mb"] is None
+    assert row["test"] == {} and row["peak_memory_mb"] is None
+    dev_records = [json.loads(line) for line in (partial / "metrics.jsonl").read_text().splitlines()]
+    best = max(r["accuracy"] for r in dev_records if r["kind"] == "eval")
+    assert row["dev"] == {"accuracy": best}  # no eval_dev.json (an interrupted run): the best dev evaluation so far
     assert row["parameters"] == start_parameters(run_dirs[0])
     assert row["train_seconds"] > 0  # from the last `elapsed` of metrics.jsonl
     markdown, _ = compare_table([row])
@@ -229,8 +232,8 @@ def test_attention_map_errors(sweep, monkeypatch):
     with pytest.raises(UserError, match="input is empty"):
         plots.attention_map(run_dirs[0], "   ")
 
-    def without_attention(run_dir):
-        cfg, task, model, device = load_run(run_dir)
+    def without_attention(run_dir, **options):
+        cfg, task, model, device = load_run(run_dir, **options)
         model.encoder = torch.nn.Identity()  # stands in for an encoder kind without attention
         return cfg, task, model, device
 

@@ -502,6 +502,14 @@ class DataTask(Task):
             return format_spans(value, tags, self.target.scheme)
         return " ".join(f"{w}/{t}" for w, t in zip(value, tags))
 
+    def gold_record(self, example: dict) -> dict:
+        """The input as the user knows it (text, tokens, or a media file's path) and the gold label or tags."""
+        value = example.get(self.input_field) if isinstance(self.input_field, str) else None
+        if isinstance(value, dict):  # a Hugging Face Audio / Image value
+            value = value.get("path")
+        shown = isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return {"input": value if shown else None, "gold": self.target.value(example, "gold")}
+
     def record(self, example: dict, prediction: Any, scores: Any = None) -> dict:
         """A prediction as a JSON-ready dict (predict --format jsonl, the server); scores: class probabilities."""
         value = example[self.cfg.data.input.field]

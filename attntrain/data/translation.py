@@ -69,6 +69,9 @@ class Seq2seqTask(Task):
         self._views: dict[str, ArrowRows] = {}
 
     # ---- rows --------------------------------------------------------------------------------
+    def gold_record(self, example: dict) -> dict:
+        return {"input": example.get("source"), "gold": example.get("target")}
+
     def read_split(self, split: str) -> ArrowRows:
         """The split's rows as {"source", "target"} dicts, read from Arrow on demand."""
         if self._tables is None:
