@@ -15,9 +15,10 @@ import torch
 import yaml
 
 from attntrain import plots
-from attntrain.compare import compare_table, parse_vary, plan_sweep, run_sweep, summarize_run
+from attntrain.compare import compare_table, parse_vary, plan_sweep, summarize_run
 from attntrain.errors import UserError
 from attntrain.runs import load_run, summarise
+from attntrain.sweep import run_sweep
 from tests.conftest import tiny_raw
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -13,11 +13,10 @@ from typing import Any
 
 import torch
 
-from attntrain.data.batching import pad_stack
+from attntrain.data.batching import IGNORE, pad_stack
 from attntrain.data.inputs import field_value
 from attntrain.data.vocab import Vocab
 from attntrain.errors import UserError
-from attntrain.model.heads import IGNORE
 
 SCHEMES = ("auto", "none", "iob2", "bioes")
 
