@@ -241,3 +241,18 @@ def test_attention_map_errors(sweep, monkeypatch):
     monkeypatch.setattr(plots, "load_run", without_attention)
     with pytest.raises(UserError, match="model.encoder.kind: transformer"):
         plots.attention_map(run_dirs[0], SENTENCE)
+
+
+def test_training_writes_confusion_counts_and_plots_draws_them(tmp_path):
+    from attntrain.model.heads import SequenceMeter
+    from attntrain.plots import confusion_pictures
+    from attntrain.train.loop import save_artifacts
+
+    meter = SequenceMeter(3)
+    meter.confusion += torch.tensor([[2, 1, 0], [0, 3, 0], [1, 0, 4]])
+    save_artifacts(tmp_path, "dev", meter, {"labels": ["a", "b", "c"]})
+    assert json.loads((tmp_path / "confusion_dev.json").read_text())["matrix"][2] == [1, 0, 4]
+    assert not list(tmp_path.glob("*.png"))  # the training floor draws nothing
+    assert confusion_pictures(tmp_path, ["test"]) == []  # no counts for test: nothing drawn
+    (png,) = confusion_pictures(tmp_path)
+    assert png == tmp_path / "confusion_dev.png" and png.read_bytes()[:4] == b"\x89PNG"
