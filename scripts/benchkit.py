@@ -66,6 +66,13 @@ def round_order(names: list, index: int, order: str = "reverse") -> list:
     raise ValueError(f"order must be one of {ORDERS}, not {order!r}")
 
 
+def cpu_seconds(function: Callable[[], Any]) -> float:
+    """CPU seconds of this process (all its threads) during one call."""
+    start = time.process_time()
+    function()
+    return time.process_time() - start
+
+
 def interleaved(variants: dict[Hashable, Callable[[], Any]], rounds: int, *, order: str = "reverse",
                 warmup: bool = False, on_round: Optional[Callable[[int, dict], None]] = None) -> dict[Hashable, list]:
     """name -> what its function returned in each round (usually seconds).
