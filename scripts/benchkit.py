@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Optional
+from typing import Any, Callable, Hashable, Iterable, Iterator, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench_results"
@@ -92,6 +92,21 @@ def interleaved(variants: dict[Hashable, Callable[[], Any]], rounds: int, *, ord
         if on_round is not None:
             on_round(index, results)
     return results
+
+
+def interleaved_steps(runs: dict[Hashable, Iterator[tuple]]) -> dict[Hashable, tuple]:
+    """Step several runs in turn (each an iterator of per-step tuples such as (seconds, tokens)), one step
+    each, until all are done, so that load on a shared machine hits all alike; returns each run's column sums."""
+    totals: dict[Hashable, tuple] = {name: () for name in runs}
+    active = dict(runs)
+    while active:
+        for name, steps in list(active.items()):
+            step = next(steps, None)
+            if step is None:
+                del active[name]
+                continue
+            totals[name] = tuple(a + b for a, b in zip(totals[name], step)) if totals[name] else tuple(step)
+    return totals
 
 
 def median(values: Iterable[float]) -> float:
