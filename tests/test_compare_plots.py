@@ -192,6 +192,13 @@ def test_summarize_multi_seed_parent_reports_means_and_seed_count(sweep, tmp_pat
 # ---- pictures -------------------------------------------------------------------------------
 
 
+def test_fit_draws_a_confusion_picture_beside_each_confusion_count_file(sweep):
+    _, run_dirs = sweep
+    counts = sorted(path.stem for path in run_dirs[0].glob("confusion_*.json"))
+    assert counts == ["confusion_dev", "confusion_test"]
+    assert sorted(path.stem for path in run_dirs[0].glob("confusion_*.png")) == counts
+
+
 def test_learning_curves_png(sweep):
     _, run_dirs = sweep
     path = plots.learning_curves(run_dirs[0])
