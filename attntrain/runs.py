@@ -16,8 +16,8 @@ from attntrain.io import atomic_write_json, check_writable
 from attntrain.train import distributed
 from attntrain.train.checkpoint import RunDir, read_run_json
 from attntrain.train.loop import amp_dtype, evaluate_split
-from attntrain.train.restore import load_run, run_config  # re-exported: runs.load_run, runs.run_config
 from attntrain.train.lock import LOCK_NAME, RunLock
+from attntrain.train.restore import load_run, run_config  # re-exported: runs.load_run, runs.run_config
 from attntrain.train.trainer import FitResult, Trainer
 
 
