@@ -25,7 +25,8 @@ demo: venv  ## POS tagging on UD English-EWT with a short shipped config; prints
 fit: venv  ## make fit CONFIG=configs/pos_ewt.yaml
 	$(BIN)/attntrain fit $(CONFIG)
 
-test: venv
+test: venv  ## the layers contract (import-linter, pyproject.toml), then the tests
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: venv  ## training throughput vs Hugging Face BERT (installs the bench extra)

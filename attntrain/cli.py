@@ -123,7 +123,8 @@ def compare(
 
     for target in [] if vary else targets:
         check_run_dir(target, seeds=True)  # before torch loads
-    from attntrain.compare import compare_table, run_sweep, summarize_run
+    from attntrain.compare import compare_table, summarize_run
+    from attntrain.sweep import run_sweep
     from attntrain.io import atomic_write_text
 
     if vary:

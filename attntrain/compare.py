@@ -395,30 +395,3 @@ def existing_run(cfg) -> Optional[str]:
     if run.latest() is None:
         raise UserError(f"{run.path} exists but has no checkpoint to resume; remove it to train again")
     return "interrupted"
-
-
-def run_sweep(config_path: str | Path, specs: list[str], overrides: list[str] = ()) -> list[Path]:
-    """Train every variant of `plan_sweep` in turn; returns their run directories (for compare_table).
-
-    Running the same sweep again skips finished variants and resumes an interrupted one. A variant
-    stopped by Ctrl-C/SIGTERM stops the sweep with a UserError saying how to continue.
-    """
-    from attntrain import runs
-
-    plan = plan_sweep(config_path, specs, overrides)
-    configs = [load_config(config_path, full) for _, full in plan]
-    states = [existing_run(cfg) for cfg in configs]  # all checked before the first variant trains
-    run_dirs = []
-    for (name, full), cfg, state in zip(plan, configs, states):
-        if state == "finished":
-            run_dirs.append(cfg.run_dir())
-            continue
-        if state == "interrupted" and cfg.train.seeds == 1:
-            result = runs.fit(resume=cfg.run_dir())
-        else:
-            result = runs.fit(config_path, overrides=full)
-        if result.stopped not in ("finished", "early_stop"):
-            raise SweepInterrupted(f"sweep stopped by {result.stopped} during {name}; run the same command again "
-                            "to resume it and train the remaining variants")
-        run_dirs.append(Path(result.run_dir))
-    return run_dirs

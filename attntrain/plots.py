@@ -8,6 +8,7 @@ Figure sizes are fixed in inches at DPI, so an image's pixel size follows from i
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Optional
@@ -20,9 +21,9 @@ from attntrain.compare import read_metrics
 from attntrain.config import read_yaml
 from attntrain.errors import UserError
 from attntrain.io import atomic_path
-from attntrain.runs import load_run
 from attntrain.train.checkpoint import RunDir
 from attntrain.train.loop import move
+from attntrain.train.restore import load_run
 
 DPI = 100
 CURVES_SIZE = (10.0, 4.0)  # inches: two panels side by side -> 1000 x 400 pixels
@@ -99,6 +100,21 @@ def confusion_matrix(matrix: torch.Tensor, labels: list[str], out: Path, *, titl
     axes.set(xlabel="predicted", ylabel="true", title=f"{title}  (accuracy {accuracy:.2f}%)")
     figure.colorbar(image, ax=axes, label="share of the true class")
     return save_figure(figure, out)
+
+
+def confusion_pictures(run_dir: str | Path, splits: Optional[list[str]] = None) -> list[Path]:
+    """confusion_<split>.png beside each confusion_<split>.json the evaluation wrote (counts, rows = true);
+    every split that has counts, or only `splits`."""
+    run_dir = Path(run_dir)
+    sources = sorted(run_dir.glob("confusion_*.json")) if splits is None else \
+        [run_dir / f"confusion_{split}.json" for split in splits if (run_dir / f"confusion_{split}.json").is_file()]
+    drawn = []
+    for source in sources:
+        record = json.loads(source.read_text())
+        split = source.stem.removeprefix("confusion_")
+        drawn.append(confusion_matrix(torch.tensor(record["matrix"]), record["labels"], source.with_suffix(".png"),
+                                      title=f"{run_dir.name}: {split}"))
+    return drawn
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ class Predictor:
     @classmethod
     def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None,
                  overrides: list[str] = ()) -> "Predictor":
-        from attntrain.runs import load_run
+        from attntrain.train.restore import load_run
 
         return cls(*load_run(run_dir, checkpoint=checkpoint, device=device, overrides=overrides))
 

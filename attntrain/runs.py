@@ -9,29 +9,16 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import torch
-
 from attntrain.checks import check_config, load_checked
-from attntrain.config import Config, build_config, load_config, read_yaml
-from attntrain.data import build_task
+from attntrain.config import Config, load_config
 from attntrain.errors import UserError
 from attntrain.io import atomic_write_json, check_writable
-from attntrain.model.build import build_model
 from attntrain.train import distributed
-from attntrain.train.checkpoint import RETRAIN, RunDir, load_weights, read_run_json, reading
-from attntrain.train.loop import amp_dtype, evaluate_split, resolve_device
-from attntrain.train.fingerprint import task_state
+from attntrain.train.checkpoint import RunDir, read_run_json
+from attntrain.train.loop import amp_dtype, evaluate_split
 from attntrain.train.lock import LOCK_NAME, RunLock
+from attntrain.train.restore import load_run, run_config  # re-exported: runs.load_run, runs.run_config
 from attntrain.train.trainer import FitResult, Trainer
-
-
-def run_config(run_dir: str | Path, overrides: list[str] = ()) -> Config:
-    """The resolved config saved in a run directory (with optional overrides, e.g. train.max_epochs)."""
-    run = RunDir(run_dir).require()
-    cfg = build_config(read_yaml(run.config), str(run.config), overrides)
-    # The run keeps living where it is, even if it was moved or runs_dir was relative elsewhere.
-    cfg.runs_dir, cfg.name = str(run.path.parent), run.path.name
-    return cfg
 
 
 def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: str | Path | None = None,
@@ -155,11 +142,12 @@ def fresh_run(folder: str | Path, overwrite: bool, *, repeats: bool = False) -> 
 
 
 def _with_curves(result: FitResult) -> FitResult:
-    """Every finished run also gets learning_curves.png."""
+    """Every finished run also gets learning_curves.png and confusion_<split>.png (from the evaluation's counts)."""
     if result.metrics and distributed.is_main():
-        from attntrain.plots import learning_curves
+        from attntrain.plots import confusion_pictures, learning_curves
 
         learning_curves(result.run_dir)
+        confusion_pictures(result.run_dir)
     return result
 
 
@@ -226,33 +214,6 @@ def summarise(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
     return summary
 
 
-def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None,
-             overrides: list[str] = ()):
-    """(cfg, task, model, device) of a finished or interrupted run, ready for evaluation."""
-    cfg = run_config(run_dir, overrides)
-    run = RunDir(run_dir)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    dev = resolve_device(device or cfg.train.device)
-    task = build_task(cfg)
-    state = task_state(read_run_json(run.task_state))[0]
-    with reading(run.task_state, "does not fit this run's config.yaml (vocabularies of another run?)"):
-        task.prepare(state)
-        model = build_model(cfg, task.info()).to(dev)
-    if checkpoint == "best":
-        path = run.best
-    elif checkpoint == "last":
-        latest = run.latest()
-        if latest is None:
-            raise UserError(f"{run.path}: no checkpoint saved yet")
-        path = latest / "model.safetensors"
-    else:
-        path = Path(checkpoint)
-    load_weights(model, path, "pick another with --checkpoint best|last|PATH, or " + RETRAIN)
-    model.eval()
-    return cfg, task, model, dev
-
-
 def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best", beam: int | None = None,
              save_predictions: bool = False, overrides: list[str] = ()) -> dict:
     """Evaluate a run; `overrides` change how it decodes (e.g. model.head.decode=argmax), not what it learned.
@@ -273,6 +234,9 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
     check_writable(RunDir(run_dir).path)  # found now, not after the whole split was evaluated
     metrics = evaluate_split(model, task, split, device, run_dir, amp=amp_dtype(device, cfg.train.amp), progress=True)
     atomic_write_json(RunDir(run_dir).eval_file(name), metrics)
+    from attntrain.plots import confusion_pictures
+
+    confusion_pictures(run_dir, [split])  # the training loop writes counts only; pictures are drawn here
     if save_predictions:
         save_split_predictions(run_dir, split, cfg, task, model, device)
     return metrics

@@ -14,7 +14,7 @@ from pathlib import Path
 import conllu
 import datasets
 
-from attntrain.data.presets import UPOS
+from attntrain.data.tagsets import UPOS
 from attntrain.data.root import cache_dir
 from attntrain.errors import UserError
 

@@ -21,11 +21,10 @@ from typing import Any, Iterator
 import torch
 
 from attntrain.data.arrow import ArrowRows
-from attntrain.data.batching import pad_stack
+from attntrain.data.batching import IGNORE, pad_stack
 from attntrain.data.inputs import field_value
 from attntrain.data.vocab import Vocab
 from attntrain.errors import UserError
-from attntrain.model.heads import IGNORE
 
 WHERE = "_where"  # a row's file:line (as attntrain.data.sources)
 INTEGER = re.compile(r"[+-]?\d+")

@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity
-from attntrain.data.batching import length_mask, pad_stack
+from attntrain.data.batching import IGNORE, length_mask, pad_stack
 from attntrain.data.sources import source_datasets
 from attntrain.data.subword import BOS, EOS, PAD, Subwords
 from attntrain.data.task import Task
 from attntrain.errors import UserError
-from attntrain.model.heads import IGNORE
 
 
 FILES = {"train": "train", "dev": "val", "test": "test_2016_flickr"}  # Multi30k: split -> file stem under raw/

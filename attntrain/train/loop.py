@@ -120,13 +120,10 @@ def evaluate_split(model, task, split: str, device: torch.device, run_dir, *, am
 
 
 def save_artifacts(run_dir, split: str, meter, info: dict) -> None:
-    """Write what a meter holds beyond scalar metrics: the confusion matrix as JSON and PNG."""
+    """Write what a meter holds beyond scalar metrics: the confusion counts as JSON (`plots` draws them)."""
     confusion = getattr(meter, "confusion", None)
     if confusion is None:
         return
-    from attntrain.plots import confusion_matrix  # plots imports the training code: import when needed
-
     labels = info.get("labels") or [str(i) for i in range(confusion.shape[0])]
     atomic_write_json(Path(run_dir) / f"confusion_{split}.json", {"labels": labels, "matrix": confusion.tolist(),
                                                                    "rows": "true label", "columns": "predicted"})
-    confusion_matrix(confusion, labels, Path(run_dir) / f"confusion_{split}.png", title=f"{Path(run_dir).name}: {split}")
