@@ -169,21 +169,47 @@ def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optio
 
 @app.command()
 def init(
-    data: Path = typer.Argument(..., help="Your data: a CSV/TSV/JSONL/Parquet/CoNLL file, or a folder (wavs, images, .txt)"),
+    data: Path = typer.Argument(..., help="Your data: a CSV/TSV/JSONL/Parquet/CoNLL(-U)/BIO file, a .txt of "
+                                "'<label> <text>' lines, or a folder (wavs, images, pos.txt/neg.txt, name.pos/name.neg, "
+                                "parallel text, node + edge tables, a saved Hugging Face dataset)"),
     target: str = typer.Option(..., "--target", help="The field to predict (a label, a tag list or a target text)"),
     input_field: Optional[str] = typer.Option(None, "--input", help="The input field (default: guessed)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the config (default: print it)"),
 ):
-    """Inspect DATA and write a commented starter config (output mode guessed from the target's shape)."""
+    """Inspect DATA and write a commented config sized to it (batch, budget, evaluation, model)."""
     from attntrain.init import starter_config
     from attntrain.io import atomic_write_text
 
-    text = starter_config(data, target, input_field)
+    text = starter_config(data, target, input_field, out)
     if out is None:
         typer.echo(text, nl=False)
     else:
         atomic_write_text(out, text)
         typer.echo(f"wrote {out}; train with: attntrain fit {out}", err=True)
+
+
+@app.command()
+def tune(
+    config: Path = typer.Argument(..., help="YAML config with a tune: section (the search space per dotted key)"),
+    trials: int = typer.Option(..., min=0, help="Trials to add to the study (a second call adds more; 0: report only)"),
+    jobs: int = typer.Option(1, min=1, help="Processes training trials at once; they share the study"),
+    timeout: Optional[float] = typer.Option(None, min=1, help="Start no new trial after this many seconds"),
+    storage: Optional[str] = typer.Option(None, help="Optuna database URL; default sqlite under runs/<name>/tune/"
+                                          "study.db; a postgresql://... URL shares one study between machines"),
+    folds: Optional[int] = typer.Option(None, min=2, help="Objective: mean dev metric over K folds"),
+    set_: Optional[List[str]] = SetOption,
+    worker: int = typer.Option(0, min=0, hidden=True, help="Run trials only: process N of those --jobs started"),
+):
+    """Search the config's tune.space with Optuna on the dev metric; test only for the best trial."""
+    from attntrain.checks import load_checked
+
+    load_checked(config, set_ or [])  # a config error is reported before torch loads
+    from attntrain.tune import tune as run_tune
+
+    text = run_tune(config, trials=trials, jobs=jobs, timeout=timeout, storage=storage, folds=folds,
+                    overrides=set_ or [], worker=worker)
+    if text:
+        typer.echo(text)
 
 
 @data_app.command("fetch")

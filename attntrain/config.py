@@ -194,7 +194,7 @@ class SourceConfig(Section):
     config: Optional[str] = None  # hf: dataset configuration name
     add_train: Optional[SourceConfig] = None  # more training rows from another source (same field names); rows whose input equals a dev/test input are dropped
     ptb_escapes: bool = False  # add_train text: lowercase and write ( ) / as -lrb- -rrb- \\/ to match PTB-tokenised files
-    name_pattern: Optional[str] = None  # folders: a regex over each file name whose named groups become fields, e.g. (?P<digit>\d)_(?P<speaker>\w+)_
+    name_pattern: Optional[str] = None  # folders and text files: a regex over each file name whose named groups become fields, e.g. (?P<digit>\d)_(?P<speaker>\w+)_
 
     _format = choice_of(choices.FORMATS, "format")
 
@@ -385,6 +385,62 @@ class TrainConfig(Section):
     compile: bool = False  # torch.compile the training forward (for GPUs; on CPU it rarely pays)
 
 
+class SearchRange(Section):
+    """tune.space.<dotted key>: a range (low, high; log scale) or a list of choices for one config key."""
+
+    low: Optional[float] = None  # smallest value of a range
+    high: Optional[float] = None  # largest value of a range
+    log: bool = False  # sample the range on a log scale (learning rates, weight decay)
+    step: Optional[float] = None  # range: only multiples of step above low (int ranges: default 1)
+    type: Literal["auto", "float", "int"] = "auto"  # range values: auto = int when low and high are whole numbers
+    choices: Optional[list[Any]] = None  # a list of values to choose from (instead of a range)
+
+    @model_validator(mode="after")
+    def _range_or_choices(self):
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either choices (a non-empty list) or low and high, not both")
+            return self
+        if self.low is None or self.high is None or self.low > self.high:
+            raise ValueError("a range needs low <= high (or give choices: [...])")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        return self
+
+    def is_int(self) -> bool:
+        whole = self.low == int(self.low) and self.high == int(self.high)
+        return self.type == "int" or (self.type == "auto" and whole and (self.step is None or self.step == int(self.step)))
+
+
+class TuneConfig(Section):
+    """tune: the search of `attntrain tune` (Optuna): the space per dotted key, the sampler and the pruner."""
+
+    space: dict[str, SearchRange] = {}  # dotted config key -> range or choices, e.g. train.lr: {low: 1e-4, high: 3e-3, log: true}
+    sampler: Literal["tpe", "random"] = "tpe"  # tpe: Optuna's Tree-structured Parzen Estimator (seeded)
+    pruner: Literal["median", "halving", "none"] = "median"  # stop a trial whose dev metric lags: median of earlier trials at the same evaluation, or successive halving
+    seed: int = 0  # seed of the sampler
+    startup_trials: int = Field(5, ge=0)  # trials sampled at random (and never pruned against) before TPE and the pruner act
+    warmup_evals: int = Field(3, ge=0)  # dev evaluations of a trial before it may be pruned
+
+    @field_validator("space")
+    @classmethod
+    def _known_keys(cls, space):
+        for key in space:
+            if key.split(".")[0] in ("tune", "name", "runs_dir") or not dotted_key_exists(key):
+                raise ValueError(f"'{key}' is not a config key that a trial can change (e.g. train.lr)")
+        return space
+
+
+def dotted_key_exists(dotted: str) -> bool:
+    """Whether `a.b.c` names a field of Config (a leaf or a section)."""
+    cls: Optional[type[BaseModel]] = Config
+    for key in dotted.split("."):
+        if cls is None or key not in cls.model_fields:
+            return False
+        cls = _section_class(cls, key)
+    return True
+
+
 class Config(Section):
     name: Optional[str] = None  # run name: runs/<name>; defaults to the config file's stem
     seed: int = 1  # seeds data order, initialisation and dropout
@@ -392,6 +448,7 @@ class Config(Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    tune: TuneConfig = TuneConfig()  # `attntrain tune`: the search space and how trials are chosen and pruned
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

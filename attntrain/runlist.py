@@ -21,6 +21,8 @@ def run_status(records: list[dict], path: Path) -> str:
         return f"finished ({stop['reason']})" if stop else "finished"
     if stop is not None and stop.get("reason") == "non-finite":
         return f"diverged at step {stop.get('step')}"
+    if stop is not None and stop.get("reason") == "pruned":  # attntrain tune stopped this trial
+        return f"pruned at step {stop.get('step')}"
     steps = [r["step"] for r in records if isinstance(r.get("step"), int)]
     step = max(steps, default=0)
     latest = path / "checkpoints" / "latest"  # a run stopped before its first log line still has a checkpoint

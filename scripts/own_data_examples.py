@@ -6,6 +6,8 @@
 Layouts (each a folder under --out; the configs in configs/own/ read them):
   sst2_csv/{train,dev,test}.csv       text,label (train = the Kim split + the GLUE phrases, as the sst2 preset)
   sst2_text/{pos,neg}.txt              one sentence per line, label = file stem, no split (a seeded ratio split)
+  sst2_3k/{train,dev,test}/{pos,neg}.txt   3,000 of the Kim training sentences (seeded sample), the real dev
+                                       and test: a small set in the two-file layout (README: Which settings)
   sst2_hf/                             a Hugging Face DatasetDict written with save_to_disk
   multi30k_text/{train,val,test}.{de,en}   plain (not gzip'd) line-aligned parallel text
   fsdd_audio/{train,test}/<digit>/*.wav    an audiofolder (links to the FSDD wavs; index 0-4 = test)
@@ -65,6 +67,22 @@ def sst2_text(out: Path, src: Path, *, limit: int | None = None) -> None:
     for label, name in (("positive", "pos"), ("negative", "neg")):
         (out / f"{name}.txt").write_text("".join(words + "\n" for words, said in rows if said == label),
                                          encoding="utf-8")
+
+
+def sst2_3k(out: Path, src: Path, *, limit: int | None = None, size: int = 3000, seed: int = 0) -> None:
+    """A seeded sample of `size` training sentences (limit: of every split, for tests), dev and test whole."""
+    import random
+
+    task = _shipped("sst2", "sst2")
+    for split in ("train", "dev", "test"):
+        rows = _sentences(task, split, None)
+        if split == "train":
+            rows = random.Random(seed).sample(rows, min(size, len(rows)))
+        rows = rows[:limit]
+        (out / split).mkdir(parents=True, exist_ok=True)
+        for label, name in (("positive", "pos"), ("negative", "neg")):
+            (out / split / f"{name}.txt").write_text("".join(words + "\n" for words, said in rows if said == label),
+                                                     encoding="utf-8")
 
 
 def sst2_hf(out: Path, src: Path, *, limit: int | None = None) -> None:
@@ -180,7 +198,7 @@ def cora_tables(out: Path, src: Path, *, limit: int | None = None, fmt: str = "c
                              for r in rows)
 
 
-LAYOUTS = {"sst2_csv": sst2_csv, "sst2_text": sst2_text, "sst2_hf": sst2_hf, "multi30k_text": multi30k_text,
+LAYOUTS = {"sst2_csv": sst2_csv, "sst2_text": sst2_text, "sst2_3k": sst2_3k, "sst2_hf": sst2_hf, "multi30k_text": multi30k_text,
            "fsdd_audio": fsdd_audio, "mnist_png": mnist_png, "mnist_png_rgb": mnist_png_rgb, "ewt_jsonl": ewt_jsonl,
            "cora_tables": cora_tables}
 

@@ -140,6 +140,7 @@ class Trainer:
                             else None)
         self._saved_step: int | None = None  # step of the newest checkpoint written by this process
         self._evaluated_step: int | None = None  # step of the newest dev evaluation
+        self.on_eval = None  # called as on_eval(step, dev metric) after each dev record (tune: may raise to prune)
         if resume:
             self._restore()
         else:
@@ -383,6 +384,8 @@ class Trainer:
         self._evaluated_step = p.step
         best = f"{p.best:.2f} at step {p.best_step}" if p.best is not None else "none yet"
         log(f"step {p.step}: dev {t.metric} {value:.2f} (best {best})")
+        if self.on_eval is not None:
+            self.on_eval(p.step, value)
         return t.patience is not None and p.bad_evals >= t.patience
 
     def fit(self) -> FitResult:

@@ -1,0 +1,129 @@
+"""Size a run from what `attntrain init` measured: batch, budget, evaluation cadence, warm-up, patience, model.
+
+Every choice comes back as a YAML line with a comment naming the figure that led to it, so a person can
+see why and change it. The rules are deliberately few:
+
+- batch: ~32 examples on a set under 10,000, 64 under 100,000, else 128 (small sets need many updates,
+  not large batches); data.max_tokens = that many examples of the mean length.
+- budget: at least 60,000 examples seen and at least 10 passes, at most 100 passes; `train.min_steps`
+  holds the update count whatever the batches turn out to be (3,000 sentences -> 20 passes, ~1,900 steps;
+  the 4 passes of a recipe tuned on a 67,000-phrase set would be ~380).
+- evaluation every 5% of the run (10% under 400 steps), patience 8 evaluations (40% of the run),
+  warm-up 5% of the run.
+- model: width 128 under 2,000 examples, 256 above; 4 layers from 50,000 examples on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+SEEN_FLOOR = 60_000  # examples a run sees at least (the SST-2 recipe sees ~6,500 x 4 passes + phrases)
+MIN_PASSES, MAX_PASSES = 10, 100
+
+
+@dataclass
+class Profile:
+    """What init measured on the training rows."""
+
+    kind: str  # text | audio | image | graph
+    mode: str  # sequence | tagging | seq2seq
+    train_examples: int  # training examples (after the dev/test fractions init writes)
+    lengths: list[int] = field(default_factory=list)  # tokens / frames / patches of a sample of inputs
+    labels: Counter = field(default_factory=Counter)  # label (or tag) counts of the sample
+    dev_examples: int | None = None  # when a dev split is given
+
+
+def percentile(values: list[int], share: float) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0
+
+
+def batch_examples(count: int) -> int:
+    return 32 if count < 10_000 else 64 if count < 100_000 else 128
+
+
+def round_up(value: float, unit: int) -> int:
+    return int(math.ceil(value / unit) * unit)
+
+
+def data_lines(profile: Profile) -> list[str]:
+    """data.max_tokens / max_len lines (under `data:`)."""
+    if not profile.lengths:
+        return []
+    mean = sum(profile.lengths) / len(profile.lengths)
+    batch = batch_examples(profile.train_examples)
+    longest = percentile(profile.lengths, 0.99)
+    max_len = min(512, max(16, round_up(longest + 2, 16)))
+    tokens = max(256, round_up(batch * (mean + 2), 100), max_len)
+    unit = {"audio": "frames", "image": "patches"}.get(profile.kind, "tokens")
+    return [f"  max_tokens: {tokens}        # ~{batch} examples of {mean:.0f} {unit} (mean) per batch: "
+            f"{profile.train_examples:,} training examples",
+            f"  max_len: {max_len}           # 99% of inputs have <= {longest} {unit}"]
+
+
+def steps_per_pass(profile: Profile) -> int:
+    return max(1, math.ceil(profile.train_examples / batch_examples(profile.train_examples)))
+
+
+def budget(profile: Profile) -> tuple[int, int]:
+    """(passes, optimizer steps) of the run."""
+    count = max(1, profile.train_examples)
+    passes = min(MAX_PASSES, max(MIN_PASSES, math.ceil(SEEN_FLOOR / count)))
+    return passes, passes * steps_per_pass(profile)
+
+
+def train_lines(profile: Profile) -> list[str]:
+    """max_epochs, min_steps, warm-up, evaluation, patience and metric lines (under `train:`)."""
+    passes, steps = budget(profile)
+    seen = passes * profile.train_examples
+    every = 0.05 if steps >= 400 and profile.mode != "seq2seq" else 0.1  # seq2seq: each evaluation decodes dev
+    lines = [f"  max_epochs: {passes}        # {profile.train_examples:,} examples x {passes} passes = "
+             f"{seen:,} seen (at least {SEEN_FLOOR:,} and {MIN_PASSES} passes, at most {MAX_PASSES})",
+             f"  min_steps: {steps}        # ~{steps_per_pass(profile)} batches per pass x {passes}: "
+             "a small set still gets this many updates",
+             f"  warmup: 0.05           # 5% of the run: ~{round(0.05 * steps)} of ~{steps:,} steps",
+             f"  eval_every: {every}        # {round(1 / every)} dev evaluations, every ~{max(1, round(every * steps))} steps",
+             f"  patience: 8            # stop after 8 evaluations ({round(800 * every)}% of the run) without a better dev score"]
+    return lines + metric_lines(profile)
+
+
+def metric_lines(profile: Profile) -> list[str]:
+    if profile.mode == "seq2seq":
+        return ["  metric: bleu"]
+    if profile.mode == "tagging":
+        spans = any(str(tag).startswith(("B-", "I-")) for tag in profile.labels)
+        return [f"  metric: {'f1' if spans else 'accuracy'}" + ("           # span tags (B-/I-): entity F1"
+                                                                 if spans else "")]
+    total = sum(profile.labels.values()) or 1
+    shares = ", ".join(f"{label} {100 * count / total:.0f}%" for label, count in profile.labels.most_common(4))
+    majority = max(profile.labels.values(), default=0) / total
+    if majority > 0.75 or len(profile.labels) > 10:
+        return [f"  metric: macro_f1       # labels: {shares}{' ...' if len(profile.labels) > 4 else ''}: "
+                "accuracy would reward the majority class"]
+    return [f"  metric: accuracy       # labels fairly balanced: {shares}"]
+
+
+@dataclass
+class ModelSize:
+    width: int
+    layers: int
+    ffn: int
+    heads: int
+    dropout: float
+    why: str
+
+
+def model_size(profile: Profile) -> ModelSize:
+    count = profile.train_examples
+    if count < 2_000:
+        return ModelSize(128, 2, 256, 4, 0.3, f"{count:,} training examples (< 2,000): a narrow model")
+    if count < 50_000:
+        return ModelSize(256, 2, 512, 4, 0.3, f"{count:,} training examples (< 50,000): 2 layers, strong dropout")
+    return ModelSize(256, 4, 1024, 4, 0.1, f"{count:,} training examples (>= 50,000): 4 layers")
+
+
+def encoder_line(size: ModelSize, *, layers: int | None = None, extra: str = "") -> str:
+    return (f"  encoder: {{kind: transformer, num_layers: {layers or size.layers}, width: {size.width}, "
+            f"num_heads: {size.heads}, ffn_dim: {size.ffn}, dropout: {size.dropout}{extra}}}   # {size.why}")
