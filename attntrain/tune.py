@@ -202,7 +202,7 @@ def tune(config: Path, *, trials: int, jobs: int = 1, timeout: float | None = No
         return ""
     from attntrain.tune_report import report
 
-    return report(study, search, url)
+    return report(study, search, url, write_best)
 
 
 def shares(trials: int, jobs: int) -> list[int]:
