@@ -20,8 +20,11 @@ def load_checked(path: str | Path, overrides: list[str] = ()) -> Config:
 
     Needs neither torch nor any data library, so `validate` and a `fit` with a bad config answer at once.
     """
+    from attntrain.train.warm_start import check as check_init
+
     cfg = load_config(path, overrides)
     check_config(cfg, str(path))
+    check_init(cfg)  # a fresh run only: a resumed or finished one no longer reads model.init
     return cfg
 
 
@@ -41,6 +44,26 @@ def check_config(cfg, source: str = "config") -> None:
     check_label(cfg, source)
     check_dataset(cfg, source)
     check_graph(cfg, source)
+    check_pretrain(cfg, source)
+
+
+def check_pretrain(cfg, source: str = "config") -> None:
+    """Pretraining objectives exist for text, audio and images; masked-word accuracy for text only."""
+    if cfg.model.head.kind != "pretrain":
+        return
+    from attntrain.data.presets import expand_preset
+
+    expanded = cfg.model_copy(deep=True)
+    expand_preset(expanded)
+    data = expanded.data
+    kind = "graph" if data.task == "planetoid" or data.source is not None and data.source.format == "graph" \
+        else data.input.kind
+    if kind not in ("text", "audio", "image"):
+        raise UserError(f"{source}: model.head.kind: pretraining has objectives for text, audio and image inputs, "
+                        f"not {kind}")
+    if cfg.train.metric == "accuracy" and kind != "text":
+        raise UserError(f"{source}: train.metric: accuracy (masked words) is reported for text only; "
+                        f"{kind} pretraining reports loss")
 
 
 def check_graph(cfg, source: str = "config") -> None:

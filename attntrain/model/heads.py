@@ -244,4 +244,12 @@ def build_seq2seq_head(cfg, info: dict, width: int):
     return build(cfg, info, width)
 
 
-HEADS = {"tagging": build_tagging_head, "sequence": build_sequence_head, "seq2seq": build_seq2seq_head}
+def build_pretrain_head(cfg, info: dict, width: int):
+    """Self-supervised objective of `attntrain pretrain` (attntrain/model/pretrain_heads.py, imported on use)."""
+    from attntrain.model.pretrain_heads import build_pretrain_head as build
+
+    return build(cfg, info, width)
+
+
+HEADS = {"tagging": build_tagging_head, "sequence": build_sequence_head, "seq2seq": build_seq2seq_head,
+         "pretrain": build_pretrain_head}
