@@ -43,8 +43,8 @@ def check_config(cfg, source: str = "config") -> None:
     check_metric(cfg, source)
     check_label(cfg, source)
     check_dataset(cfg, source)
-    check_graph(cfg, source)
     check_pretrain(cfg, source)
+    check_graph(cfg, source)
 
 
 def check_pretrain(cfg, source: str = "config") -> None:

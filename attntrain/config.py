@@ -328,7 +328,7 @@ class PretrainConfig(Section):
     mask_token: float = Field(0.8, ge=0.0, le=1.0)  # text: share of chosen words replaced by <mask>
     random_token: float = Field(0.1, ge=0.0, le=1.0)  # text: share replaced by a random word (the rest stay as they are)
     span: Optional[int] = Field(None, ge=1)  # mask runs of N neighbouring positions (words, frames); default text 1, audio 10
-    hidden: bool = True  # text: the prediction head has a dense + GELU + LayerNorm layer before the tied output (as BERT)
+    output_words: Optional[int] = Field(None, ge=3)  # text: score only the N most frequent words (a rarer one is to be predicted as <unk>); null: all
 
     @model_validator(mode="after")
     def _shares_fit(self):

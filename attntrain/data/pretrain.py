@@ -31,7 +31,7 @@ from attntrain.data.vocab import Vocab
 from attntrain.errors import UserError
 from attntrain.model.heads import IGNORE
 MASK_TOKEN = "<mask>"  # appended to the word vocabulary of a text pretraining run (and kept by a fine-tune)
-FIRST_WORD = 2  # ids 0 and 1 are <pad> and <unk>: never drawn as random words
+UNK, FIRST_WORD = 1, 2  # ids 0 and 1 are <pad> and <unk>: never drawn as random words
 DEFAULT_MASK_PROB = {"text": 0.15, "audio": 0.4, "image": 0.6}  # pretrain.mask_prob when unset
 DEFAULT_SPAN = {"text": 1, "audio": 10, "image": 1}  # pretrain.span when unset
 PRETRAIN_INPUTS = tuple(DEFAULT_MASK_PROB)
@@ -60,17 +60,19 @@ def choose_positions(mask: torch.Tensor, prob: float, span: int, generator: torc
 
 
 def mask_words(batch: dict, chosen: torch.Tensor, *, mask_id: int, num_words: int, mask_share: float,
-               random_share: float, generator: torch.Generator | None) -> dict:
-    """Text: chosen words -> <mask> (mask_share), a random word (random_share) or unchanged; labels the originals.
+               random_share: float, generator: torch.Generator | None, num_outputs: int | None = None) -> dict:
+    """Text: chosen words -> <mask> (mask_share), a random word (random_share) or unchanged; labels the originals
+    (num_outputs: ids from there on, rarer words in a frequency-ordered vocabulary, are labelled <unk>).
 
     A replaced word's characters and shape are cleared too: they would spell the word it hides."""
     words = batch["words"]  # (B,T)
+    targets = words if num_outputs is None else words.masked_fill(words >= num_outputs, UNK)
     draw = torch.rand(words.shape, generator=generator)
     to_mask = chosen & (draw < mask_share)
     to_random = chosen & (draw >= mask_share) & (draw < mask_share + random_share)
     random_words = torch.randint(FIRST_WORD, num_words - 1, words.shape, generator=generator)
     random_words = random_words + (random_words >= mask_id).long()  # never <mask> itself
-    out = dict(batch, labels=words.masked_fill(~chosen, IGNORE), masked=chosen,
+    out = dict(batch, labels=targets.masked_fill(~chosen, IGNORE), masked=chosen,
                words=torch.where(to_random, random_words, words.masked_fill(to_mask, mask_id)))
     replaced = to_mask | to_random
     if "chars" in batch:
@@ -119,6 +121,12 @@ class PretrainTask(DataTask):
             if MASK_TOKEN not in words:
                 self.input_kind.text.words = Vocab(words.items + [MASK_TOKEN], unk=words.unk)
 
+    def info(self) -> dict:
+        info = super().info()
+        if self.input == "text":  # the words the head scores: the most frequent (ids are in frequency order)
+            info["num_outputs"] = min(self.cfg.pretrain.output_words or info["num_words"], info["num_words"])
+        return info
+
     def batch(self, name: str, indices: list[int]) -> dict[str, torch.Tensor]:
         batch = super().batch(name, indices)
         generator = None  # train: the run's random stream
@@ -130,7 +138,8 @@ class PretrainTask(DataTask):
             words = self.input_kind.text.words
             settings = self.cfg.pretrain
             return mask_words(batch, chosen, mask_id=words.index[MASK_TOKEN], num_words=len(words),
-                              mask_share=settings.mask_token, random_share=settings.random_token, generator=generator)
+                              mask_share=settings.mask_token, random_share=settings.random_token, generator=generator,
+                              num_outputs=self.info()["num_outputs"])
         if self.input == "audio":
             return mask_frames(batch, chosen)
         info = self.info()

@@ -51,15 +51,16 @@ class MaskedWordHead(nn.Module):
     """Masked-word prediction (BERT): (B,T,D) -> (N,D) -> dense, GELU, LayerNorm -> (N,E) -> scores (N,V).
 
     The output layer is the embedding's word table (tied, as BERT), joined by `share_embedding` when the
-    model is built; E is its width (model.embed.word_dim), V the vocabulary with <mask>.
+    model is built; E is its width (model.embed.word_dim), V the words scored (pretrain.output_words:
+    the most frequent ones; all by default).
     """
 
-    def __init__(self, width: int, num_words: int):
+    def __init__(self, width: int, num_outputs: int):
         super().__init__()
         self.transform = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width))
-        self.width, self.num_words = width, num_words
+        self.width, self.num_outputs = width, num_outputs
         self.down = None  # (D -> E), made with the tie
-        self.bias = nn.Parameter(torch.zeros(num_words))
+        self.bias = nn.Parameter(torch.zeros(num_outputs))
         self._words: list[nn.Module] = []  # the embed's word vectors, held outside the module tree (no second copy)
 
     def share_embedding(self, embed: nn.Module) -> None:
@@ -73,9 +74,10 @@ class MaskedWordHead(nn.Module):
         self.down = nn.Linear(self.width, table.weight.shape[1] if table is not None else linear.weight.shape[0])
 
     def output_weight(self) -> torch.Tensor:
-        """(V,E): the word table, or the one-hot embedding's linear map transposed."""
+        """(V',E): the first V' = num_outputs rows of the word table (or of the one-hot embedding's map, transposed)."""
         words = self._words[0]
-        return words.table.weight if hasattr(words, "table") else words.linear.weight.t()
+        weight = words.table.weight if hasattr(words, "table") else words.linear.weight.t()
+        return weight[: self.num_outputs]
 
     def prefix(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x, mask
@@ -145,7 +147,7 @@ def build_pretrain_head(cfg, info: dict, width: int) -> nn.Module:
     """The objective of the input kind (info["input"]): masked words, frames or patches."""
     kind = info["input"]
     if kind == "text":
-        return MaskedWordHead(width, info["num_words"])
+        return MaskedWordHead(width, info.get("num_outputs", info["num_words"]))
     if kind == "audio":
         return ReconstructionHead(width, info["num_features"], loss="l1")
     if kind == "image":
