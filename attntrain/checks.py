@@ -20,11 +20,8 @@ def load_checked(path: str | Path, overrides: list[str] = ()) -> Config:
 
     Needs neither torch nor any data library, so `validate` and a `fit` with a bad config answer at once.
     """
-    from attntrain.train.warm_start import check as check_init
-
     cfg = load_config(path, overrides)
     check_config(cfg, str(path))
-    check_init(cfg)  # a fresh run only: a resumed or finished one no longer reads model.init
     return cfg
 
 

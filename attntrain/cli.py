@@ -35,7 +35,10 @@ def fit(
 
     overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else []) + ([f"data.split.folds={folds}"] if folds else [])
     if config is not None and resume is None:
-        load_checked(config, overrides)  # a config error is reported before torch loads, which takes seconds
+        from attntrain.train.warm_start import check as check_init
+
+        # a config error (or a missing model.init run) is reported before torch loads, which takes seconds
+        check_init(load_checked(config, overrides))
     if resume is not None:
         check_run_dir(resume)
 
