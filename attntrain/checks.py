@@ -40,6 +40,7 @@ def check_config(cfg, source: str = "config") -> None:
     check_metric(cfg, source)
     check_label(cfg, source)
     check_dataset(cfg, source)
+    check_pretrain(cfg, source)
     check_graph(cfg, source)
     check_fields(cfg, source)
 
@@ -69,6 +70,25 @@ def check_fields(cfg, source: str = "config") -> None:
             if name not in fields:
                 raise UserError(f"{source}: {key}: no field '{name}'{suggest(name, fields)} in {where} "
                                 f"(its fields: {', '.join(fields)})")
+
+
+def check_pretrain(cfg, source: str = "config") -> None:
+    """Pretraining objectives exist for text, audio and images; masked-word accuracy for text only."""
+    if cfg.model.head.kind != "pretrain":
+        return
+    from attntrain.data.presets import expand_preset
+
+    expanded = cfg.model_copy(deep=True)
+    expand_preset(expanded)
+    data = expanded.data
+    kind = "graph" if data.task == "planetoid" or data.source is not None and data.source.format == "graph" \
+        else data.input.kind
+    if kind not in ("text", "audio", "image"):
+        raise UserError(f"{source}: model.head.kind: pretraining has objectives for text, audio and image inputs, "
+                        f"not {kind}")
+    if cfg.train.metric == "accuracy" and kind != "text":
+        raise UserError(f"{source}: train.metric: accuracy (masked words) is reported for text only; "
+                        f"{kind} pretraining reports loss")
 
 
 def check_graph(cfg, source: str = "config") -> None:

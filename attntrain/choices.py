@@ -18,7 +18,7 @@ TEXT_VECTORS = ("learned", "onehot")
 ENCODERS = ("transformer", "cnn", "rnn", "gat")
 POSITIONS = ("sinusoidal", "learned", "rotary", "none")
 # model.head.kind: attntrain.model.heads.HEADS
-HEADS = ("tagging", "sequence", "seq2seq")
+HEADS = ("tagging", "sequence", "seq2seq", "pretrain")  # pretrain: `attntrain pretrain`
 
 # data.source.format: attntrain.data.sources.FORMATS (its readers, then hf and graph)
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "text", "labeled_lines", "parallel", "conll", "conllu", "audiofolder",
@@ -35,4 +35,5 @@ TASK_LABELS = {"fsdd": ("default", "digit", "speaker")}
 # Dev metrics each head's meter reports, i.e. the valid values of train.metric (checked before training).
 # f1 / precision / recall: entity scores, reported for span tags (IOB2 / BIOES) only.
 METRICS = {"tagging": ("accuracy", "oov_accuracy", "f1", "precision", "recall", "loss"),
-           "sequence": ("accuracy", "macro_f1", "loss"), "seq2seq": ("bleu", "bleu_lc", "chrf", "loss")}
+           "sequence": ("accuracy", "macro_f1", "loss"), "seq2seq": ("bleu", "bleu_lc", "chrf", "loss"),
+           "pretrain": ("loss", "accuracy")}  # accuracy: masked words predicted (text only)

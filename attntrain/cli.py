@@ -36,7 +36,10 @@ def fit(
 
     overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else []) + ([f"data.split.folds={folds}"] if folds else [])
     if config is not None and resume is None:
-        load_checked(config, overrides)  # a config error is reported before torch loads, which takes seconds
+        from attntrain.train.warm_start import check as check_init
+
+        # a config error (or a missing model.init run) is reported before torch loads, which takes seconds
+        check_init(load_checked(config, overrides))
     if resume is not None:
         check_run_dir(resume)
 
@@ -51,6 +54,39 @@ def fit(
     if result.metrics and is_main():  # under torchrun one table, from rank 0
         step = next(iter(result.metrics.values())).get("step")
         typer.echo(f"\nrun: {result.run_dir}" + (f"  (best dev step {step})" if step is not None else ""))
+        typer.echo(format_table(result.metrics))
+    elif result.stopped not in ("finished", "early_stop"):
+        raise typer.Exit(130)
+
+
+@app.command()
+def pretrain(
+    config: Optional[Path] = typer.Argument(None, help="YAML config of the unlabelled data, e.g. configs/pretrain_imdb.yaml"),
+    set_: Optional[List[str]] = SetOption,
+    resume: Optional[Path] = typer.Option(None, help="Continue the pretraining run in this directory"),
+    overwrite: bool = typer.Option(False, help="Replace an existing run directory of the same name"),
+    nproc: Optional[int] = typer.Option(None, min=1, help="Data-parallel over N processes on this machine (torchrun)"),
+):
+    """Self-supervised training of embed + encoder on inputs alone (masked words, frames or patches); then
+    fine-tune with `fit` and model.init: RUN_DIR. Sets model.head.kind=pretrain (and train.metric=loss,
+    train.metric_mode=min, train.eval_splits=[dev] unless the config names them)."""
+    from attntrain.checks import check_run_dir, load_checked
+    from attntrain.train.pretrain import pretrain_overrides
+
+    overrides = set_ or []
+    if resume is not None:
+        check_run_dir(resume)
+    elif config is not None:
+        overrides = pretrain_overrides(config, overrides)
+        load_checked(config, overrides)  # a config error is reported before torch loads
+    from attntrain.runs import fit as run_fit, format_table, launch_fit
+    from attntrain.train.distributed import is_main
+
+    if nproc and nproc > 1:
+        raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite))
+    result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite)
+    if result.metrics and is_main():
+        typer.echo(f"\nrun: {result.run_dir}; fine-tune from it with model.init: {result.run_dir}")
         typer.echo(format_table(result.metrics))
     elif result.stopped not in ("finished", "early_stop"):
         raise typer.Exit(130)

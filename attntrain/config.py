@@ -153,7 +153,7 @@ class EncoderConfig(Section):
 
 
 class HeadConfig(Section):
-    kind: str = "tagging"  # output mode: tagging (a label per vector) | sequence (one label per input) | seq2seq
+    kind: str = "tagging"  # output mode: tagging (a label per vector) | sequence (one label per input) | seq2seq | pretrain (self-supervised: `attntrain pretrain`)
     pooling: Literal["cls", "mean", "attention"] = "mean"  # sequence: [CLS] vector, mean, or attention pooling
     decode: Literal["auto", "argmax", "constrained"] = "auto"  # tagging: auto = constrained for span tags (BIO), else argmax
     crf: bool = False  # tagging: a linear-chain CRF output layer (trained by the forward algorithm, Viterbi decoding)
@@ -351,6 +351,28 @@ class DataConfig(Section):
         return self
 
 
+class PretrainConfig(Section):
+    """pretrain: the self-supervised objective of `attntrain pretrain` (model.head.kind pretrain), by input kind.
+
+    text: masked-token prediction (BERT): a chosen word becomes <mask> (mask_token), a random word
+    (random_token) or stays; audio: masked-frame reconstruction (L1 on the normalised log-mel frames of
+    masked spans); image: masked-patch reconstruction (squared error on masked patches only, MAE-style).
+    Tokens are whole words here (a word vocabulary), so masking a token is whole-word masking already.
+    """
+
+    mask_prob: Optional[float] = Field(None, gt=0.0, lt=1.0)  # positions chosen; default by input kind: text 0.15, audio 0.4, image 0.6
+    mask_token: float = Field(0.8, ge=0.0, le=1.0)  # text: share of chosen words replaced by <mask>
+    random_token: float = Field(0.1, ge=0.0, le=1.0)  # text: share replaced by a random word (the rest stay as they are)
+    span: Optional[int] = Field(None, ge=1)  # mask runs of N neighbouring positions (words, frames); default text 1, audio 10
+    output_words: Optional[int] = Field(None, ge=3)  # text: score only the N most frequent words (a rarer one is to be predicted as <unk>); null: all
+
+    @model_validator(mode="after")
+    def _shares_fit(self):
+        if self.mask_token + self.random_token > 1.0:
+            raise ValueError(f"mask_token + random_token must be at most 1 (got {self.mask_token} + {self.random_token})")
+        return self
+
+
 class TrainConfig(Section):
     device: str = "auto"  # auto (cuda if present) | cpu | cuda | cuda:N
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # mixed precision; auto = bf16 on CUDA, off on CPU
@@ -383,6 +405,8 @@ class TrainConfig(Section):
     tensorboard: bool = False  # also write scalars to runs/<name>/tensorboard/ (needs the tensorboard extra)
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # several processes (torchrun): auto = nccl on CUDA, gloo on CPU
     compile: bool = False  # torch.compile the training forward (for GPUs; on CPU it rarely pays)
+    freeze: list[str] = []  # parameters not trained, by name prefix: embed, encoder, encoder.0 (first block), ...
+    layer_decay: Optional[float] = Field(None, gt=0.0, le=1.0)  # lr x decay ** depth from the top: head 1, last block decay, ..., embed decay ** (layers + 1)
 
 
 class SearchRange(Section):
@@ -449,6 +473,7 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tune: TuneConfig = TuneConfig()  # `attntrain tune`: the search space and how trials are chosen and pruned
+    pretrain: PretrainConfig = PretrainConfig()  # `attntrain pretrain`: the self-supervised objective
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

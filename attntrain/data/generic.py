@@ -238,11 +238,13 @@ class DataTask(Task):
 
     # ---- vocabularies and statistics -----------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:
+        """state: a saved `state()`, or None (built from train); a state whose target is None (model.init: a
+        pretrained run's input vocabulary or statistics) keeps that input and builds the labels from train."""
         if state is not None and "input" not in state:
             state = self._legacy_state(state)
         if state is not None and state.get("split_index") is not None:
             self._split_index = state["split_index"]
-        train = None if state is not None else self.split_raw("train")
+        train = None if state is not None and state.get("target") is not None else self.split_raw("train")
         self._decoded, self._checked = {}, set()
         if self.input in MEDIA_INPUTS:  # labels first: the decoded train split holds them, and gives the input statistics
             self.target.prepare(train, state and state["target"])

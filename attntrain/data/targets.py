@@ -401,4 +401,35 @@ class TagsTarget(Cleaned):
         return {"labels": pad_stack([it["labels"] for it in items], value=IGNORE)} if "labels" in items[0] else {}
 
 
-TARGETS = {"sequence": LabelTarget, "tagging": TagsTarget}
+class NoTarget:
+    """No target (self-supervised pretraining): the input is its own target (attntrain.data.pretrain masks it)."""
+
+    head = "pretrain"
+    labels = Vocab([], unk=False)
+
+    def __init__(self, data_cfg):
+        self.field = None
+
+    def value(self, row: dict, where: str) -> None:
+        return None
+
+    def prepare(self, train, state: dict | None) -> None:
+        pass
+
+    def check(self, rows, split: str) -> None:
+        pass
+
+    def state(self) -> dict:
+        return {}
+
+    def info(self) -> dict:
+        return {}
+
+    def encode(self, row: dict, length: int) -> dict:
+        return {}
+
+    def collate(self, items: list[dict]) -> dict:
+        return {}
+
+
+TARGETS = {"sequence": LabelTarget, "tagging": TagsTarget, "pretrain": NoTarget}

@@ -25,7 +25,7 @@ from attntrain.data import build_task
 from attntrain.errors import Diverged, UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text, finite_json, read_jsonl
 from attntrain.model.build import build_model, count_parameters
-from attntrain.train import distributed
+from attntrain.train import distributed, warm_start
 from attntrain.train.fingerprint import KEY as FINGERPRINT, check_same_data, data_fingerprint, task_state
 from attntrain.train.schedule import Budget, budget as resolve_budget, resolve as resolve_schedule
 from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, read_run_json, reading, resume_hint,
@@ -119,6 +119,7 @@ class Trainer:
         distributed.setup(cfg.train)
         self.device = resolve_device(distributed.device_for(cfg.train.device))
         self.amp = amp_dtype(self.device, cfg.train.amp)
+        self.init = None if resume else warm_start.start(cfg)  # model.init: may set how the input is read
         self.task = build_task(cfg)
         unknown = [split for split in cfg.train.eval_splits if split not in self.task.splits]
         if unknown:  # found now, not after training
@@ -128,6 +129,8 @@ class Trainer:
         if not distributed.is_main():
             self.task.prepare(task_state(read_run_json(run.task_state))[0])
         self.model = build_model(cfg, self.task.info()).to(self.device)
+        if self.init is not None:
+            log(self.init.load(self.model))
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         self.progress = Progress()
@@ -153,6 +156,8 @@ class Trainer:
         run = self.run
         state, saved = (task_state(read_run_json(run.task_state)) if resume and run.task_state.is_file()
                         else (None, None))
+        if state is None and self.init is not None:  # model.init: the pretrained run's vocabulary / statistics
+            state = self.init.task_state
         with reading(run.task_state, "does not fit this task (vocabularies of another run?)"):
             self.task.prepare(state)
         check_same_data(saved, self.task, run.path, allow_change=self.allow_data_change)
@@ -273,8 +278,8 @@ class Trainer:
         t = self.cfg.train
         factor = lr_factor(self.progress.step, total=total, warmup=self.schedule.warmup, schedule=t.schedule,
                            min_ratio=t.min_lr_ratio)
-        for group in self.optimizer.param_groups:
-            group["lr"] = t.lr * factor
+        for group in self.optimizer.param_groups:  # lr_scale: train.layer_decay's factor for the group
+            group["lr"] = t.lr * factor * group.get("lr_scale", 1.0)
         return t.lr * factor
 
     def _local_batches(self, group: list[list[int]]) -> tuple[list[dict], list[float] | None]:
