@@ -14,6 +14,7 @@ from torch import nn
 
 from attntrain.data.images import patchify
 from attntrain.model.dropout import Dropout
+from attntrain.model.pieces import build_piece_embed
 from attntrain.model.positional import sinusoid_table_2d
 from attntrain.model.trace import exporting
 from attntrain.registry import lookup
@@ -241,4 +242,4 @@ def build_image_embed(cfg, info: dict, width: int) -> ImageEmbed:
 
 
 INPUTS = {"text": build_text_embed, "graph": build_vector_embed, "audio": build_vector_embed,
-          "image": build_image_embed, "subwords": build_subword_embed}
+          "image": build_image_embed, "subwords": build_subword_embed, "pieces": build_piece_embed}
