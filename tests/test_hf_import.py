@@ -43,10 +43,10 @@ def family_model(family: str):
     return model
 
 
-def bert_tokenizer(folder):
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(VOCAB) + "\n")
-    return transformers.BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
+def save_word_pieces(folder, vocab: list[str], *, lowercase: bool) -> None:
+    """A word-piece tokenizer of `vocab` saved beside a checkpoint's config.json (read back by AutoTokenizer)."""
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    transformers.AutoTokenizer.from_pretrained(folder, do_lower_case=lowercase).save_pretrained(folder)
 
 
 def save_checkpoint(family: str, folder):
@@ -54,7 +54,7 @@ def save_checkpoint(family: str, folder):
     model = family_model(family)
     model.save_pretrained(folder)
     if family != "roberta":
-        bert_tokenizer(folder).save_pretrained(folder)
+        save_word_pieces(folder, VOCAB, lowercase=True)
     return model
 
 

@@ -145,3 +145,15 @@ def word_starts(word_ids: list[int | None], num_words: int) -> list[int]:
             first[word] = index
     kept = max(first, default=-1) + 1
     return [first.get(word, 0) for word in range(min(kept, num_words))]
+
+
+def piece_input(cfg) -> PieceInput | None:
+    """The text input of a run whose model.init is hf:NAME (None for any other run): words as for any text
+    input (data.input.tokenizer), then the checkpoint's pieces."""
+    from attntrain.data.inputs import TextInput
+
+    name = checkpoint_name(cfg.model.init)
+    if name is None or cfg.data.input.kind != "text":
+        return None
+    words = TextInput(cfg.data, cfg.model.embed).tokens
+    return PieceInput(cfg.data, cfg.model.embed, name, tagging=cfg.model.head.kind == "tagging", words=words)

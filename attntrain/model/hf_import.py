@@ -60,8 +60,10 @@ def architecture(config, name: str) -> dict[str, dict]:
         width, layers, heads = config.hidden_size, config.num_hidden_layers, config.num_attention_heads
         hidden, eps, token_types = config.intermediate_size, config.layer_norm_eps, config.type_vocab_size
         dim = getattr(config, "embedding_size", None) or width
+    # the text-embedding extras (characters, shapes, n-grams, word dropout) do not exist for pieces: off
     embed = {"word_dim": dim, "positions": config.max_position_embeddings - position_offset(config),
-             "token_types": token_types, "norm": True, "norm_eps": eps}
+             "token_types": token_types, "norm": True, "norm_eps": eps, "char_dim": 0, "shape_dim": 0, "ngram": 0,
+             "word_dropout": 0.0}
     encoder = {"kind": "transformer", "width": width, "num_layers": layers, "num_heads": heads, "ffn_dim": hidden,
                "norm": "post", "norm_eps": eps, "activation": activation(config, name), "position": "none",
                "residual": True}
@@ -129,3 +131,10 @@ def load_checkpoint_weights(model, name: str) -> None:
     except RuntimeError as e:  # a config edited after configure(): shapes that no longer fit
         raise UserError(f"model.init hf:{name}: the weights do not fit the model ({str(e).splitlines()[-1].strip()})") \
             from None
+
+
+def load_init(model, cfg) -> None:
+    """model.init hf:NAME: the checkpoint's weights into the model's embedding and encoder (other values: nothing)."""
+    name = checkpoint_name(cfg.model.init)
+    if name is not None:
+        load_checkpoint_weights(model, name)

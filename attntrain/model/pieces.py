@@ -48,7 +48,7 @@ class PieceEmbed(nn.Module):
         x = self.dropout(x)
         if self.project is not None:
             x = self.project(x)  # (B,S,E) -> (B,S,D)
-        return x, batch.get("piece_mask", batch["mask"])
+        return x, batch["piece_mask"] if "piece_mask" in batch else batch["mask"]
 
 
 def build_piece_embed(cfg, info: dict, width: int) -> PieceEmbed:

@@ -25,6 +25,7 @@ from attntrain.data import build_task
 from attntrain.errors import Diverged, UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text, finite_json, read_jsonl
 from attntrain.model.build import build_model, count_parameters
+from attntrain.model.hf_import import configure, load_init
 from attntrain.train import distributed
 from attntrain.train.schedule import resolve as resolve_schedule
 from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, read_run_json, reading, resume_hint,
@@ -109,6 +110,8 @@ class FitResult:
 
 class Trainer:
     def __init__(self, cfg: Config, run: RunDir, *, resume: bool):
+        if not resume:  # model.init hf:...: the checkpoint's architecture (a resumed run's config already has it)
+            cfg = configure(cfg, log)
         self.cfg, self.run = cfg, run
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
@@ -124,7 +127,10 @@ class Trainer:
         distributed.on_main(lambda: self._prepare_task(resume))  # rank 0 builds vocabularies, writes the run files
         if not distributed.is_main():
             self.task.prepare(read_run_json(run.task_state))
-        self.model = build_model(cfg, self.task.info()).to(self.device)
+        self.model = build_model(cfg, self.task.info())
+        if not resume:
+            load_init(self.model, cfg)  # model.init hf:...: the checkpoint's embedding and encoder weights
+        self.model = self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         self.progress = Progress()
