@@ -100,8 +100,19 @@ class EmbedConfig(Section):
     token_types: int = Field(0, ge=0)  # pieces: token-type (segment) vectors, type 0 added to every piece (BERT: 2); 0 = none
     norm: bool = False  # pieces: LayerNorm of the summed input vectors (BERT's embedding LayerNorm)
     norm_eps: float = Field(1e-5, gt=0.0)  # pieces: epsilon of that LayerNorm (BERT-family checkpoints: 1e-12)
+    # text, kind learned: start the word table from a file: word2vec text/binary, GloVe .txt, fastText .vec (.gz too);
+    # its width must equal word_dim; vocabulary words match exactly, then case-folded
+    vectors: Optional[str] = None
+    vectors_trainable: bool = True  # the loaded word vectors train with the model; false: they stay as loaded
+    vectors_extend: bool = False  # add the file's words that train lacks to the vocabulary, so they keep their vector
 
     _kind = choice_of(choices.TEXT_VECTORS, "kind")
+
+    @model_validator(mode="after")
+    def _extend_needs_vectors(self):
+        if self.vectors_extend and not self.vectors:
+            raise ValueError("vectors_extend: name the vector file in model.embed.vectors")
+        return self
 
     _odd_ngram = field_validator("ngram")(lambda cls, v: odd_width(v))
 

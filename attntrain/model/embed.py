@@ -163,6 +163,8 @@ class TextEmbed(nn.Module):
 def build_text_embed(cfg, info: dict, width: int) -> TextEmbed:
     """cfg: EmbedConfig; info: vocabulary sizes from the task."""
     words = lookup(TEXT_VECTORS, cfg.kind, "model.embed.kind")(info["num_words"], cfg.word_dim)
+    if cfg.vectors and not cfg.vectors_trainable:  # the word table keeps the vectors of the file (model.vectors)
+        words.requires_grad_(False)
     chars = None
     if cfg.char_dim > 0:
         chars = CharCNN(info["num_chars"], cfg.char_dim, cfg.char_filters, cfg.char_kernel)

@@ -26,6 +26,7 @@ from attntrain.errors import Diverged, UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text, finite_json, read_jsonl
 from attntrain.model.build import build_model, count_parameters
 from attntrain.model.hf_import import configure, load_init
+from attntrain.model.vectors import load_vectors
 from attntrain.train import distributed
 from attntrain.train.schedule import resolve as resolve_schedule
 from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, read_run_json, reading, resume_hint,
@@ -130,6 +131,7 @@ class Trainer:
         self.model = build_model(cfg, self.task.info())
         if not resume:
             load_init(self.model, cfg)  # model.init hf:...: the checkpoint's embedding and encoder weights
+            load_vectors(self.model, self.task, cfg, log)  # model.embed.vectors: the word table from a file
         self.model = self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
