@@ -152,3 +152,21 @@ def test_a_sentence_classifier_from_a_checkpoint_trains_and_predicts(tmp_path):
     shutil.rmtree(tmp_path / "checkpoint")
     record = json.loads(list(runs.predict(run_dir, ["a great movie"], fmt="jsonl"))[0])
     assert record["label"] in ("negative", "positive", "0", "1")
+
+
+def test_byte_level_pieces_give_each_word_its_leading_space(tmp_path):
+    """RoBERTa's BPE spells a word after a space with a leading Ġ: words given one by one must get it too."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["the cat sat on the mat", "new york is big"] * 20, vocab_size=280,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(tmp_path))
+    save_checkpoint("roberta", tmp_path)
+    cfg = configure(build_config({"model": {"init": f"hf:{tmp_path}"}}, "test"), log=lambda m: None)
+    pieces = piece_input(cfg)
+    pieces.prepare(None, None)
+    labels = pieces.piece_labels(["the", "cat", "sat"])
+    starts = pieces.encode(["the", "cat", "sat"])["word_starts"].tolist()
+    assert labels[0] == "<s>" and labels[-1] == "</s>" and labels[1:3] == ["Ġthe", "Ġcat"]
+    assert len(starts) == 3 and all(labels[start].startswith("Ġ") for start in starts)
