@@ -128,3 +128,11 @@ def test_a_hub_name_resolves_through_the_local_cache_only(tmp_path, monkeypatch)
     assert (got - expected).abs().max() < 1e-5
     with pytest.raises(UserError, match="tiny/absent"):
         imported("tiny/absent")
+
+
+def test_a_run_whose_input_is_not_text_is_refused(tmp_path):
+    save_checkpoint("bert", tmp_path)
+    cfg = configure(build_config({"model": {"init": f"hf:{tmp_path}"}}, "test"), log=lambda m: None)
+    model = build_model(cfg, {"input": "audio", "num_features": 13, "num_labels": 3})
+    with pytest.raises(UserError, match="input is text"):
+        load_checkpoint_weights(model, str(tmp_path))

@@ -117,6 +117,11 @@ def mapped(targets: list[str], table: dict[str, list[str]], prefix: str, source:
 def load_checkpoint_weights(model, name: str) -> None:
     """Copy the checkpoint's embedding and encoder weights into model.embed / model.encoder (strict: every
     parameter of both is filled, and with the shape it has)."""
+    from attntrain.model.pieces import PieceEmbed
+
+    if not isinstance(model.embed, PieceEmbed):
+        raise UserError(f"model.init hf:{name}: a checkpoint of text starts only runs whose input is text "
+                        f"(this run embeds with {type(model.embed).__name__})")
     config, source = checkpoint_weights(name)
     embed_table, layer_prefix, layer_table = TABLES[config.model_type]
     embed = mapped(list(model.embed.state_dict()), embed_table, "", source, position_offset(config))
