@@ -59,7 +59,8 @@ def save_checkpoint(family: str, folder):
 
 
 def imported(folder, head: str = "tagging"):
-    cfg = configure(build_config({"model": {"init": f"hf:{folder}", "head": {"kind": head}}}, "test"), log=lambda m: None)
+    raw = {"model": {"init": f"hf:{folder}", "head": {"kind": head}}}
+    cfg = configure(build_config(raw, "test"), log=lambda m: None)
     model = build_model(cfg, {"input": "pieces", "num_words": len(VOCAB), "num_labels": 3}).eval()
     load_checkpoint_weights(model, str(folder))
     return model

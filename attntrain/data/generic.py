@@ -39,7 +39,8 @@ from attntrain.registry import lookup
 
 ENCODING_VERSION = 1  # bump when what an encoded text split holds changes: older cached encodings are then not read
 TEXT_COLUMNS = {"words": torch.long, "oov": torch.bool, "shapes": torch.long, "chars": torch.long,
-                "labels": torch.long, "word_starts": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
+                "labels": torch.long,
+                "word_starts": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
 MEDIA_INPUTS = ("audio", "image")  # input kinds whose splits are decoded once into a cached Arrow file
 MEDIA_VERSION = 1  # bump when what a decoded audio / image split holds changes
 SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
@@ -118,7 +119,8 @@ class DataTask(Task):
         super().__init__(cfg)
         data = cfg.data
         # model.init hf:...: the checkpoint's tokenizer cuts the words into its pieces
-        self.input_kind = piece_input(cfg) or lookup(INPUT_KINDS, data.input.kind, "data.input.kind")(data, cfg.model.embed)
+        self.input_kind = (piece_input(cfg)
+                           or lookup(INPUT_KINDS, data.input.kind, "data.input.kind")(data, cfg.model.embed))
         self.input = self.input_kind.kind
         self.target = lookup(TARGETS, cfg.model.head.kind, "model.head.kind (as a data target)")(data)
         self.truncate_eval = self.target.head == "sequence"  # tagging scores every token of every sentence

@@ -25,7 +25,8 @@ BERT_LAYER = {"attention.query": ["attention.self.query"],
               "attention.out": ["attention.output.dense"], "attention_norm": ["attention.output.LayerNorm"],
               "feed_forward.net.0": ["intermediate.dense"], "feed_forward.net.2": ["output.dense"],
               "ffn_norm": ["output.LayerNorm"]}
-DISTILBERT_LAYER = {"attention.query": ["attention.q_lin"], "attention.key_value": ["attention.k_lin", "attention.v_lin"],
+DISTILBERT_LAYER = {"attention.query": ["attention.q_lin"],
+                    "attention.key_value": ["attention.k_lin", "attention.v_lin"],
                     "attention.out": ["attention.out_lin"], "attention_norm": ["sa_layer_norm"],
                     "feed_forward.net.0": ["ffn.lin1"], "feed_forward.net.2": ["ffn.lin2"],
                     "ffn_norm": ["output_layer_norm"]}
