@@ -107,8 +107,24 @@ class EmbedConfig(Section):
     ngram: int = Field(0, ge=0)  # text: width of a convolution over neighbouring word vectors (local n-grams); 0 = off
     image_position: Literal["sinusoidal", "learned", "none"] = "sinusoidal"  # images: 2-D encoding of the patch grid
     shift: int = Field(0, ge=0)  # images: train-time random translation by up to N pixels (augmentation)
+    # sub-word pieces of a pretrained tokenizer (model.init: hf:..., which sets these from the checkpoint):
+    positions: int = Field(0, ge=0)  # pieces: learned absolute positions added before the norm (BERT: 512); 0 = none
+    token_types: int = Field(0, ge=0)  # pieces: token-type (segment) vectors, type 0 added to every piece (BERT: 2); 0 = none
+    norm: bool = False  # pieces: LayerNorm of the summed input vectors (BERT's embedding LayerNorm)
+    norm_eps: float = Field(1e-5, gt=0.0)  # pieces: epsilon of that LayerNorm (BERT-family checkpoints: 1e-12)
+    # text, kind learned: start the word table from a file: word2vec text/binary, GloVe .txt, fastText .vec (.gz too);
+    # its width must equal word_dim; vocabulary words match exactly, then case-folded
+    vectors: Optional[str] = None
+    vectors_trainable: bool = True  # the loaded word vectors train with the model; false: they stay as loaded
+    vectors_extend: bool = False  # add the file's words that train lacks to the vocabulary, so they keep their vector
 
     _kind = choice_of(choices.TEXT_VECTORS, "kind")
+
+    @model_validator(mode="after")
+    def _extend_needs_vectors(self):
+        if self.vectors_extend and not self.vectors:
+            raise ValueError("vectors_extend: name the vector file in model.embed.vectors")
+        return self
 
     _odd_ngram = field_validator("ngram")(lambda cls, v: odd_width(v))
 
@@ -128,6 +144,9 @@ class EncoderConfig(Section):
     bidirectional: bool = Field(True, validate_default=True)  # rnn: read both directions (each gets width / 2)
     position: str = "sinusoidal"  # positional encoding: sinusoidal | learned | rotary | none
     max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
+    norm: Literal["pre", "post"] = "pre"  # transformer: pre: x + f(norm(x)), a final norm; post: norm(x + f(x)) (BERT)
+    norm_eps: float = Field(1e-5, gt=0.0)  # transformer: LayerNorm epsilon (BERT-family checkpoints: 1e-12)
+    activation: Literal["gelu", "gelu_tanh", "relu"] = "gelu"  # transformer: feed-forward activation (gelu: exact erf)
     attention: AttentionConfig = AttentionConfig()
 
     _kind = choice_of(choices.ENCODERS, "kind")

@@ -50,7 +50,9 @@ def dynamic_axes(batch: dict[str, torch.Tensor], input_kind: str, head: str) -> 
         if input_kind == "image" and name != "mask":  # images are a fixed size; only the batch varies
             axes[name] = {0: "batch"}
         else:
-            axes[name] = {0: "batch", 1: "length", **({2: "chars"} if tensor.dim() == 3 and name == "chars" else {})}
+            # pieces of a pretrained tokenizer with tags per word: pieces and words are two lengths
+            length = "pieces" if "word_starts" in batch and name in ("words", "piece_mask") else "length"
+            axes[name] = {0: "batch", 1: length, **({2: "chars"} if tensor.dim() == 3 and name == "chars" else {})}
     axes["logits"] = {0: "batch", 1: "length"} if head == "tagging" else {0: "batch"}
     return axes
 

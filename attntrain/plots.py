@@ -151,7 +151,7 @@ def attention_weights(model, task, text: str,
     x = encoder.position(x)
     layers = []
     for block in encoder.blocks:
-        layers.append(block.attention.weights(block.attention_norm(x), full_mask)[0].float().cpu())  # (H,T,T)
+        layers.append(block.attention.weights(block.attention_input(x), full_mask)[0].float().cpu())  # (H,T,T)
         x = block(x, full_mask)
     return labels, layers
 

@@ -16,6 +16,7 @@ from attntrain.model.heads import HEADS
 VARIANTS = [
     {"kind": "transformer"},
     {"kind": "transformer", "attention": {"window": 2}},
+    {"kind": "transformer", "norm": "post", "norm_eps": 1e-12, "activation": "gelu_tanh"},  # the BERT family's blocks
     {"kind": "cnn", "kernel_size": 3, "dilation": 2},
     {"kind": "rnn", "rnn_cell": "lstm", "bidirectional": True},
     {"kind": "rnn", "rnn_cell": "gru", "bidirectional": False},

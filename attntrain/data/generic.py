@@ -28,6 +28,7 @@ import torch
 from attntrain.data.arrow import (ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity, media_digest,
                                   rows_digest)
 from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
+from attntrain.data.pieces import piece_input
 from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source, source_rows
 from attntrain.data.spans import entities, format_spans
 from attntrain.data.targets import TARGETS
@@ -38,7 +39,8 @@ from attntrain.registry import lookup
 
 ENCODING_VERSION = 1  # bump when what an encoded text split holds changes: older cached encodings are then not read
 TEXT_COLUMNS = {"words": torch.long, "oov": torch.bool, "shapes": torch.long, "chars": torch.long,
-                "labels": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
+                "labels": torch.long,
+                "word_starts": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
 MEDIA_INPUTS = ("audio", "image")  # input kinds whose splits are decoded once into a cached Arrow file
 MEDIA_VERSION = 1  # bump when what a decoded audio / image split holds changes
 SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
@@ -116,7 +118,9 @@ class DataTask(Task):
     def __init__(self, cfg):
         super().__init__(cfg)
         data = cfg.data
-        self.input_kind = lookup(INPUT_KINDS, data.input.kind, "data.input.kind")(data, cfg.model.embed)
+        # model.init hf:...: the checkpoint's tokenizer cuts the words into its pieces
+        self.input_kind = (piece_input(cfg)
+                           or lookup(INPUT_KINDS, data.input.kind, "data.input.kind")(data, cfg.model.embed))
         self.input = self.input_kind.kind
         self.target = lookup(TARGETS, cfg.model.head.kind, "model.head.kind (as a data target)")(data)
         self.truncate_eval = self.target.head == "sequence"  # tagging scores every token of every sentence
@@ -332,6 +336,8 @@ class DataTask(Task):
         if embed.char_dim:
             features["chars"] = datasets.List(ids)
         features["labels"] = ids if self.target.head == "tagging" else datasets.Value("int64")
+        if getattr(self.input_kind, "tagging", False):  # pieces: each word's first piece
+            features["word_starts"] = ids
 
         def encode_rows(batch: dict, indices: list[int]) -> dict:
             examples = rows.dicts(batch, indices) if on_disk else [rows[i] for i in batch["index"]]
@@ -485,6 +491,8 @@ class DataTask(Task):
 
     def position_labels(self, example: dict, item: dict) -> list[str]:
         value = example[self.cfg.data.input.field]
+        if self.input == "text" and hasattr(self.input_kind, "piece_labels"):  # one vector per piece
+            return self.input_kind.piece_labels(truncate(list(value), self.eval_max_len(), self.cfg.data.truncate))
         if self.input == "text":
             return truncate(list(value), self.eval_max_len(), self.cfg.data.truncate)[: item["length"]]
         if self.input == "audio":

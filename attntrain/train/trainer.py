@@ -25,6 +25,8 @@ from attntrain.data import build_task
 from attntrain.errors import Diverged, UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text, finite_json, read_jsonl
 from attntrain.model.build import build_model, count_parameters
+from attntrain.model.hf_import import configure, load_init
+from attntrain.model.vectors import load_vectors
 from attntrain.train import distributed, warm_start
 from attntrain.train.fingerprint import KEY as FINGERPRINT, check_same_data, data_fingerprint, task_state
 from attntrain.train.schedule import Budget, budget as resolve_budget, resolve as resolve_schedule
@@ -111,6 +113,8 @@ class FitResult:
 
 class Trainer:
     def __init__(self, cfg: Config, run: RunDir, *, resume: bool, allow_data_change: bool = False):
+        if not resume:  # model.init hf:...: the checkpoint's architecture (a resumed run's config already has it)
+            cfg = configure(cfg, log)
         self.cfg, self.run = cfg, run
         self.allow_data_change = allow_data_change
         if cfg.train.threads:
@@ -128,9 +132,13 @@ class Trainer:
         distributed.on_main(lambda: self._prepare_task(resume))  # rank 0 builds vocabularies, writes the run files
         if not distributed.is_main():
             self.task.prepare(task_state(read_run_json(run.task_state))[0])
-        self.model = build_model(cfg, self.task.info()).to(self.device)
+        self.model = build_model(cfg, self.task.info())
+        if not resume:
+            load_init(self.model, cfg)  # model.init hf:...: the checkpoint's embedding and encoder weights
+            load_vectors(self.model, self.task, cfg, log)  # model.embed.vectors: the word table from a file
         if self.init is not None:
             log(self.init.load(self.model))
+        self.model = self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         self.progress = Progress()

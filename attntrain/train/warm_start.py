@@ -78,19 +78,9 @@ def start(cfg):
     value = cfg.model.init
     if value is None:
         return None
-    if value.startswith(HF_PREFIX):
-        return hf_start(cfg)
+    if value.startswith(HF_PREFIX):  # attntrain.model.hf_import: configure() and load_init() in the trainer
+        return None
     return WarmStart.from_source(cfg, resolve(value))
-
-
-def hf_start(cfg):
-    """model.init: hf:NAME_OR_FOLDER -> attntrain.model.hf_import (BERT-family checkpoints)."""
-    try:
-        from attntrain.model import hf_import
-    except ImportError:
-        raise UserError(f"model.init: {cfg.model.init}: hf:... checkpoints are handled by "
-                        "attntrain.model.hf_import, which this installation lacks") from None
-    return hf_import.warm_start(cfg)
 
 
 class WarmStart:
