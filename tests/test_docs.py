@@ -3,10 +3,9 @@ configuration reference equals the code."""
 
 from __future__ import annotations
 
-import os
 import re
+import runpy
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 # the walk-through at tiny sizes: a few rows per split, two optimizer steps per run, one thread
 TINY_DATA = ["--limit", "40"]
 TINY_FSDD = ["--limit", "6"]  # recordings 0-4 are test, 5 trains
+TINY_FOLDS = 3
 TINY_FIT = ["--set", "train.max_steps=2", "--set", "train.eval_every=2", "--set", "train.threads=1",
             "--set", "train.progress=false", "--set", "model.head.decoder.beam_size=1"]
 
@@ -46,14 +46,27 @@ def walkthrough() -> list[str]:
 
 
 def tiny(command: str) -> list[list[str]]:
-    """The command(s) to run for one line: a tiny data copy per layout, or the CLI with tiny overrides."""
+    """The argument lists to run for one line: a tiny data copy per layout, or the CLI with tiny overrides."""
     words = shlex.split(command)
     if words[0] == "python":
         assert words[2] == "--only" and len(words) > 3, command
-        return [[sys.executable, str(REPO / words[1]), "--only", layout,
-                 *(TINY_FSDD if layout == "fsdd_audio" else TINY_DATA)] for layout in words[3:]]
-    extra = TINY_FIT if words[1] == "fit" else []
-    return [[sys.executable, "-m", "attntrain", *words[1:], *extra]]
+        return [[words[1], "--only", layout, *(TINY_FSDD if layout == "fsdd_audio" else TINY_DATA)]
+                for layout in words[3:]]
+    if "--folds" in words:  # cross-validation: 3 folds of the tiny set instead of 10
+        words[words.index("--folds") + 1] = str(TINY_FOLDS)
+    return [[*words[1:], *(TINY_FIT if words[1] == "fit" else [])]]
+
+
+def run_inline(argv: list[str], monkeypatch) -> None:
+    """A script or an attntrain command in this process (one torch import for the whole walk-through)."""
+    if argv[0].endswith(".py"):
+        monkeypatch.setattr(sys, "argv", [str(REPO / argv[0]), *argv[1:]])
+        runpy.run_path(str(REPO / argv[0]), run_name="__main__")
+        return
+    from attntrain.cli import app
+
+    code = app(args=argv, standalone_mode=False)
+    assert not code, f"attntrain {' '.join(argv)}: exit code {code}"
 
 
 def test_the_walkthrough_has_the_commands_of_the_readme_quick_start():
@@ -65,19 +78,22 @@ def test_the_walkthrough_has_the_commands_of_the_readme_quick_start():
 
 
 @pytest.mark.slow
-def test_own_data_walkthrough_runs_at_tiny_sizes(tmp_path):
+def test_own_data_walkthrough_runs_at_tiny_sizes(tmp_path, monkeypatch, capsys):
     (tmp_path / "configs").symlink_to(REPO / "configs")
-    env = {**cli_env(), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    monkeypatch.syspath_prepend(str(REPO))
+    monkeypatch.setenv("ATTNTRAIN_DATA", cli_env()["ATTNTRAIN_DATA"])
+    monkeypatch.chdir(tmp_path)
     for command in walkthrough():
         for argv in tiny(command):
-            done = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-            assert done.returncode == 0, f"{command}\n{done.stderr[-3000:]}"
+            capsys.readouterr()
+            run_inline(argv, monkeypatch)
         if command.startswith("attntrain predict"):
-            assert done.stdout.split()[0] in {str(d) for d in range(10)}, done.stdout
+            path, label, probability = capsys.readouterr().out.split("\t")
+            assert path.endswith("7_theo_3.wav") and label in {str(d) for d in range(10)} and 0 < float(probability) <= 1
     # every run of the walk-through trained and was evaluated on test
     runs = sorted(p.parent.relative_to(tmp_path / "runs").as_posix() for p in (tmp_path / "runs").rglob("eval_test.json"))
     assert {"my_sentiment", "my_digits", "multi30k_text", "sst2_text", "my_graph", "sst2_3k"} <= set(runs), runs
-    assert sum(r.startswith("sst2_text/fold-") for r in runs) == 10
+    assert sum(r.startswith("sst2_text/fold-") for r in runs) == TINY_FOLDS
 
 
 def test_readme_is_at_most_300_lines_and_opens_with_the_two_commands():
