@@ -40,7 +40,55 @@ def check_config(cfg, source: str = "config") -> None:
     check_metric(cfg, source)
     check_label(cfg, source)
     check_dataset(cfg, source)
+    check_pretrain(cfg, source)
     check_graph(cfg, source)
+    check_fields(cfg, source)
+
+
+def check_fields(cfg, source: str = "config") -> None:
+    """Every field name `data:` uses is a field of the data's first rows (own data; a preset's are known)."""
+    from attntrain.data.peek import graph_fields, source_fields
+
+    data = cfg.data
+    if data.source is None:
+        return
+    inputs = data.input.field if isinstance(data.input.field, list) else [data.input.field]
+    used = [*(("data.input.field", name) for name in inputs), ("data.target.field", data.target.field)]
+    if data.source.format == "graph":
+        tables = graph_fields(data)
+        wanted = {"nodes": [("data.graph.node_id", data.graph.node_id), *used],
+                  "edges": [("data.graph.edge_fields", name) for name in data.graph.edge_fields]}
+        if data.split.column:
+            wanted["nodes"].append(("data.split.column", data.split.column))
+        found = [(tables[role], wanted[role]) for role in wanted if role in tables]
+    else:
+        found = [((where, fields), used + ([("data.split.column", data.split.column)]
+                                           if data.split.column and split == "all" else []))
+                 for split, where, fields in source_fields(data)]
+    for (where, fields), names in found:
+        for key, name in names:
+            if name not in fields:
+                raise UserError(f"{source}: {key}: no field '{name}'{suggest(name, fields)} in {where} "
+                                f"(its fields: {', '.join(fields)})")
+
+
+def check_pretrain(cfg, source: str = "config") -> None:
+    """Pretraining objectives exist for text, audio and images; masked-word accuracy for text only."""
+    if cfg.model.head.kind != "pretrain":
+        return
+    from attntrain.data.presets import expand_preset
+
+    expanded = cfg.model_copy(deep=True)
+    expand_preset(expanded)
+    data = expanded.data
+    kind = "graph" if data.task == "planetoid" or data.source is not None and data.source.format == "graph" \
+        else data.input.kind
+    if kind not in ("text", "audio", "image"):
+        raise UserError(f"{source}: model.head.kind: pretraining has objectives for text, audio and image inputs, "
+                        f"not {kind}")
+    if cfg.train.metric == "accuracy" and kind != "text":
+        raise UserError(f"{source}: train.metric: accuracy (masked words) is reported for text only; "
+                        f"{kind} pretraining reports loss")
 
 
 def check_graph(cfg, source: str = "config") -> None:

@@ -29,13 +29,17 @@ def fit(
     seeds: Optional[int] = typer.Option(None, min=1, help="Train with N seeds (seed, seed+1, ...); report mean and std"),
     nproc: Optional[int] = typer.Option(None, min=1, help="Data-parallel over N processes on this machine (torchrun)"),
     folds: Optional[int] = typer.Option(None, min=2, help="K-fold cross-validation over data without splits; mean and std"),
+    allow_data_change: bool = typer.Option(False, help="--resume even though the data differs from what the run started with"),
 ):
     """Train a model; prints test metrics of the best dev checkpoint at the end."""
     from attntrain.checks import check_run_dir, load_checked
 
     overrides = (set_ or []) + ([f"train.seeds={seeds}"] if seeds else []) + ([f"data.split.folds={folds}"] if folds else [])
     if config is not None and resume is None:
-        load_checked(config, overrides)  # a config error is reported before torch loads, which takes seconds
+        from attntrain.train.warm_start import check as check_init
+
+        # a config error (or a missing model.init run) is reported before torch loads, which takes seconds
+        check_init(load_checked(config, overrides))
     if resume is not None:
         check_run_dir(resume)
 
@@ -43,11 +47,46 @@ def fit(
     from attntrain.train.distributed import is_main
 
     if nproc and nproc > 1:
-        raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite))
-    result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite)
+        raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite,
+                                    allow_data_change=allow_data_change))
+    result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite,
+                     allow_data_change=allow_data_change)
     if result.metrics and is_main():  # under torchrun one table, from rank 0
         step = next(iter(result.metrics.values())).get("step")
         typer.echo(f"\nrun: {result.run_dir}" + (f"  (best dev step {step})" if step is not None else ""))
+        typer.echo(format_table(result.metrics))
+    elif result.stopped not in ("finished", "early_stop"):
+        raise typer.Exit(130)
+
+
+@app.command()
+def pretrain(
+    config: Optional[Path] = typer.Argument(None, help="YAML config of the unlabelled data, e.g. configs/pretrain_imdb.yaml"),
+    set_: Optional[List[str]] = SetOption,
+    resume: Optional[Path] = typer.Option(None, help="Continue the pretraining run in this directory"),
+    overwrite: bool = typer.Option(False, help="Replace an existing run directory of the same name"),
+    nproc: Optional[int] = typer.Option(None, min=1, help="Data-parallel over N processes on this machine (torchrun)"),
+):
+    """Self-supervised training of embed + encoder on inputs alone (masked words, frames or patches); then
+    fine-tune with `fit` and model.init: RUN_DIR. Sets model.head.kind=pretrain (and train.metric=loss,
+    train.metric_mode=min, train.eval_splits=[dev] unless the config names them)."""
+    from attntrain.checks import check_run_dir, load_checked
+    from attntrain.train.pretrain import pretrain_overrides
+
+    overrides = set_ or []
+    if resume is not None:
+        check_run_dir(resume)
+    elif config is not None:
+        overrides = pretrain_overrides(config, overrides)
+        load_checked(config, overrides)  # a config error is reported before torch loads
+    from attntrain.runs import fit as run_fit, format_table, launch_fit
+    from attntrain.train.distributed import is_main
+
+    if nproc and nproc > 1:
+        raise typer.Exit(launch_fit(nproc, config, overrides=overrides, resume=resume, overwrite=overwrite))
+    result = run_fit(config, overrides=overrides, resume=resume, overwrite=overwrite)
+    if result.metrics and is_main():
+        typer.echo(f"\nrun: {result.run_dir}; fine-tune from it with model.init: {result.run_dir}")
         typer.echo(format_table(result.metrics))
     elif result.stopped not in ("finished", "early_stop"):
         raise typer.Exit(130)
@@ -83,6 +122,9 @@ def predict(
     top_k: Optional[int] = typer.Option(None, min=1, help="jsonl/tsv of a classifier: add the K most probable labels"),
     beam: Optional[int] = typer.Option(None, min=1, help="seq2seq: beam width (1 = greedy); default from the config"),
     pretokenized: bool = typer.Option(False, help="Text is already split into tokens by spaces (skip the run's tokenizer)"),
+    checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", "-s",
+                                             help="Predict with a changed decoding, e.g. model.head.decode=argmax"),
 ):
     """Predict on raw inputs (a sentence per argument or line) and print the outputs."""
     from attntrain.checks import check_run_dir
@@ -101,7 +143,7 @@ def predict(
         lines = stdin_lines()
     interactive = file is None and not (text and text != ["-"]) and sys.stdin.isatty()  # answer each line as it is typed
     for out in run_predict(run_dir, lines, batch_size=1 if interactive else None, fmt=format_, top_k=top_k, beam=beam,
-                           pretokenized=pretokenized):
+                           pretokenized=pretokenized, checkpoint=checkpoint, overrides=set_ or []):
         typer.echo(out)
 
 
@@ -117,7 +159,8 @@ def compare(
 
     for target in [] if vary else targets:
         check_run_dir(target, seeds=True)  # before torch loads
-    from attntrain.compare import compare_table, run_sweep, summarize_run
+    from attntrain.compare import compare_table, summarize_run
+    from attntrain.sweep import run_sweep
     from attntrain.io import atomic_write_text
 
     if vary:
@@ -139,6 +182,7 @@ def attention(
     layer: int = typer.Option(0, help="Layer (0 = first)"),
     head: Optional[int] = typer.Option(None, help="One head; default: all heads of the layer"),
     out: Optional[Path] = typer.Option(None, help="PNG path (default: RUN_DIR/attention_layer<L>[_head<H>].png)"),
+    checkpoint: str = typer.Option("best", help="best, last, or a .safetensors path"),
 ):
     """Draw the attention matrix (alpha) of a layer as a labeled heatmap PNG."""
     from attntrain.checks import check_run_dir
@@ -146,15 +190,16 @@ def attention(
     check_run_dir(run_dir)  # before torch loads
     from attntrain.plots import attention_map
 
-    typer.echo(attention_map(run_dir, text, layer=layer, head=head, out=out))
+    typer.echo(attention_map(run_dir, text, layer=layer, head=head, out=out, checkpoint=checkpoint))
 
 
 @app.command()
-def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption):
+def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption,
+             folds: Optional[int] = typer.Option(None, min=2, help="Check it as `fit --folds K` would run it")):
     """Check a config (keys, types, ranges, choices, dataset, label, metric) without training."""
     from attntrain.checks import load_checked
 
-    cfg = load_checked(config, set_ or [])
+    cfg = load_checked(config, (set_ or []) + ([f"data.split.folds={folds}"] if folds else []))
     typer.echo(f"{config}: ok (run directory {cfg.run_dir()})")
 
 

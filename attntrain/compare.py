@@ -59,6 +59,23 @@ def read_json(path: Path) -> Optional[dict]:
         return None
 
 
+def last_stop(records: list[dict]) -> Optional[dict]:
+    """The newest "stop" record of metrics.jsonl (why training ended), or None (older runs, or still training)."""
+    return next((r for r in reversed(records) if r.get("kind") == "stop"), None)
+
+
+def stop_label(records: list[dict]) -> Optional[str]:
+    """Why a run stopped, in a word or two: max_epochs, max_steps, min_steps, patience, interrupt, non-finite."""
+    stop = last_stop(records)
+    return stop.get("reason") if stop else None
+
+
+def best_dev(records: list[dict], metric: str, mode: str = "max") -> Optional[dict]:
+    """The best dev evaluation record of metrics.jsonl (interrupted runs have no eval_dev.json)."""
+    dev = [r for r in records if r.get("kind") == "eval" and isinstance(r.get(metric), (int, float))]
+    return (max if mode == "max" else min)(dev, key=lambda r: r[metric]) if dev else None
+
+
 def metric_values(values: Optional[dict]) -> dict[str, float]:
     """Quality metrics of an eval file: numeric keys except counts, the step and resource figures."""
     if not values:
@@ -101,22 +118,38 @@ def new_row(name: str, path: Path, config: dict) -> dict[str, Any]:
     return {"name": name, "path": str(path), "task": data_label(config.get("data", {})),
             "encoder": encoder_label(config), "parameters": None, "seeds": 1,
             "test": {}, "test_std": {}, "dev": {}, "dev_std": {}, "dev_metric": metric,
-            "train_seconds": None, "tokens_per_s": None, "peak_memory_mb": None}
+            "train_seconds": None, "tokens_per_s": None, "peak_memory_mb": None, "stopped": None}
 
 
 def single_run_row(path: Path) -> dict[str, Any]:
     """Row of one run directory (config.yaml, metrics.jsonl, eval_<split>.json)."""
-    row = new_row(path.name, path, read_yaml(path / "config.yaml"))
+    config = read_yaml(path / "config.yaml")
+    row = new_row(run_label(path), path, config)
     records = read_metrics(path / "metrics.jsonl")
     test = read_json(path / "eval_test.json") or {}
     dev = metric_values(read_json(path / "eval_dev.json"))
+    if row["dev_metric"] not in dev:  # interrupted before the end: the best dev evaluation so far
+        best = best_dev(records, row["dev_metric"], config.get("train", {}).get("metric_mode", "max"))
+        dev = {row["dev_metric"]: best[row["dev_metric"]]} if best else {}
     row["parameters"] = start_parameters(records)
     row["test"] = metric_values(test)
     row["dev"] = {row["dev_metric"]: dev[row["dev_metric"]]} if row["dev_metric"] in dev else {}
+    row["stopped"] = stop_label(records)
     row["train_seconds"] = test.get("train_seconds", last_elapsed(records))
     row["tokens_per_s"] = mean_or_none(train_speeds(records))
     row["peak_memory_mb"] = test.get("peak_memory_mb")
     return row
+
+
+REPEAT_PREFIXES = ("seed-", "fold-", "trial-")
+
+
+def run_label(path: Path) -> str:
+    """A run's name; a seed, fold or trial of a parent run is named with its parent (sst2/fold-0)."""
+    path = Path(path)
+    if path.name.startswith(REPEAT_PREFIXES) and path.parent.name:
+        return f"{path.parent.name}/{path.name}"
+    return path.name
 
 
 def data_label(data: dict) -> str | None:
@@ -208,6 +241,7 @@ def table_columns(rows: list[dict]) -> list[tuple[str, Any]]:
     for split in ("test", "dev"):
         columns += metric_columns(rows, split)
     columns += [
+        ("stopped", lambda row, md: row["stopped"] or ""),
         ("train s", lambda row, md: format_number(row["train_seconds"], 0, md)),
         ("tokens/s", lambda row, md: format_number(row["tokens_per_s"], 0, md)),
         ("peak MiB", lambda row, md: format_number(row["peak_memory_mb"], 0, md)),
@@ -361,30 +395,3 @@ def existing_run(cfg) -> Optional[str]:
     if run.latest() is None:
         raise UserError(f"{run.path} exists but has no checkpoint to resume; remove it to train again")
     return "interrupted"
-
-
-def run_sweep(config_path: str | Path, specs: list[str], overrides: list[str] = ()) -> list[Path]:
-    """Train every variant of `plan_sweep` in turn; returns their run directories (for compare_table).
-
-    Running the same sweep again skips finished variants and resumes an interrupted one. A variant
-    stopped by Ctrl-C/SIGTERM stops the sweep with a UserError saying how to continue.
-    """
-    from attntrain import runs
-
-    plan = plan_sweep(config_path, specs, overrides)
-    configs = [load_config(config_path, full) for _, full in plan]
-    states = [existing_run(cfg) for cfg in configs]  # all checked before the first variant trains
-    run_dirs = []
-    for (name, full), cfg, state in zip(plan, configs, states):
-        if state == "finished":
-            run_dirs.append(cfg.run_dir())
-            continue
-        if state == "interrupted" and cfg.train.seeds == 1:
-            result = runs.fit(resume=cfg.run_dir())
-        else:
-            result = runs.fit(config_path, overrides=full)
-        if result.stopped not in ("finished", "early_stop"):
-            raise SweepInterrupted(f"sweep stopped by {result.stopped} during {name}; run the same command again "
-                            "to resume it and train the remaining variants")
-        run_dirs.append(Path(result.run_dir))
-    return run_dirs

@@ -78,6 +78,18 @@ class DecoderConfig(Section):
     max_len_ratio: float = Field(1.5, gt=0.0)  # output stops after max_len_ratio * source tokens + max_len_extra
     max_len_extra: int = Field(10, ge=1)  # constant part of the output length limit
     cache: bool = True  # decode with a key/value cache; false recomputes the prefix each step (tests, benchmarks)
+    # 13a: as published scores; zh / ja-mecab (needs sacrebleu[ja]) / char: languages written without spaces
+    bleu_tokenize: Literal["13a", "intl", "zh", "ja-mecab", "char", "none"] = "13a"  # sacreBLEU's BLEU tokeniser
+
+    @field_validator("bleu_tokenize")
+    @classmethod
+    def _tokenizer_installed(cls, value):
+        import importlib.util
+
+        if value == "ja-mecab" and not all(importlib.util.find_spec(m) for m in ("MeCab", "ipadic")):
+            raise ValueError("ja-mecab needs the MeCab and ipadic packages: pip install 'sacrebleu[ja]' "
+                             "(or use char)")
+        return value
 
 
 class EmbedConfig(Section):
@@ -95,8 +107,24 @@ class EmbedConfig(Section):
     ngram: int = Field(0, ge=0)  # text: width of a convolution over neighbouring word vectors (local n-grams); 0 = off
     image_position: Literal["sinusoidal", "learned", "none"] = "sinusoidal"  # images: 2-D encoding of the patch grid
     shift: int = Field(0, ge=0)  # images: train-time random translation by up to N pixels (augmentation)
+    # sub-word pieces of a pretrained tokenizer (model.init: hf:..., which sets these from the checkpoint):
+    positions: int = Field(0, ge=0)  # pieces: learned absolute positions added before the norm (BERT: 512); 0 = none
+    token_types: int = Field(0, ge=0)  # pieces: token-type (segment) vectors, type 0 added to every piece (BERT: 2); 0 = none
+    norm: bool = False  # pieces: LayerNorm of the summed input vectors (BERT's embedding LayerNorm)
+    norm_eps: float = Field(1e-5, gt=0.0)  # pieces: epsilon of that LayerNorm (BERT-family checkpoints: 1e-12)
+    # text, kind learned: start the word table from a file: word2vec text/binary, GloVe .txt, fastText .vec (.gz too);
+    # its width must equal word_dim; vocabulary words match exactly, then case-folded
+    vectors: Optional[str] = None
+    vectors_trainable: bool = True  # the loaded word vectors train with the model; false: they stay as loaded
+    vectors_extend: bool = False  # add the file's words that train lacks to the vocabulary, so they keep their vector
 
     _kind = choice_of(choices.TEXT_VECTORS, "kind")
+
+    @model_validator(mode="after")
+    def _extend_needs_vectors(self):
+        if self.vectors_extend and not self.vectors:
+            raise ValueError("vectors_extend: name the vector file in model.embed.vectors")
+        return self
 
     _odd_ngram = field_validator("ngram")(lambda cls, v: odd_width(v))
 
@@ -116,6 +144,9 @@ class EncoderConfig(Section):
     bidirectional: bool = Field(True, validate_default=True)  # rnn: read both directions (each gets width / 2)
     position: str = "sinusoidal"  # positional encoding: sinusoidal | learned | rotary | none
     max_len: int = Field(512, ge=1)  # longest sequence a learned position table covers
+    norm: Literal["pre", "post"] = "pre"  # transformer: pre: x + f(norm(x)), a final norm; post: norm(x + f(x)) (BERT)
+    norm_eps: float = Field(1e-5, gt=0.0)  # transformer: LayerNorm epsilon (BERT-family checkpoints: 1e-12)
+    activation: Literal["gelu", "gelu_tanh", "relu"] = "gelu"  # transformer: feed-forward activation (gelu: exact erf)
     attention: AttentionConfig = AttentionConfig()
 
     _kind = choice_of(choices.ENCODERS, "kind")
@@ -141,7 +172,7 @@ class EncoderConfig(Section):
 
 
 class HeadConfig(Section):
-    kind: str = "tagging"  # output mode: tagging (a label per vector) | sequence (one label per input) | seq2seq
+    kind: str = "tagging"  # output mode: tagging (a label per vector) | sequence (one label per input) | seq2seq | pretrain (self-supervised: `attntrain pretrain`)
     pooling: Literal["cls", "mean", "attention"] = "mean"  # sequence: [CLS] vector, mean, or attention pooling
     decode: Literal["auto", "argmax", "constrained"] = "auto"  # tagging: auto = constrained for span tags (BIO), else argmax
     crf: bool = False  # tagging: a linear-chain CRF output layer (trained by the forward algorithm, Viterbi decoding)
@@ -198,6 +229,21 @@ class SourceConfig(Section):
         return value
 
 
+    @model_validator(mode="after")
+    def _options_the_format_reads(self):
+        """An option the format's reader never reads is refused, never silently ignored."""
+        for option, formats in SOURCE_OPTIONS.items():
+            if getattr(self, option) not in (None, [], False) and self.format not in formats:
+                raise ValueError(f"{option}: format {self.format} does not read it (only {', '.join(formats)} "
+                                 "do); remove it")
+        if self.files and self.path:
+            raise ValueError("files and path: give one (files: a file per split; path: everything, split later)")
+        return self
+
+
+# which formats read each optional source setting (ptb_escapes: rows of add_train, which may be any table)
+SOURCE_OPTIONS = {"columns": ("conll", "labeled_lines"), "languages": ("parallel",), "name": ("hf",),
+                  "config": ("hf",), "name_pattern": ("text", "audiofolder", "imagefolder")}
 SourceConfig.model_rebuild()
 
 
@@ -229,6 +275,13 @@ class TargetConfig(Section):
     scheme: Literal["auto", "none", "iob2", "bioes"] = "auto"  # tagging: span scheme (auto: from the tag set)
     labels: Optional[list[str]] = None  # the whole label / tag set when known in advance (e.g. UPOS); default: from train
     names: Optional[list[str]] = None  # integer labels 0..K-1 stand for these names (label i is names[i]), e.g. [negative, positive]
+    repair: Literal["none", "iob1"] = "none"  # tagging: iob1 converts IOB1 tags (I-X may open a span) to IOB2 (B-X opens every span)
+
+    @model_validator(mode="after")
+    def _repair_needs_iob(self):
+        if self.repair == "iob1" and self.scheme not in ("auto", "iob2"):
+            raise ValueError(f"repair: iob1 converts IOB1 to IOB2 tags; it does not fit scheme {self.scheme}")
+        return self
 
 
 class SplitConfig(Section):
@@ -238,7 +291,7 @@ class SplitConfig(Section):
     values: Optional[dict[Literal["dev", "test"], list[Union[int, str]]]] = None  # column values meaning dev / test; any other trains
     dev: float = Field(0.1, ge=0.0)  # held out as dev (also from a train file when no dev file is given): a fraction, or a count of rows when >= 1
     test: float = Field(0.1, ge=0.0, lt=1.0)  # fraction held out as test (only when everything comes in one set)
-    seed: int = 0  # seed of the split (independent of the run seed)
+    seed: int = Field(0, ge=0)  # seed of the split (independent of the run seed)
     folds: int = Field(1, ge=1)  # k-fold cross-validation: k runs, each fold the test set once (`fit --folds K`)
     fold: Optional[int] = Field(None, ge=0)  # which fold is the test set (set per run by --folds)
 
@@ -309,9 +362,33 @@ class DataConfig(Section):
         """A node table only makes sense as graph input, and graph input only comes from node tables."""
         if self.source is None:
             return self
+        if self.source.ptb_escapes:
+            raise ValueError("source.ptb_escapes: respells add_train rows only (set it inside source.add_train)")
         if (self.source.format == "graph") != (self.input.kind == "graph"):
             raise ValueError("source.format graph goes with input.kind graph (node features), and only with it "
                              f"(got format {self.source.format}, kind {self.input.kind})")
+        return self
+
+
+class PretrainConfig(Section):
+    """pretrain: the self-supervised objective of `attntrain pretrain` (model.head.kind pretrain), by input kind.
+
+    text: masked-token prediction (BERT): a chosen word becomes <mask> (mask_token), a random word
+    (random_token) or stays; audio: masked-frame reconstruction (L1 on the normalised log-mel frames of
+    masked spans); image: masked-patch reconstruction (squared error on masked patches only, MAE-style).
+    Tokens are whole words here (a word vocabulary), so masking a token is whole-word masking already.
+    """
+
+    mask_prob: Optional[float] = Field(None, gt=0.0, lt=1.0)  # positions chosen; default by input kind: text 0.15, audio 0.4, image 0.6
+    mask_token: float = Field(0.8, ge=0.0, le=1.0)  # text: share of chosen words replaced by <mask>
+    random_token: float = Field(0.1, ge=0.0, le=1.0)  # text: share replaced by a random word (the rest stay as they are)
+    span: Optional[int] = Field(None, ge=1)  # mask runs of N neighbouring positions (words, frames); default text 1, audio 10
+    output_words: Optional[int] = Field(None, ge=3)  # text: score only the N most frequent words (a rarer one is to be predicted as <unk>); null: all
+
+    @model_validator(mode="after")
+    def _shares_fit(self):
+        if self.mask_token + self.random_token > 1.0:
+            raise ValueError(f"mask_token + random_token must be at most 1 (got {self.mask_token} + {self.random_token})")
         return self
 
 
@@ -327,7 +404,7 @@ class TrainConfig(Section):
     schedule: Literal["cosine", "linear", "constant"] = "cosine"  # decay after warm-up
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)  # final lr as a fraction of the peak
     max_epochs: int = Field(10, ge=1)  # passes over the training data
-    max_steps: Optional[int] = Field(None, ge=1)  # optimizer steps; overrides max_epochs when set
+    max_steps: Optional[int] = Field(None, ge=1)  # optimizer steps; overrides max_epochs (and min_steps) when set
     min_steps: Optional[int] = Field(None, ge=1)  # at least this many optimizer steps (more epochs on a small set); max_steps still caps
     grad_clip: Optional[float] = Field(1.0, gt=0.0)  # clip the global gradient norm; null disables
     accumulate: int = Field(1, ge=1)  # batches per optimizer step
@@ -347,6 +424,8 @@ class TrainConfig(Section):
     tensorboard: bool = False  # also write scalars to runs/<name>/tensorboard/ (needs the tensorboard extra)
     backend: Literal["auto", "gloo", "nccl"] = "auto"  # several processes (torchrun): auto = nccl on CUDA, gloo on CPU
     compile: bool = False  # torch.compile the training forward (for GPUs; on CPU it rarely pays)
+    freeze: list[str] = []  # parameters not trained, by name prefix: embed, encoder, encoder.0 (first block), ...
+    layer_decay: Optional[float] = Field(None, gt=0.0, le=1.0)  # lr x decay ** depth from the top: head 1, last block decay, ..., embed decay ** (layers + 1)
 
 
 class SearchRange(Section):
@@ -413,6 +492,7 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tune: TuneConfig = TuneConfig()  # `attntrain tune`: the search space and how trials are chosen and pruned
+    pretrain: PretrainConfig = PretrainConfig()  # `attntrain pretrain`: the self-supervised objective
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -50,7 +50,9 @@ def dynamic_axes(batch: dict[str, torch.Tensor], input_kind: str, head: str) -> 
         if input_kind == "image" and name != "mask":  # images are a fixed size; only the batch varies
             axes[name] = {0: "batch"}
         else:
-            axes[name] = {0: "batch", 1: "length", **({2: "chars"} if tensor.dim() == 3 and name == "chars" else {})}
+            # pieces of a pretrained tokenizer with tags per word: pieces and words are two lengths
+            length = "pieces" if "word_starts" in batch and name in ("words", "piece_mask") else "length"
+            axes[name] = {0: "batch", 1: length, **({2: "chars"} if tensor.dim() == 3 and name == "chars" else {})}
     axes["logits"] = {0: "batch", 1: "length"} if head == "tagging" else {0: "batch"}
     return axes
 
@@ -66,8 +68,8 @@ def export_examples(task, split: str = "dev", count: int = 4) -> list[dict]:
     return picks[:count]
 
 
-def export_model(model: nn.Module, task, cfg, out: Path, fmt: str, examples: list[dict]) -> list[str]:
-    """Write the model to `out`; returns the input names in order."""
+def check_exportable(task, cfg) -> None:
+    """Refuse what cannot be traced, before any example is read (a graph has no per-input examples)."""
     head = cfg.model.head.kind
     if head not in ("tagging", "sequence"):
         raise UserError(f"export: only tagging and sequence heads are exported; this run's head is '{head}' "
@@ -77,6 +79,12 @@ def export_model(model: nn.Module, task, cfg, out: Path, fmt: str, examples: lis
     if cfg.model.encoder.attention.window is not None:
         raise UserError("export: local attention (model.encoder.attention.window) is not exported: its mask "
                         "depends on the length in Python code")
+
+
+def export_model(model: nn.Module, task, cfg, out: Path, fmt: str, examples: list[dict]) -> list[str]:
+    """Write the model to `out`; returns the input names in order."""
+    check_exportable(task, cfg)
+    head = cfg.model.head.kind
     batch = sample_batch(task, examples)
     names = list(batch)
     wrapper = LogitsModel(model.eval(), names).eval()
@@ -108,6 +116,7 @@ def export_run(run_dir: str | Path, *, fmt: str = "onnx", out: Optional[Path] = 
             raise UserError("export --format onnx needs the optional dependencies: pip install 'attntrain[export]'")
     cfg, task, model, _ = load_run(run_dir, checkpoint=checkpoint, device="cpu")
     out = Path(out) if out is not None else Path(run_dir) / ("model.onnx" if fmt == "onnx" else "model.pt")
+    check_exportable(task, cfg)
     split = "dev" if "dev" in task.splits else task.splits[0]
     names = export_model(model, task, cfg, out, fmt, export_examples(task, split))
     return f"wrote {out} (inputs: {', '.join(names)}; output: logits)"

@@ -65,6 +65,8 @@ def writing(path: str | Path) -> Iterator[None]:
 
 
 def _nearly_full(folder: Path) -> bool:
+    while not folder.exists() and folder.parent != folder:  # a checkpoint's folder is made by a rename later
+        folder = folder.parent
     try:
         return shutil.disk_usage(folder).free < NO_SPACE_BYTES
     except OSError:

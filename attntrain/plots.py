@@ -8,6 +8,7 @@ Figure sizes are fixed in inches at DPI, so an image's pixel size follows from i
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Optional
@@ -20,9 +21,9 @@ from attntrain.compare import read_metrics
 from attntrain.config import read_yaml
 from attntrain.errors import UserError
 from attntrain.io import atomic_path
-from attntrain.runs import load_run
 from attntrain.train.checkpoint import RunDir
 from attntrain.train.loop import move
+from attntrain.train.restore import load_run
 
 DPI = 100
 CURVES_SIZE = (10.0, 4.0)  # inches: two panels side by side -> 1000 x 400 pixels
@@ -101,6 +102,21 @@ def confusion_matrix(matrix: torch.Tensor, labels: list[str], out: Path, *, titl
     return save_figure(figure, out)
 
 
+def confusion_pictures(run_dir: str | Path, splits: Optional[list[str]] = None) -> list[Path]:
+    """confusion_<split>.png beside each confusion_<split>.json the evaluation wrote (counts, rows = true);
+    every split that has counts, or only `splits`."""
+    run_dir = Path(run_dir)
+    sources = sorted(run_dir.glob("confusion_*.json")) if splits is None else \
+        [run_dir / f"confusion_{split}.json" for split in splits if (run_dir / f"confusion_{split}.json").is_file()]
+    drawn = []
+    for source in sources:
+        record = json.loads(source.read_text())
+        split = source.stem.removeprefix("confusion_")
+        drawn.append(confusion_matrix(torch.tensor(record["matrix"]), record["labels"], source.with_suffix(".png"),
+                                      title=f"{run_dir.name}: {split}"))
+    return drawn
+
+
 # ---------------------------------------------------------------------------------------------
 # Attention maps
 
@@ -135,7 +151,7 @@ def attention_weights(model, task, text: str,
     x = encoder.position(x)
     layers = []
     for block in encoder.blocks:
-        layers.append(block.attention.weights(block.attention_norm(x), full_mask)[0].float().cpu())  # (H,T,T)
+        layers.append(block.attention.weights(block.attention_input(x), full_mask)[0].float().cpu())  # (H,T,T)
         x = block(x, full_mask)
     return labels, layers
 
@@ -180,12 +196,12 @@ def draw_heatmap(axes, weights: torch.Tensor, tokens: list[str], vmax: float, ti
 
 
 def attention_map(run_dir: str | Path, text: str, *, layer: int = 0, head: Optional[int] = None,
-                  out: Optional[Path] = None) -> Path:
+                  out: Optional[Path] = None, checkpoint: str = "best") -> Path:
     """Heatmap of the attention weights of one layer for `text`: one head, or all heads in a grid.
 
     Writes `<run_dir>/attention_layer<L>[_head<H>].png` unless `out` is given; returns the path.
     """
-    _, task, model, device = load_run(run_dir)
+    _, task, model, device = load_run(run_dir, checkpoint=checkpoint)
     tokens, layers = attention_weights(model, task, text, device)
     check_index(layer, len(layers), "layer")
     weights = layers[layer]  # (H,T,T)

@@ -28,10 +28,11 @@ class Predictor:
         self.seq2seq = hasattr(model.head, "generate")
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None) -> "Predictor":
-        from attntrain.runs import load_run
+    def from_run(cls, run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None,
+                 overrides: list[str] = ()) -> "Predictor":
+        from attntrain.train.restore import load_run
 
-        return cls(*load_run(run_dir, checkpoint=checkpoint, device=device))
+        return cls(*load_run(run_dir, checkpoint=checkpoint, device=device, overrides=overrides))
 
     # ---- inputs ------------------------------------------------------------------------------
     def parse(self, lines: list[str], *, pretokenized: bool = False) -> list[dict]:
@@ -152,7 +153,9 @@ class Predictor:
 
         cfg, info = self.cfg, self.task.info()
         encoder = cfg.model.encoder
-        out = {"task": cfg.data.task, "input": self.task.input, "head": cfg.model.head.kind,
+        from attntrain.compare import data_label  # the preset, or the dataset folder / format of own data
+
+        out = {"task": data_label(cfg.data.model_dump(mode="json")), "input": self.task.input, "head": cfg.model.head.kind,
                "labels": info.get("labels"),
                "model": {"encoder": encoder.kind, "num_layers": encoder.num_layers, "width": encoder.width,
                          "num_heads": encoder.num_heads, "parameters": count_parameters(self.model)},

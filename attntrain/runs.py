@@ -9,52 +9,41 @@ import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import torch
-
 from attntrain.checks import check_config, load_checked
-from attntrain.config import Config, build_config, load_config, read_yaml
-from attntrain.data import build_task
+from attntrain.config import Config, load_config
 from attntrain.errors import UserError
 from attntrain.io import atomic_write_json, check_writable
-from attntrain.model.build import build_model
 from attntrain.train import distributed
-from attntrain.train.checkpoint import RETRAIN, RunDir, load_weights, read_run_json, reading
-from attntrain.train.loop import amp_dtype, evaluate_split, resolve_device
+from attntrain.train.checkpoint import RunDir, read_run_json
+from attntrain.train.loop import amp_dtype, evaluate_split
 from attntrain.train.lock import LOCK_NAME, RunLock
+from attntrain.train.restore import load_run, run_config  # re-exported: runs.load_run, runs.run_config
 from attntrain.train.trainer import FitResult, Trainer
 
 
-def run_config(run_dir: str | Path, overrides: list[str] = ()) -> Config:
-    """The resolved config saved in a run directory (with optional overrides, e.g. train.max_epochs)."""
-    run = RunDir(run_dir).require()
-    cfg = build_config(read_yaml(run.config), str(run.config), overrides)
-    # The run keeps living where it is, even if it was moved or runs_dir was relative elsewhere.
-    cfg.runs_dir, cfg.name = str(run.path.parent), run.path.name
-    return cfg
-
-
 def fit(config: str | Path | None = None, *, overrides: list[str] = (), resume: str | Path | None = None,
-        overwrite: bool = False) -> FitResult:
+        overwrite: bool = False, allow_data_change: bool = False) -> FitResult:
     if resume is not None:
         cfg = run_config(resume, overrides)
         check_config(cfg, str(RunDir(resume).config))
         distributed.setup(cfg.train)  # under torchrun: join the other processes
         with lock(resume):
-            return _with_curves(Trainer(cfg, RunDir(resume), resume=True).fit())
+            return _with_curves(Trainer(cfg, RunDir(resume), resume=True, allow_data_change=allow_data_change).fit())
     if config is None:
         raise UserError("fit needs a CONFIG file or --resume RUN_DIR")
     cfg = load_checked(config, overrides)
     distributed.setup(cfg.train)
     if cfg.train.seeds > 1:
-        with lock(cfg.run_dir()):
-            return fit_seeds(cfg, overwrite=overwrite)
+        with fresh_run(cfg.run_dir(), overwrite, repeats=True) as stage:
+            return fit_seeds(cfg, stage=stage)
     if cfg.data.split.folds > 1 and cfg.data.split.fold is None:
-        with lock(cfg.run_dir()):
-            return fit_folds(cfg, overwrite=overwrite)
+        with fresh_run(cfg.run_dir(), overwrite, repeats=True) as stage:
+            return fit_folds(cfg, stage=stage)
     run = RunDir(cfg.run_dir())
-    with lock(run.path):  # taken before looking inside: two `fit` of one name cannot both start
-        distributed.on_main(lambda: _fresh_run_dir(run, overwrite))
-        return _with_curves(Trainer(cfg, run, resume=False).fit())
+    with fresh_run(run.path, overwrite) as stage:
+        trainer = Trainer(cfg, run, resume=False)  # data read and checked, model built: only now the old run goes
+        stage.commit()
+        return _with_curves(trainer.fit())
 
 
 def lock(folder):
@@ -63,7 +52,7 @@ def lock(folder):
 
 
 def launch_fit(nproc: int, config: str | Path | None = None, *, overrides: list[str] = (),
-               resume: str | Path | None = None, overwrite: bool = False) -> int:
+               resume: str | Path | None = None, overwrite: bool = False, allow_data_change: bool = False) -> int:
     """`attntrain fit ... --nproc N`: the same fit in N processes started by torchrun's launcher; exit code."""
     if resume is not None:
         cfg = run_config(resume, overrides)
@@ -74,64 +63,122 @@ def launch_fit(nproc: int, config: str | Path | None = None, *, overrides: list[
     argv = ["fit"] + ([str(config)] if config is not None and resume is None else [])
     argv += [f"--set={item}" for item in overrides] + (["--resume", str(resume)] if resume is not None else [])
     argv += ["--overwrite"] if overwrite else []
+    argv += ["--allow-data-change"] if allow_data_change else []
     return distributed.launch(nproc, argv, train_cfg=cfg.train, run_dir=str(cfg.run_dir()))
 
 
-def clear_run_dir(folder: Path) -> None:
-    """Delete a run directory's content, all but the lock file its owner holds."""
+PREVIOUS = ".previous"  # inside a run directory: the run that --overwrite replaces, until the new one is built
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def clear_run_dir(folder: Path, keep: tuple[str, ...] = (LOCK_NAME,)) -> None:
+    """Delete a run directory's content, all but the lock file its owner holds (and `keep`)."""
     for path in folder.iterdir():
-        if path.name != LOCK_NAME:
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        if path.name not in keep:
+            _remove(path)
 
 
-def _fresh_run_dir(run: RunDir, overwrite: bool) -> None:
-    if run.path.exists() and any(p.name != LOCK_NAME for p in run.path.iterdir()):
-        if not overwrite:
-            raise UserError(f"run directory {run.path} already exists; resume it with "
-                            f"`attntrain fit --resume {run.path}`, pick another name with --set name=..., "
+class Stage:
+    """A new run in a run directory: with --overwrite the old run is moved aside (.previous/) and put back
+    if the new one fails before `commit()` (a mistyped path or a bad row never costs the trained model)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.previous, self.committed = folder, folder / PREVIOUS, False
+
+    def begin(self, overwrite: bool, *, repeats: bool = False) -> None:
+        if self.previous.is_dir():  # an earlier --overwrite was killed before its new run was built
+            self.rollback()
+        content = [p for p in self.folder.iterdir() if p.name != LOCK_NAME] if self.folder.exists() else []
+        if repeats and not overwrite:  # the same --seeds / --folds command continues its unfinished runs
+            return
+        if content and not overwrite:
+            raise UserError(f"run directory {self.folder} already exists; resume it with "
+                            f"`attntrain fit --resume {self.folder}`, pick another name with --set name=..., "
                             "or pass --overwrite")
-        clear_run_dir(run.path)
+        if content:
+            self.previous.mkdir()
+            for path in content:
+                path.rename(self.previous / path.name)
+
+    def commit(self) -> None:
+        """The new run is built: the old one can go."""
+        if not self.committed and distributed.is_main() and self.previous.is_dir():
+            shutil.rmtree(self.previous)
+        self.committed = True
+
+    def rollback(self) -> None:
+        """Delete what the failed new run wrote and put the old run back."""
+        clear_run_dir(self.folder, keep=(LOCK_NAME, PREVIOUS))
+        if self.previous.is_dir():
+            for path in self.previous.iterdir():
+                path.rename(self.folder / path.name)
+            self.previous.rmdir()
+
+
+@contextlib.contextmanager
+def fresh_run(folder: str | Path, overwrite: bool, *, repeats: bool = False) -> Iterator[Stage]:
+    """Hold `folder` (its lock) for a new run; on a failure before `Stage.commit()` leave it as it was found:
+    the old run restored, or no folder at all when there was none."""
+    folder = Path(folder)
+    existed = folder.exists()
+    stage = Stage(folder)
+    try:
+        with lock(folder):  # taken before looking inside: two `fit` of one name cannot both start
+            distributed.on_main(lambda: stage.begin(overwrite, repeats=repeats))
+            try:
+                yield stage
+            except BaseException:
+                if not stage.committed and distributed.is_main():
+                    stage.rollback()
+                raise
+    except BaseException:
+        if not existed and not stage.committed and distributed.is_main():
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # empty once the lock is released
+        raise
 
 
 def _with_curves(result: FitResult) -> FitResult:
-    """Every finished run also gets learning_curves.png."""
+    """Every finished run also gets learning_curves.png and confusion_<split>.png (from the evaluation's counts)."""
     if result.metrics and distributed.is_main():
-        from attntrain.plots import learning_curves
+        from attntrain.plots import confusion_pictures, learning_curves
 
         learning_curves(result.run_dir)
+        confusion_pictures(result.run_dir)
     return result
 
 
-def fit_seeds(cfg: Config, *, overwrite: bool = False) -> FitResult:
+def fit_seeds(cfg: Config, *, stage: Stage | None = None) -> FitResult:
     """Train cfg.train.seeds runs (seeds seed, seed+1, ...) under runs/<name>/seed-<k>/ and summarise."""
     variants = []
     for k in range(cfg.train.seeds):
         one = cfg.model_copy(deep=True)
         one.seed, one.name, one.train.seeds = cfg.seed + k, f"seed-{cfg.seed + k}", 1
         variants.append(one)
-    return fit_repeats(cfg, variants, "seeds", [one.seed for one in variants], overwrite=overwrite)
+    return fit_repeats(cfg, variants, "seeds", [one.seed for one in variants], stage=stage)
 
 
-def fit_folds(cfg: Config, *, overwrite: bool = False) -> FitResult:
+def fit_folds(cfg: Config, *, stage: Stage | None = None) -> FitResult:
     """k-fold cross-validation: fold i is the test set of run runs/<name>/fold-<i>/; mean and std over folds."""
     variants = []
     for fold in range(cfg.data.split.folds):
         one = cfg.model_copy(deep=True)
         one.name, one.data.split.fold = f"fold-{fold}", fold
         variants.append(one)
-    return fit_repeats(cfg, variants, "folds", list(range(cfg.data.split.folds)), overwrite=overwrite)
+    return fit_repeats(cfg, variants, "folds", list(range(cfg.data.split.folds)), stage=stage)
 
 
 def fit_repeats(cfg: Config, variants: list[Config], what: str, keys: list[int], *,
-                overwrite: bool = False) -> FitResult:
+                stage: Stage | None = None) -> FitResult:
     """Train each variant under runs/<name>/<variant name>/, then write summary.json (mean, std per metric);
     summary.json lists the variants' keys under `what` ("seeds": [1, 2, 3] or "folds": [0, 1, ...]).
 
     Running the same command again skips finished variants and resumes an interrupted one.
     """
     parent = cfg.run_dir()
-    if overwrite and parent.exists():
-        distributed.on_main(lambda: clear_run_dir(parent))
     results = {}
     for one in variants:
         one.runs_dir = str(parent)
@@ -140,7 +187,10 @@ def fit_repeats(cfg: Config, variants: list[Config], what: str, keys: list[int],
         if all(run.eval_file(s).is_file() for s in splits):
             results[one.name] = {s: read_run_json(run.eval_file(s)) for s in splits}
             continue
-        result = _with_curves(Trainer(one, run, resume=run.latest() is not None).fit())
+        trainer = Trainer(one, run, resume=run.latest() is not None)
+        if stage is not None:
+            stage.commit()  # the first variant is built: an --overwrite'n parent's old runs can go
+        result = _with_curves(trainer.fit())
         if not result.metrics:  # interrupted: stop here, the same command continues later
             return FitResult(str(parent), result.stopped, result.step, result.best, {})
         results[one.name] = result.metrics
@@ -164,33 +214,6 @@ def summarise(results: dict[int, dict[str, dict]]) -> dict[str, dict]:
     return summary
 
 
-def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | None = None,
-             overrides: list[str] = ()):
-    """(cfg, task, model, device) of a finished or interrupted run, ready for evaluation."""
-    cfg = run_config(run_dir, overrides)
-    run = RunDir(run_dir)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    dev = resolve_device(device or cfg.train.device)
-    task = build_task(cfg)
-    state = read_run_json(run.task_state)
-    with reading(run.task_state, "does not fit this run's config.yaml (vocabularies of another run?)"):
-        task.prepare(state)
-        model = build_model(cfg, task.info()).to(dev)
-    if checkpoint == "best":
-        path = run.best
-    elif checkpoint == "last":
-        latest = run.latest()
-        if latest is None:
-            raise UserError(f"{run.path}: no checkpoint saved yet")
-        path = latest / "model.safetensors"
-    else:
-        path = Path(checkpoint)
-    load_weights(model, path, "pick another with --checkpoint best|last|PATH, or " + RETRAIN)
-    model.eval()
-    return cfg, task, model, dev
-
-
 def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "best", beam: int | None = None,
              save_predictions: bool = False, overrides: list[str] = ()) -> dict:
     """Evaluate a run; `overrides` change how it decodes (e.g. model.head.decode=argmax), not what it learned.
@@ -211,6 +234,9 @@ def eval_run(run_dir: str | Path, split: str = "test", *, checkpoint: str = "bes
     check_writable(RunDir(run_dir).path)  # found now, not after the whole split was evaluated
     metrics = evaluate_split(model, task, split, device, run_dir, amp=amp_dtype(device, cfg.train.amp), progress=True)
     atomic_write_json(RunDir(run_dir).eval_file(name), metrics)
+    from attntrain.plots import confusion_pictures
+
+    confusion_pictures(run_dir, [split])  # the training loop writes counts only; pictures are drawn here
     if save_predictions:
         save_split_predictions(run_dir, split, cfg, task, model, device)
     return metrics
@@ -227,7 +253,7 @@ def save_split_predictions(run_dir: str | Path, split: str, cfg, task, model, de
     predictor = Predictor(cfg, task, model, device)
     raw = task.split_raw(split)
     results = predictor.run_encoded(task.split(split), batch_size=max(task.predict_batch_size, 64))
-    lines = [json.dumps({"index": i, **predictor.record(ex, r)}, ensure_ascii=False)
+    lines = [json.dumps({"index": i, **task.gold_record(ex), **predictor.record(ex, r)}, ensure_ascii=False)
              for i, (ex, r) in enumerate(zip(raw, results))]
     path = Path(run_dir) / f"predictions_{split}.jsonl"
     atomic_write_text(path, "".join(line + "\n" for line in lines))
@@ -238,7 +264,8 @@ FORMATS = ("text", "jsonl", "tsv")
 
 
 def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = None, *, fmt: str = "text",
-            top_k: int | None = None, beam: int | None = None, pretokenized: bool = False) -> Iterator[str]:
+            top_k: int | None = None, beam: int | None = None, pretokenized: bool = False, checkpoint: str = "best",
+            overrides: list[str] = ()) -> Iterator[str]:
     """Stream predictions for raw inputs, one output line per input line (empty in -> empty out).
 
     Inputs are run `batch_size` at a time (default: the task's `predict_batch_size`); 1 answers each
@@ -250,7 +277,7 @@ def predict(run_dir: str | Path, lines: Iterable[str], batch_size: int | None = 
 
     if fmt not in FORMATS:
         raise UserError(f"--format: unknown format '{fmt}'; choose one of: {', '.join(FORMATS)}")
-    predictor = Predictor.from_run(run_dir)
+    predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, overrides=overrides)
     predictor.check_beam(beam)
     batch_size = batch_size or predictor.task.predict_batch_size
     pending: list[str] = []

@@ -160,6 +160,8 @@ def parse_body(raw: bytes) -> dict:
         body = json.loads(text)
     except json.JSONDecodeError as e:
         raise RequestError(400, f"body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
+    except RecursionError:
+        raise RequestError(400, "body is nested too deeply to be a request")
     if not isinstance(body, dict):
         raise RequestError(400, f"body must be a JSON object, not {type(body).__name__}")
     return body
@@ -347,6 +349,24 @@ async def read_limited(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def check_port(host: str, port: int) -> None:
+    """A port that cannot be bound (in use, privileged, a bad host) is a UserError naming it."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise UserError(f"--host {host}: cannot resolve it ({e.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise UserError(f"--port {port}: cannot listen on {host}:{port} ({e.strerror}); another program may "
+                            "hold it: pick another with --port") from None
+
+
 def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, settings: Optional[ServeSettings] = None,
           checkpoint: str = "best", device: str | None = None, threads: int | None = None) -> None:
     """Load the run once and answer requests until Ctrl-C."""
@@ -361,6 +381,7 @@ def serve(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, set
     settings = settings or ServeSettings()
     if settings.allow_paths is not None and not settings.allow_paths.is_dir():
         raise UserError(f"--allow-paths: {settings.allow_paths} is not a folder")
+    check_port(host, port)  # before the model loads, and never "serving on" a port another program holds
     predictor = Predictor.from_run(run_dir, checkpoint=checkpoint, device=device)
     app = create_app(predictor, settings)
     print(f"serving {run_dir} on http://{host}:{port} (POST /predict, GET /health, GET /info)", flush=True)

@@ -155,7 +155,7 @@ class Search:
 def train_trial(cfg: Config, trial, *, report: bool) -> float:
     """Train one run directory; its best dev metric. Interrupted: the study stops (KeyboardInterrupt)."""
     optuna = import_optuna()
-    from attntrain.runs import _fresh_run_dir, _with_curves, lock
+    from attntrain.runs import _with_curves, fresh_run
     from attntrain.train.checkpoint import RunDir
     from attntrain.train.trainer import Trainer
 
@@ -170,9 +170,9 @@ def train_trial(cfg: Config, trial, *, report: bool) -> float:
                                        "evaluations": len(evaluations)})
             raise optuna.TrialPruned(f"pruned at step {step} (dev {cfg.train.metric} {value:.2f})")
 
-    with lock(run.path):
-        _fresh_run_dir(run, overwrite=True)  # a retried trial of a killed tune starts over
+    with fresh_run(run.path, overwrite=True) as stage:  # a retried trial of a killed tune starts over
         trainer = Trainer(cfg, run, resume=False)
+        stage.commit()
         trainer.on_eval = on_eval if report else None
         result = _with_curves(trainer.fit())
     if not result.metrics:
@@ -202,7 +202,7 @@ def tune(config: Path, *, trials: int, jobs: int = 1, timeout: float | None = No
         return ""
     from attntrain.tune_report import report
 
-    return report(study, search, url)
+    return report(study, search, url, write_best)
 
 
 def shares(trials: int, jobs: int) -> list[int]:

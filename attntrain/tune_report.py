@@ -82,10 +82,12 @@ def draw(study, folder: Path) -> list[Path]:
     return written
 
 
-def report(study, search, url: str) -> str:
-    import optuna
+def report(study, search, url: str, write_best) -> str:
+    """The trials table, the best trial's test figure, best.yaml and the pictures, as lines for the terminal.
 
-    from attntrain.tune import write_best
+    write_best(search, trial, metric) -> the path of best.yaml (attntrain.tune, the floor above).
+    """
+    import optuna
 
     metric = search.base.train.metric
     folder = search.parent / "tune"

@@ -29,16 +29,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench_length import status_mib  # the same /proc reading of resident memory (scripts/ is on sys.path)
-
-REPO = Path(__file__).resolve().parents[1]
+from benchkit import (MEMORY_CHILD_ENV, REPO, child_json, interleaved, markdown_table, peak_mib, pin_threads,
+                      thread_env, today, write_json)
 LENGTHS = [128, 256, 512, 1024, 2048]
 QUICK_MAX = 512
 WHOLE_MAX = 1024  # the whole hidden at T = 2048 is 4 GiB per layer: more than a shared 2-core machine has spare
@@ -75,59 +72,47 @@ def build_step(name: str, T: int):
 
 
 def child(args: argparse.Namespace) -> dict:
-    import torch
-
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     names = args.names.split(",")
     steps = {name: build_step(name, args.t) for name in names}
     if args.mode == "memory":
         (name,) = names
         steps[name]()  # warm-up
-        before = status_mib("VmRSS")
-        Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current resident size
-        steps[name]()
-        return {name: {"peak_mib": status_mib("VmHWM") - before}}
-    times = {name: [] for name in names}
-    for name in names:
-        steps[name]()  # warm-up
-    for i in range(args.repeats):
-        for name in names if i % 2 == 0 else names[::-1]:
-            times[name].append(steps[name]())
+        return {name: {"peak_mib": peak_mib(steps[name])}}
+    times = interleaved(steps, args.repeats, warmup=True)
     return {name: {"seconds": statistics.median(t), "all_seconds": t} for name, t in times.items()}
 
 
 def run_child(mode: str, names: list[str], T: int, args: argparse.Namespace) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    if mode == "memory":
-        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    env = thread_env(args.threads, PYTHONPATH=str(REPO), **(MEMORY_CHILD_ENV if mode == "memory" else {}))
     command = [sys.executable, __file__, "--child", mode, "--names", ",".join(names), "--t", str(T),
                "--threads", str(args.threads), "--repeats", str(args.repeats)]
-    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return child_json(command, env=env, check=True)
 
 
 def table(rows: dict, lengths: list[int]) -> str:
     """Markdown: seconds and MiB per variant and T, then each additive variant over dot."""
     names = list(VARIANTS)
-    lines = ["| T | " + " | ".join(f"{n} s" for n in names) + " | " + " | ".join(f"{n} MiB" for n in names) + " |",
-             "|---:|" + "---:|" * (2 * len(names))]
+    absolute = []
     for T in lengths:
         cells = []
         for key, fmt in (("seconds", ".3f"), ("peak_mib", ".0f")):
             for name in names:
                 value = rows.get(str(T), {}).get(name, {}).get(key)
                 cells.append("skipped" if value is None else format(value, fmt))
-        lines.append(f"| {T} | " + " | ".join(cells) + " |")
-    lines += ["", "| T | " + " | ".join(f"{n} / dot time | {n} / dot memory" for n in names[1:]) + " |",
-              "|---:|" + "---:|---:|" * (len(names) - 1)]
+        absolute.append([T, *cells])
+    relative = []
     for T in lengths:
         point, cells = rows.get(str(T), {}), []
         for name in names[1:]:
             for key in ("seconds", "peak_mib"):
                 a, b = point.get(name, {}).get(key), point.get("dot", {}).get(key)
                 cells.append("-" if a is None or not b else f"{a / b:.1f}x")
-        lines.append(f"| {T} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        relative.append([T, *cells])
+    return (markdown_table(["T", *(f"{n} s" for n in names), *(f"{n} MiB" for n in names)], absolute,
+                           align="r" * (1 + 2 * len(names))) + "\n\n" +
+            markdown_table(["T", *(f"{n} / dot {what}" for n in names[1:] for what in ("time", "memory"))], relative,
+                           align="r" * (1 + 2 * (len(names) - 1))))
 
 
 def main() -> None:
@@ -159,9 +144,8 @@ def main() -> None:
     text = table(rows, lengths)
     print("\n2 layers, width 256, 4 heads, FFN 1024, batch 1, fp32, softmax, forward + backward, "
           f"{args.threads} thread(s); additive-whole skipped above T = {WHOLE_MAX}\n\n{text}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
-                                    "threads": args.threads, "rows": rows, "table": text}, indent=2) + "\n")
+    write_json(args.out, {"command": " ".join(sys.argv), "date": today(), "threads": args.threads, "rows": rows,
+                          "table": text})
     print(f"\nwrote {args.out}")
 
 

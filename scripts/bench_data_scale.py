@@ -34,8 +34,8 @@ import time
 from pathlib import Path
 
 import yaml
+from benchkit import REPO, markdown_table, thread_env, write_json
 
-REPO = Path(__file__).resolve().parents[1]
 RAW = {"train": "train", "dev": "val", "test": "test_2016_flickr"}  # Multi30k file stems under raw/
 
 
@@ -114,7 +114,7 @@ def run_fit(config: Path, work: Path, name: str, cache: Path, steps: int, extra:
             "train.threads=1", "train.progress=false", "data.eval_limit=16", *extra]
     command = [sys.executable, "-m", "attntrain", "fit", str(config), "--overwrite"]
     command += [item for s in sets for item in ("--set", s)]
-    env = {**os.environ, "ATTNTRAIN_CACHE": str(cache), "PYTHONPATH": str(REPO)}
+    env = thread_env(1, ATTNTRAIN_CACHE=str(cache), PYTHONPATH=str(REPO))  # train.threads=1 as well
     metrics = work / "runs" / name / "metrics.jsonl"
     log = open(work / f"{name}.log", "w")
     start = time.perf_counter()
@@ -174,17 +174,16 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
     base = {r["cache"]: r for r in rows if r["scale"] == args.scales[0]}
     first = args.scales[0]
-    print(f"\n| scale | cache | peak RSS (MiB) | / {first}x | start (s) | first step (s) | / {first}x "
-          f"| CPU to first step (s) | / {first}x |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    header = ["scale", "cache", "peak RSS (MiB)", f"/ {first}x", "start (s)", "first step (s)", f"/ {first}x",
+              "CPU to first step (s)", f"/ {first}x"]
+    table = []
     for r in rows:
         b = base[r["cache"]]
-        print(f"| {r['scale']}x | {r['cache']} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / b['peak_rss_mb']:.2f} | "
-              f"{r['start_s']:.1f} | {r['first_step_s']:.1f} | {r['first_step_s'] / b['first_step_s']:.2f} | "
-              f"{r['first_step_cpu_s']:.1f} | {r['first_step_cpu_s'] / b['first_step_cpu_s']:.2f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"steps": args.steps, "extra": args.extra, "generic": args.generic, "runs": rows},
-                                   indent=2) + "\n")
+        table.append([f"{r['scale']}x", r["cache"], f"{r['peak_rss_mb']:.0f}", f"{r['peak_rss_mb'] / b['peak_rss_mb']:.2f}",
+                      f"{r['start_s']:.1f}", f"{r['first_step_s']:.1f}", f"{r['first_step_s'] / b['first_step_s']:.2f}",
+                      f"{r['first_step_cpu_s']:.1f}", f"{r['first_step_cpu_s'] / b['first_step_cpu_s']:.2f}"])
+    print("\n" + markdown_table(header, table, align="rlrrrrrrr"))
+    write_json(args.out, {"steps": args.steps, "extra": args.extra, "generic": args.generic, "runs": rows})
 
 
 if __name__ == "__main__":

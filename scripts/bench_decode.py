@@ -41,13 +41,13 @@ import argparse
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
+from benchkit import interleaved, markdown_table, pin_threads, ratio_median, timed, write_json
+
 from attntrain.config import load_config
 from attntrain.data import build_task
-from attntrain.io import atomic_write_json
 from attntrain.model import build_model
 from attntrain.runs import load_run
 
@@ -85,12 +85,14 @@ def load_model(args):
 def translate(model, batches: list[dict], *, beam: int, cache: bool = True,
               length: int | None = None) -> tuple[float, list[list[int]]]:
     """Seconds to encode and search every batch, and the output ids (`length`: that many steps per sentence)."""
-    outputs: list[list[int]] = []
-    start = time.perf_counter()
-    for batch in batches:
-        memory = model.features(batch)
-        outputs += model.head.generate(memory, batch["mask"], beam=beam, cache=cache, length=length)
-    return time.perf_counter() - start, outputs
+    def run() -> list[list[int]]:
+        outputs: list[list[int]] = []
+        for batch in batches:
+            memory = model.features(batch)
+            outputs += model.head.generate(memory, batch["mask"], beam=beam, cache=cache, length=length)
+        return outputs
+
+    return timed(run)
 
 
 # ---- against Hugging Face generate --------------------------------------------------------------
@@ -145,18 +147,14 @@ def compare_hf(args, task, batches: list[dict]) -> dict:
                "Hugging Face MarianMTModel.generate": marian.config.vocab_size}
     names = list(systems)
     searches = [("greedy", 1), (f"beam {args.beam}", args.beam)]
-    times = {(n, s): [] for n in names for s, _ in searches}
-    tokens: dict[tuple[str, str], int] = {}
     for name in names:  # warm-up
         systems[name](1)
-    for round_ in range(args.repeats):
-        shift = round_ % len(names)
-        for search, beam in searches:
-            for name in names[shift:] + names[:shift]:
-                seconds, outputs = systems[name](beam)
-                times[name, search].append(seconds)
-                tokens[name, search] = sum(len(ids) for ids in outputs)
-        print(f"hf round {round_ + 1}/{args.repeats} done", flush=True)
+    variants = {(name, search): (lambda name=name, beam=beam: systems[name](beam))
+                for search, beam in searches for name in names}
+    done = interleaved(variants, args.repeats, order="rotate",
+                       on_round=lambda r, _: print(f"hf round {r + 1}/{args.repeats} done", flush=True))
+    times = {key: [seconds for seconds, _ in runs] for key, runs in done.items()}
+    tokens = {key: sum(len(ids) for ids in runs[-1][1]) for key, runs in done.items()}
     sentences = sum(len(b["indices"]) for b in batches)
     rows = []
     for search, _ in searches:
@@ -164,7 +162,7 @@ def compare_hf(args, task, batches: list[dict]) -> dict:
         for name in names:
             seconds = statistics.median(times[name, search])
             # Median of the rounds' ratios: each pairs runs done a few seconds apart, under the same load.
-            ratio = statistics.median(hf / ours for hf, ours in zip(reference, times[name, search]))
+            ratio = ratio_median(reference, times[name, search])
             rows.append({"search": search, "system": name, "softmax_columns": columns[name], "seconds": seconds,
                          "sentences_per_s": sentences / seconds, "output_tokens": tokens[name, search],
                          "vs_hf": ratio})
@@ -174,11 +172,11 @@ def compare_hf(args, task, batches: list[dict]) -> dict:
     print(f"\nequal-size models, random weights; {sentences} {args.split} sentences, {args.length} decoding steps "
           f"per sentence on both sides; parameters: attntrain {parameters['attntrain']:,}, MarianMTModel "
           f"{parameters['marian']:,}; {args.threads} thread(s), medians of {args.repeats} rounds\n")
-    print("| search | system | softmax columns | sentences/s | seconds | output tokens | vs Hugging Face (per-round median) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['search']} | {r['system']} | {r['softmax_columns']} | {r['sentences_per_s']:.1f} "
-              f"| {r['seconds']:.2f} | {r['output_tokens']} | {r['vs_hf']:.2f}x |")
+    print(markdown_table(["search", "system", "softmax columns", "sentences/s", "seconds", "output tokens",
+                          "vs Hugging Face (per-round median)"],
+                         [[r["search"], r["system"], r["softmax_columns"], f"{r['sentences_per_s']:.1f}",
+                           f"{r['seconds']:.2f}", r["output_tokens"], f"{r['vs_hf']:.2f}x"] for r in rows],
+                         align="llrrrrr"))
     return {"length": args.length, "parameters": parameters, "rows": rows,
             "times": {f"{k[0]} / {k[1]}": v for k, v in times.items()},
             "transformers": __import__("transformers").__version__}
@@ -186,7 +184,7 @@ def compare_hf(args, task, batches: list[dict]) -> dict:
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     task, model, described = load_model(args)
     indices = list(range(min(args.sentences, len(task.split(args.split)))))
     lengths = task.lengths(args.split)
@@ -199,25 +197,19 @@ def main() -> None:
         result = {"split": args.split, "sentences": len(indices), "source_tokens": sources, "threads": args.threads,
                   "repeats": args.repeats, "hf": compare_hf(args, task, batches), "torch": torch.__version__,
                   "machine": platform.processor() or platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M")}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(args.out, result)
-        print(f"\nwrote {args.out}")
+        print(f"\nwrote {write_json(args.out, result)}")
         return
     searches = [("greedy", 1), (f"beam {args.beam}", args.beam)]
-    times: dict[tuple[str, bool], list[float]] = {(name, c): [] for name, _ in searches for c in (True, False)}
-    tokens: dict[str, int] = {}
-    identical = True
     translate(model, batches[:1], beam=1, cache=True)  # warm-up
-    for round_ in range(args.repeats):
-        for name, beam in searches:
-            order = (True, False) if round_ % 2 == 0 else (False, True)
-            results = {}
-            for cache in order:
-                seconds, results[cache] = translate(model, batches, beam=beam, cache=cache)
-                times[name, cache].append(seconds)
-            identical &= results[True] == results[False]
-            tokens[name] = sum(len(ids) for ids in results[True])
-        print(f"round {round_ + 1}/{args.repeats} done", flush=True)
+    variants = {(name, cache): (lambda beam=beam, cache=cache: translate(model, batches, beam=beam, cache=cache))
+                for name, beam in searches for cache in (True, False)}
+    done = interleaved(variants, args.repeats,
+                       on_round=lambda r, _: print(f"round {r + 1}/{args.repeats} done", flush=True))
+    times = {key: [seconds for seconds, _ in runs] for key, runs in done.items()}
+    # Every round's cached and uncached searches must emit the same tokens.
+    identical = all(cached[1] == uncached[1] for name, _ in searches
+                    for cached, uncached in zip(done[name, True], done[name, False]))
+    tokens = {name: sum(len(ids) for ids in done[name, True][-1][1]) for name, _ in searches}
 
     rows = []
     for name, _ in searches:
@@ -228,11 +220,10 @@ def main() -> None:
                          "speedup_vs_uncached": uncached / seconds})
     print(f"\n{described}; {len(indices)} {args.split} sentences ({sources} source tokens), "
           f"{args.threads} thread(s), medians of {args.repeats} rounds; cached == uncached tokens: {identical}\n")
-    print("| search | key/value cache | sentences/s | output tokens/s | seconds | cached / uncached |")
-    print("|---|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['search']} | {'yes' if r['cache'] else 'no (recompute prefix)'} | {r['sentences_per_s']:.1f} "
-              f"| {r['tokens_per_s']:.0f} | {r['seconds']:.2f} | {r['speedup_vs_uncached']:.2f}x |")
+    print(markdown_table(["search", "key/value cache", "sentences/s", "output tokens/s", "seconds", "cached / uncached"],
+                         [[r["search"], "yes" if r["cache"] else "no (recompute prefix)", f"{r['sentences_per_s']:.1f}",
+                           f"{r['tokens_per_s']:.0f}", f"{r['seconds']:.2f}", f"{r['speedup_vs_uncached']:.2f}x"]
+                          for r in rows], align="llrrrr"))
     result = {"model": described, "split": args.split, "sentences": len(indices), "source_tokens": sources,
               "output_tokens": tokens, "threads": args.threads, "repeats": args.repeats, "identical_tokens": identical,
               "rows": rows, "times": {f"{k[0]} cache={k[1]}": v for k, v in times.items()},
@@ -241,9 +232,7 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%d %H:%M")}
     if args.hf:
         result["hf"] = compare_hf(args, task, batches)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, result)
-    print(f"\nwrote {args.out}")
+    print(f"\nwrote {write_json(args.out, result)}")
     if not identical:
         raise SystemExit("cached and uncached search disagree")
 

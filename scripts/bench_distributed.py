@@ -21,6 +21,7 @@ How to run
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -31,10 +32,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-
-from attntrain.io import atomic_write_json
-
-REPO = Path(__file__).resolve().parents[1]
+from benchkit import REPO, interleaved, markdown_table, thread_env, write_json
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,8 +54,7 @@ def train(args, folder: Path, name: str, *, nproc: int, threads: int) -> float:
                "--set", f"train.threads={threads}", "--set", "train.progress=false", "--set", "train.eval_splits=[dev]"]
     if nproc > 1:
         command += ["--nproc", str(nproc)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=REPO, env=thread_env(threads), capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
     lines = (folder / name / "metrics.jsonl").read_text().splitlines()
@@ -67,22 +64,24 @@ def train(args, folder: Path, name: str, *, nproc: int, threads: int) -> float:
 
 def main() -> None:
     args = parse_args()
-    one, many = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for round_ in range(args.repeats):
-            one.append(train(args, Path(tmp), f"one{round_}", nproc=1, threads=args.procs))
-            many.append(train(args, Path(tmp), f"many{round_}", nproc=args.procs, threads=1))
+        rounds = {"one": itertools.count(), "many": itertools.count()}
+        speeds = interleaved({  # one, many, one, many, ...
+            "one": lambda: train(args, Path(tmp), f"one{next(rounds['one'])}", nproc=1, threads=args.procs),
+            "many": lambda: train(args, Path(tmp), f"many{next(rounds['many'])}", nproc=args.procs, threads=1),
+        }, args.repeats, order="fixed")
+    one, many = speeds["one"], speeds["many"]
     result = {
         "config": args.config, "steps": args.steps, "procs": args.procs, "repeats": args.repeats,
         "one_process_tokens_per_s": statistics.median(one), "many_processes_tokens_per_s": statistics.median(many),
         "rounds": {"one": one, "many": many}, "ratio_many_over_one": statistics.median(many) / statistics.median(one),
         "machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version()},
     }
-    atomic_write_json(Path(args.out), result)
-    print(f"| setup ({args.config}, {args.steps} steps) | tokens/s (median of {args.repeats}) |")
-    print("|---|---|")
-    print(f"| 1 process x {args.procs} threads | {result['one_process_tokens_per_s']:.0f} |")
-    print(f"| {args.procs} processes x 1 thread (gloo, DDP) | {result['many_processes_tokens_per_s']:.0f} |")
+    write_json(args.out, result)
+    print(markdown_table([f"setup ({args.config}, {args.steps} steps)", f"tokens/s (median of {args.repeats})"],
+                         [[f"1 process x {args.procs} threads", f"{result['one_process_tokens_per_s']:.0f}"],
+                          [f"{args.procs} processes x 1 thread (gloo, DDP)",
+                           f"{result['many_processes_tokens_per_s']:.0f}"]]))
     print(f"\nratio (processes / threads): {result['ratio_many_over_one']:.2f}; JSON in {args.out}")
 
 

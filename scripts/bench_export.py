@@ -11,15 +11,13 @@ the logits. Prints a table and writes bench_results/export.json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
-import time
-from datetime import date
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchkit import REPO, interleaved, markdown_table, pin_threads, timed, today, write_json
+
 sys.path.insert(0, str(REPO))
 
 
@@ -39,7 +37,7 @@ def main() -> None:
     from attntrain.export import LogitsModel, export_run, sample_batch
     from attntrain.runs import load_run
 
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     path = Path(tempfile.mkdtemp()) / "model.onnx"
     export_run(args.run, fmt="onnx", out=path)
     options = onnxruntime.SessionOptions()
@@ -55,17 +53,18 @@ def main() -> None:
     for batch_size in (1, 32):
         batches = [sample_batch(task, raw[i:i + batch_size]) for i in range(0, len(raw), batch_size)]
         feeds = [{n: b[n].numpy() for n in names} for b in batches]
-        speeds = {"torch": [], "onnxruntime": []}
-        worst = 0.0
-        for _ in range(args.rounds):
-            start = time.perf_counter()
+        def run_torch():
             with torch.no_grad():
-                reference = [wrapper(*[b[n] for n in names]).numpy() for b in batches]
-            speeds["torch"].append(len(raw) / (time.perf_counter() - start))
-            start = time.perf_counter()
-            outputs = [session.run(["logits"], feed)[0] for feed in feeds]
-            speeds["onnxruntime"].append(len(raw) / (time.perf_counter() - start))
-            worst = max(worst, max(float(np.abs(a - b).max()) for a, b in zip(outputs, reference)))
+                return [wrapper(*[b[n] for n in names]).numpy() for b in batches]
+
+        def run_onnx():
+            return [session.run(["logits"], feed)[0] for feed in feeds]
+
+        done = interleaved({"torch": lambda: timed(run_torch), "onnxruntime": lambda: timed(run_onnx)}, args.rounds,
+                           order="fixed")
+        speeds = {name: [len(raw) / seconds for seconds, _ in runs] for name, runs in done.items()}
+        worst = max(float(np.abs(a - b).max()) for (_, outputs), (_, reference) in zip(done["onnxruntime"], done["torch"])
+                    for a, b in zip(outputs, reference))
         medians = {k: statistics.median(v) for k, v in speeds.items()}
         rows.append({"batch_size": batch_size, "torch_inputs_per_s": medians["torch"],
                      "onnxruntime_inputs_per_s": medians["onnxruntime"],
@@ -74,14 +73,11 @@ def main() -> None:
         print(f"batch {batch_size:2d}: torch {medians['torch']:8.1f}/s  onnxruntime {medians['onnxruntime']:8.1f}/s  "
               f"ratio {medians['onnxruntime'] / medians['torch']:.2f}x  max |diff| {worst:.2e}", flush=True)
 
-    print("\n| batch | torch inputs/s | onnxruntime inputs/s | onnxruntime / torch | max abs difference |")
-    print("|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['batch_size']} | {r['torch_inputs_per_s']:.1f} | {r['onnxruntime_inputs_per_s']:.1f} | "
-              f"**{r['ratio']:.2f}x** | {r['max_abs_diff']:.1e} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": str(date.today()), "run": args.run, "args": vars(args), "rows": rows}, indent=2))
+    print("\n" + markdown_table(["batch", "torch inputs/s", "onnxruntime inputs/s", "onnxruntime / torch",
+                                 "max abs difference"],
+                                [[r["batch_size"], f"{r['torch_inputs_per_s']:.1f}", f"{r['onnxruntime_inputs_per_s']:.1f}",
+                                  f"**{r['ratio']:.2f}x**", f"{r['max_abs_diff']:.1e}"] for r in rows], align="rrrrr"))
+    out = write_json(args.out, {"date": today(), "run": args.run, "args": vars(args), "rows": rows})
     print(f"\nwrote {out}")
 
 

@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchkit import REPO, child_json, markdown_table, write_json
 
 
 def measure(config: str, nodes: int, mask: str) -> dict:
@@ -62,16 +61,11 @@ def main() -> None:
     rows = []
     for nodes in args.nodes:
         for mask in ("edges", "none"):
-            out = subprocess.run([sys.executable, __file__, "--config", str(Path(args.config).resolve()),
-                                  "--child", str(nodes), mask], capture_output=True,
-                                 text=True, check=True, cwd=REPO)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print("| nodes | edges (incl. self loops) | graph_mask | peak memory of one step (MiB) |")
-    print("|---:|---:|---|---:|")
-    for r in rows:
-        print(f"| {r['nodes']} | {r['edges']} | {r['mask']} | {r['step_peak_mb']:.1f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=2) + "\n")
+            rows.append(child_json([sys.executable, __file__, "--config", str(Path(args.config).resolve()),
+                                    "--child", str(nodes), mask], check=True))
+    print(markdown_table(["nodes", "edges (incl. self loops)", "graph_mask", "peak memory of one step (MiB)"],
+                         [[r["nodes"], r["edges"], r["mask"], f"{r['step_peak_mb']:.1f}"] for r in rows], align="rrlr"))
+    write_json(args.out, rows)
 
 
 if __name__ == "__main__":

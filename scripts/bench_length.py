@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchkit import MEMORY_CHILD_ENV, REPO, child_json, markdown_table, peak_mib, pin_threads, thread_env, write_json
 LENGTHS = [256, 512, 1024, 2048, 4096, 8192, 16384]
 QUICK_MAX = 2048
 WINDOW = 128
@@ -49,14 +47,6 @@ ENCODERS = {
     "cnn": ({"kind": "cnn"}, True),
     "bilstm": ({"kind": "rnn", "rnn_cell": "lstm", "bidirectional": True}, True),
 }
-
-
-def status_mib(field: str) -> float:
-    """VmRSS (resident now) or VmHWM (resident peak) of this process, from /proc/self/status (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def build_step(name: str, T: int):
@@ -90,10 +80,7 @@ def measure_memory(name: str, T: int) -> dict:
     """Child process: peak memory of one step of one encoder."""
     step = build_step(name, T)
     step()  # warm-up: one-time kernel buffers and lazy initialisation are not the step's memory
-    Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current resident size
-    before = status_mib("VmRSS")
-    step()
-    return {name: {"peak_mib": status_mib("VmHWM") - before}}
+    return {name: {"peak_mib": peak_mib(step)}}
 
 
 def measure_time(names: list[str], T: int) -> dict:
@@ -124,17 +111,8 @@ def predict(rows: list[dict], T: int) -> float | None:
 
 
 def child(T: int, threads: int, mode: str, names: list[str]) -> dict:
-    env = dict(os.environ)
-    if mode == "memory":
-        # glibc would keep freed tensors in its heap (its mmap threshold grows with each large free), so the
-        # resident peak would follow fragmentation; a fixed threshold returns every block >= 64 KiB on free.
-        # Not for timing: fresh pages for every tensor cost page faults.
-        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
-    out = subprocess.run([sys.executable, __file__, "--threads", str(threads), "--child", mode, str(T), *names],
-                         capture_output=True, text=True, cwd=REPO, env=env)
-    if out.returncode != 0:
-        raise RuntimeError((out.stderr.strip().splitlines() or ["?"])[-1])
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    env = thread_env(threads, **(MEMORY_CHILD_ENV if mode == "memory" else {}))
+    return child_json([sys.executable, __file__, "--threads", str(threads), "--child", mode, str(T), *names], env=env)
 
 
 def run_length(names: list[str], T: int, threads: int) -> list[dict]:
@@ -170,17 +148,17 @@ def table(rows: list[dict], lengths: list[int]) -> str:
     for title, key, fmt in [("time of one forward + backward (s)", "seconds", ".3f"),
                             ("time per token (us)", "us_per_token", ".1f"),
                             ("peak memory of the step (MiB)", "peak_mib", ".1f")]:
-        lines += [f"{title}:", "| T | " + " | ".join(names) + " |", "|---:|" + "---:|" * len(names)]
-        lines += [f"| {T} | " + " | ".join(show(n, T, key, fmt) for n in names) + " |" for T in lengths]
-        lines.append("")
-    lines += ["windowed / full:", "| T | time | memory |", "|---:|---:|---:|"]
+        lines += [f"{title}:", markdown_table(["T", *names], [[T, *(show(n, T, key, fmt) for n in names)]
+                                                             for T in lengths], align="r" * (1 + len(names))), ""]
+    ratios = []
     for T in lengths:
         full, local = cell.get(("full", T)), cell.get(("windowed", T))
         if full and local and full["status"] == local["status"] == "ok":
             memory = local["peak_mib"] / full["peak_mib"] if full["peak_mib"] > 0 else float("nan")
-            lines.append(f"| {T} | {local['seconds'] / full['seconds']:.3f} | {memory:.3f} |")
+            ratios.append([T, f"{local['seconds'] / full['seconds']:.3f}", f"{memory:.3f}"])
         else:
-            lines.append(f"| {T} | - | - |")
+            ratios.append([T, "-", "-"])
+    lines += ["windowed / full:", markdown_table(["T", "time", "memory"], ratios, align="rrr")]
     return "\n".join(lines)
 
 
@@ -224,9 +202,7 @@ def main() -> None:
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        import torch
-
-        torch.set_num_threads(args.threads)
+        pin_threads(args.threads)
         mode, T, *names = args.child
         found = measure_memory(names[0], int(T)) if mode == "memory" else measure_time(names, int(T))
         print(json.dumps(found))
@@ -247,9 +223,7 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
     rows.sort(key=lambda r: (list(ENCODERS).index(r["encoder"]), r["T"]))
     print(table(rows, lengths))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"threads": args.threads, "window": WINDOW, "budget_s": args.budget,
-                                    "rows": rows}, indent=2) + "\n")
+    write_json(args.out, {"threads": args.threads, "window": WINDOW, "budget_s": args.budget, "rows": rows})
     plot(rows, args.plot)
     shown = [path.relative_to(REPO) if path.is_relative_to(REPO) else path for path in (args.out, args.plot)]
     print(f"\nwrote {shown[0]} and {shown[1]}")

@@ -45,13 +45,12 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Iterator
 
 import torch
+from benchkit import interleaved_steps, markdown_table, pin_threads, round_order, write_json
 
 from attntrain.config import load_config
-from attntrain.io import atomic_write_json
 from attntrain.model.build import count_parameters
 from attntrain.train.checkpoint import RunDir
 from attntrain.train.schedule import resolve as resolve_schedule
@@ -221,23 +220,6 @@ def build(args, run_dir: str):
     return ours, theirs, batch_size
 
 
-def interleaved(epochs: dict[str, Iterator]) -> dict[str, tuple[float, int, int]]:
-    """Step the epochs in turn, one optimizer step each, so that load on a shared machine hits all alike.
-
-    Returns each epoch's summed (seconds, real tokens, padded slots); the steps are timed, not the turns.
-    """
-    totals = {name: (0.0, 0, 0) for name in epochs}
-    active = dict(epochs)
-    while active:
-        for name, steps in list(active.items()):
-            step = next(steps, None)
-            if step is None:
-                del active[name]
-                continue
-            totals[name] = tuple(a + b for a, b in zip(totals[name], step))
-    return totals
-
-
 def consume(steps: Iterator) -> tuple[float, int, int]:
     return tuple(sum(column) for column in zip(*steps))
 
@@ -257,11 +239,11 @@ def profile(args, ours, theirs) -> None:
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 2)
     with tempfile.TemporaryDirectory(prefix="bench_pipeline_") as run_dir:
         ours, theirs, batch_size = build(args, run_dir)
-        torch.set_num_threads(args.threads)
+        pin_threads(args.threads)
         if args.profile:
             profile(args, ours, theirs)
             return
@@ -272,8 +254,8 @@ def main() -> None:
         consume(theirs.steps(True, limit=3))
         results = {name: [] for name in names}
         for round_ in range(repeats):
-            shift = round_ % len(names)
-            totals = interleaved({name: rows[name]() for name in names[shift:] + names[:shift]})
+            # every epoch steps in turn with the others; the order rotates from round to round
+            totals = interleaved_steps({name: rows[name]() for name in round_order(names, round_, "rotate")})
             for name in names:
                 results[name].append(totals[name])
             print(f"round {round_ + 1}/{repeats}: " + ", ".join(
@@ -302,20 +284,19 @@ def report(args, ours, theirs, batch_size, names, results, repeats) -> None:
           f"thread(s), medians of {repeats} rounds; parameters: attntrain {ours.parameters:,}, BERT "
           f"{theirs.parameters:,} ({100 * (theirs.parameters / ours.parameters - 1):+.1f}%); HF batch size "
           f"{batch_size} sentences (attntrain's mean), attntrain data.max_tokens {ours.cfg.data.max_tokens}\n")
-    print("| pipeline | useful tokens/s | padding | seconds/epoch | vs HF random | vs HF grouped |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in table:
-        ratio = lambda key: f"{r[key]:.2f}x" if key in r else "-"
-        print(f"| {labels[r['row']]} | {r['tokens_per_s']:.0f} | {100 * r['padding_fraction']:.1f}% "
-              f"| {r['seconds']:.1f} | {ratio('vs_hf_random')} | {ratio('vs_hf_grouped')} |")
+    def ratio(r: dict, key: str) -> str:
+        return f"{r[key]:.2f}x" if key in r else "-"
+
+    print(markdown_table(["pipeline", "useful tokens/s", "padding", "seconds/epoch", "vs HF random", "vs HF grouped"],
+                         [[labels[r["row"]], f"{r['tokens_per_s']:.0f}", f"{100 * r['padding_fraction']:.1f}%",
+                           f"{r['seconds']:.1f}", ratio(r, "vs_hf_random"), ratio(r, "vs_hf_grouped")] for r in table],
+                         align="lrrrrr"))
     result = {"config": args.config, "sentences": sentences, "words": sum(ours.lengths), "threads": args.threads,
               "repeats": repeats, "hf_batch_size": batch_size, "max_tokens": ours.cfg.data.max_tokens,
               "parameters": {"attntrain": ours.parameters, "bert": theirs.parameters}, "rows": table,
               "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
               "date": time.strftime("%Y-%m-%d %H:%M")}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out, result)
-    print(f"\nwrote {args.out}")
+    print(f"\nwrote {write_json(args.out, result)}")
 
 
 if __name__ == "__main__":

@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from datetime import date
-from pathlib import Path
 
 import httpx
+from benchkit import REPO, interleaved, markdown_table, pin_threads, thread_env, today, write_json
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
@@ -38,7 +34,7 @@ def free_port() -> int:
 def start_server(run: str, port: int, threads: int, max_batch: int, max_wait_ms: float) -> subprocess.Popen:
     command = [sys.executable, "-m", "attntrain", "serve", run, "--port", str(port), "--threads", str(threads),
                "--max-batch", str(max_batch), "--max-wait-ms", str(max_wait_ms)]
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    process = subprocess.Popen(command, cwd=REPO, env=thread_env(threads, PYTHONPATH=str(REPO)),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(600):
         try:
@@ -53,11 +49,9 @@ def start_server(run: str, port: int, threads: int, max_batch: int, max_wait_ms:
 
 def bench_inputs(run: str, count: int):
     """(request inputs, expected records) from the run's test split."""
-    import torch
-
     from attntrain.predictor import Predictor
 
-    torch.set_num_threads(1)
+    pin_threads(1)
     predictor = Predictor.from_run(run)
     raw = [ex for ex in predictor.task.split_raw("test") if not predictor.task.is_empty(ex)][:count]
     if predictor.task.input == "text":
@@ -130,28 +124,29 @@ def main() -> None:
     rows = []
     try:
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
-            for mode in ("batching", "no batching"):  # alternating, so that drift hits both alike
-                row = asyncio.run(load(ports[mode], inputs, expected, args.requests, concurrency))
-                rows.append({"mode": mode, **row})
+            def measure(mode: str, concurrency: int = concurrency) -> dict:
+                row = {"mode": mode, **asyncio.run(load(ports[mode], inputs, expected, args.requests, concurrency))}
                 print(f"{mode:12s} c={concurrency:3d}: {row['requests_per_s']:8.1f} req/s  p50 {row['p50_ms']:7.1f} ms  "
                       f"p99 {row['p99_ms']:7.1f} ms  wrong {row['wrong']}  model calls {row['model_calls']}",
                       flush=True)
+                return row
+
+            # one round per concurrency, batching then none, so that drift hits both alike
+            done = interleaved({mode: (lambda mode=mode: measure(mode)) for mode in ("batching", "no batching")}, 1)
+            rows += [done["batching"][0], done["no batching"][0]]
     finally:
         for process in servers.values():
             process.terminate()
             process.wait(10)
 
-    print(f"\n| concurrent clients | batching req/s | p50 ms | p99 ms | no batching req/s | p50 ms | p99 ms | "
-          f"batching / none | inputs per model call (batching) | wrong answers |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for on, off in zip(rows[::2], rows[1::2]):
-        print(f"| {on['concurrency']} | {on['requests_per_s']:.1f} | {on['p50_ms']:.1f} | {on['p99_ms']:.1f} | "
-              f"{off['requests_per_s']:.1f} | {off['p50_ms']:.1f} | {off['p99_ms']:.1f} | "
-              f"**{on['requests_per_s'] / off['requests_per_s']:.2f}x** | {on['requests'] / on['model_calls']:.1f} | "
-              f"{on['wrong'] + off['wrong']} |")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"date": str(date.today()), "run": args.run, "args": vars(args), "rows": rows}, indent=2))
+    header = ["concurrent clients", "batching req/s", "p50 ms", "p99 ms", "no batching req/s", "p50 ms", "p99 ms",
+              "batching / none", "inputs per model call (batching)", "wrong answers"]
+    print("\n" + markdown_table(header, [
+        [on["concurrency"], f"{on['requests_per_s']:.1f}", f"{on['p50_ms']:.1f}", f"{on['p99_ms']:.1f}",
+         f"{off['requests_per_s']:.1f}", f"{off['p50_ms']:.1f}", f"{off['p99_ms']:.1f}",
+         f"**{on['requests_per_s'] / off['requests_per_s']:.2f}x**", f"{on['requests'] / on['model_calls']:.1f}",
+         on["wrong"] + off["wrong"]] for on, off in zip(rows[::2], rows[1::2])], align="r" * len(header)))
+    out = write_json(args.out, {"date": today(), "run": args.run, "args": vars(args), "rows": rows})
     print(f"\nwrote {out}")
 
 

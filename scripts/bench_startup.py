@@ -36,7 +36,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchkit import REPO, interleaved, markdown_table, thread_env, timed, write_json
+
 SENTENCE = "The quick brown fox jumped over the lazy dog near the river bank ."
 TINY_RUN = ["--set", "train.max_steps=20", "--set", "train.eval_every=20", "--set", "data.eval_limit=200",
             "--set", "train.progress=false", "--set", "name=startup_predict"]
@@ -80,7 +81,7 @@ def parse_args() -> argparse.Namespace:
 def child_env(threads: int) -> dict[str, str]:
     """The environment of every child: this checkout importable, a fixed number of threads."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return thread_env(threads, PYTHONPATH=path)
 
 
 def commands() -> list[tuple[str, list[str], int]]:
@@ -101,9 +102,7 @@ def commands() -> list[tuple[str, list[str], int]]:
 
 
 def wall(argv: list[str], env: dict[str, str], expected: int) -> float:
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    seconds, done = timed(subprocess.run, [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True)
     if done.returncode != expected:
         raise SystemExit(f"python {' '.join(argv)}: exit {done.returncode}, expected {expected}\n{done.stderr}")
     return seconds
@@ -127,12 +126,9 @@ def tiny_run(args, env: dict[str, str]) -> Path:
 
 def time_commands(args, env) -> list[dict]:
     rows = commands()
-    times: dict[str, list[float]] = {label: [] for label, _, _ in rows}
-    for round_ in range(args.repeats):
-        order = rows if round_ % 2 == 0 else rows[::-1]
-        for label, argv, expected in order:
-            times[label].append(wall(argv, env, expected))
-        print(f"commands: round {round_ + 1}/{args.repeats} done", flush=True)
+    times = interleaved({label: (lambda argv=argv, expected=expected: wall(argv, env, expected))
+                         for label, argv, expected in rows}, args.repeats,
+                        on_round=lambda r, _: print(f"commands: round {r + 1}/{args.repeats} done", flush=True))
     torch_median = statistics.median(times['python -c "import torch"'])
     return [{"command": label, "argv": argv, "seconds": times[label], "median": statistics.median(times[label]),
              "vs_import_torch": statistics.median(times[label]) / torch_median,
@@ -163,24 +159,21 @@ def time_predict(args, env, run: Path) -> dict:
 
 def print_tables(rows: list[dict], predict: dict, args) -> None:
     print(f"\nWall time of a fresh process, median of {args.repeats} interleaved rounds, {args.threads} thread(s)\n")
-    print('| command | seconds (median) | min - max | / `import torch` | imports torch |')
-    print("|---|---:|---:|---:|---|")
-    for r in rows:
-        print(f"| `{r['command']}` | {r['median']:.2f} | {min(r['seconds']):.2f} - {max(r['seconds']):.2f} "
-              f"| {r['vs_import_torch']:.2f}x | {'yes' if r['imports_torch'] else 'no'} |")
+    print(markdown_table(["command", "seconds (median)", "min - max", "/ `import torch`", "imports torch"],
+                         [[f"`{r['command']}`", f"{r['median']:.2f}", f"{min(r['seconds']):.2f} - {max(r['seconds']):.2f}",
+                           f"{r['vs_import_torch']:.2f}x", "yes" if r["imports_torch"] else "no"] for r in rows],
+                         align="lrrrl"))
     m = predict["medians"]
     cold = m["python_start"] + m["import_torch"] + m["import_attntrain"] + m["load"] + m["forward"]
     print(f"\n`attntrain predict {predict['run']} \"<sentence of {len(SENTENCE.split())} words>\"` cold start "
           f"(medians of {args.repeats}; the whole command: {predict['attntrain_predict_wall']:.2f} s)\n")
-    print("| phase | seconds | share |")
-    print("|---|---:|---:|")
     names = {"python_start": "Python start and exit", "import_torch": "import torch",
              "import_attntrain": "import attntrain's model, data and trainer modules",
              "load": "loading (config, vocabularies, weights)", "forward": "first forward (one sentence)"}
-    for key, name in names.items():
-        print(f"| {name} | {m[key]:.3f} | {m[key] / cold:.0%} |")
-    print(f"| **cold start** | **{cold:.2f}** | |")
-    print(f"| second forward, for comparison | {m['warm_forward']:.3f} | |")
+    print(markdown_table(["phase", "seconds", "share"],
+                         [*([name, f"{m[key]:.3f}", f"{m[key] / cold:.0%}"] for key, name in names.items()),
+                          ["**cold start**", f"**{cold:.2f}**", ""],
+                          ["second forward, for comparison", f"{m['warm_forward']:.3f}", ""]], align="lrr"))
     late = ", ".join(predict["packages_imported_by_load"]) or "none"
     print(f"\npackages first imported while loading: {late}")
 
@@ -196,10 +189,7 @@ def main() -> None:
               "repeats": args.repeats, "threads": args.threads, "python": platform.python_version(),
               "torch": metadata.version("torch"), "machine": platform.processor() or platform.machine(),
               "cpus": os.cpu_count(), "rows": rows, "predict": predict}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {write_json(args.out, result, indent=1)}")
 
 
 if __name__ == "__main__":

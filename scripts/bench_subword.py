@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from benchkit import REPO, cpu_seconds, interleaved, markdown_table, write_json
+
 sys.path.insert(0, str(REPO))
 
 from attntrain.data.root import data_root  # noqa: E402
@@ -29,12 +28,6 @@ from attntrain.data.subword import Subwords, WordIds  # noqa: E402
 from attntrain.data.translation import normalize_space  # noqa: E402
 
 BATCH = 2000
-
-
-def cpu(run) -> float:
-    start = time.process_time()
-    run()
-    return time.process_time() - start
 
 
 def main() -> None:
@@ -60,20 +53,19 @@ def main() -> None:
         bpe._words = WordIds()
         by_word()
 
-    times: dict[str, list[float]] = {"whole texts": [], "word by word, cold": [], "word by word, warm": []}
-    for _ in range(args.repeats):
-        for name, run in zip(times, (whole, cold, by_word)):
-            times[name].append(cpu(run))
+    # Fixed order: the warm word-by-word pass finds the word cache the cold pass just filled.
+    runs = {"whole texts": whole, "word by word, cold": cold, "word by word, warm": by_word}
+    times = interleaved({name: (lambda run=run: cpu_seconds(run)) for name, run in runs.items()}, args.repeats,
+                        order="fixed")
     base = statistics.median(times["whole texts"])
     print(f"{len(texts):,} sentences, batches of {BATCH:,}, CPU seconds (median of {args.repeats})\n")
-    print("| encoding | CPU s | speed-up |\n|---|---:|---:|")
     rows = []
     for name, values in times.items():
         median = statistics.median(values)
         rows.append({"encoding": name, "cpu_s": median, "speedup": base / median, "rounds": values})
-        print(f"| {name} | {median:.2f} | {base / median:.2f}x |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"sentences": len(texts), "batch": BATCH, "rows": rows}, indent=2) + "\n")
+    print(markdown_table(["encoding", "CPU s", "speed-up"],
+                         [[r["encoding"], f"{r['cpu_s']:.2f}", f"{r['speedup']:.2f}x"] for r in rows], align="lrr"))
+    write_json(args.out, {"sentences": len(texts), "batch": BATCH, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import statistics
@@ -61,6 +60,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from benchkit import interleaved, markdown_table, pin_threads, ratio_median, round_order, timed, write_json
 from torch import nn
 
 from attntrain.config import build_config
@@ -282,9 +282,7 @@ class Runner:
         return loss.detach()
 
     def timed_step(self) -> float:
-        start = time.perf_counter()
-        loss = self.step()
-        elapsed = time.perf_counter() - start
+        elapsed, loss = timed(self.step)
         # Checked after timing: a diverged model (nan) would make a throughput figure meaningless.
         if not torch.isfinite(loss):
             raise RuntimeError(f"{self.name}: non-finite loss {loss.item()}")
@@ -330,14 +328,12 @@ def run_rounds(runners: list[Runner], args) -> list[float]:
     matmul = []
     for i in range(args.repeats):
         # Alternate the order (A B R, R B A, ...) so no model always runs right after the same one.
-        order = runners if i % 2 == 0 else runners[::-1]
+        order = round_order(runners, i)
         matmul.append(matmul_gflops())
-        times = {r.name: [] for r in runners}
-        if args.interleave == "step":
-            for _ in range(args.steps):
-                for r in order:
-                    times[r.name].append(r.timed_step())
+        if args.interleave == "step":  # within the round: A B R A B R ..., --steps times
+            times = interleaved({r.name: r.timed_step for r in order}, args.steps, order="fixed")
         else:
+            times = {}
             for r in order:
                 times[r.name] = [r.timed_step() for _ in range(args.steps)]
         for r in runners:
@@ -378,7 +374,7 @@ def ratio(results: dict, a: str, b: str) -> dict:
     return {
         "ratio_of_medians": results[a]["median_tokens_per_s"] / results[b]["median_tokens_per_s"],
         "per_round": per_round,
-        "median_per_round": statistics.median(per_round),
+        "median_per_round": ratio_median(results[a]["tokens_per_s"], results[b]["tokens_per_s"]),
     }
 
 
@@ -387,25 +383,21 @@ def print_tables(results: dict, counts: dict, ratios: dict, matmul: list[float],
     print(f"\n{args.layers} layers, width {args.width}, {args.heads} heads, FFN {args.ffn}, "
           f"batch {args.batch}x{args.seq_len}, vocab {args.vocab}, dropout {args.dropout}, fp32, "
           f"{torch.get_num_threads()} threads; {args.repeats} rounds x {args.steps} steps, interleaved per {args.interleave}\n")
-    print("| model | params | non-emb params | median tokens/s (min-max) | ms/step | GFLOP/s | % of matmul |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, r in results.items():
-        c = counts[name]
-        lo, hi = min(r["tokens_per_s"]), max(r["tokens_per_s"])
-        print(f"| {name} | {c['total']:,} | {c['non_embedding']:,} | {r['median_tokens_per_s']:,.0f} "
-              f"({lo:,.0f}-{hi:,.0f}) | {r['median_ms_per_step']:.0f} | {r['median_gflops']:.0f} "
-              f"| {100 * r['fraction_of_matmul']:.0f}% |")
+    print(markdown_table(["model", "params", "non-emb params", "median tokens/s (min-max)", "ms/step", "GFLOP/s",
+                          "% of matmul"],
+                         [[name, f"{counts[name]['total']:,}", f"{counts[name]['non_embedding']:,}",
+                           f"{r['median_tokens_per_s']:,.0f} ({min(r['tokens_per_s']):,.0f}-{max(r['tokens_per_s']):,.0f})",
+                           f"{r['median_ms_per_step']:.0f}", f"{r['median_gflops']:.0f}",
+                           f"{100 * r['fraction_of_matmul']:.0f}%"] for name, r in results.items()], align="lrrrrrr"))
     print(f"\nfp32 matmul 2048^3: median {peak:.0f} GFLOP/s (rounds: {', '.join(f'{g:.0f}' for g in matmul)})\n")
-    print("| comparison | ratio of medians | median per-round ratio | per-round ratios | meaning |")
-    print("|---|---:|---:|---|---|")
     meanings = {
         "attntrain / bert": ">1: attntrain trains faster than BERT",
         "attntrain / attntrain-ref": ">1: what SDPA buys over the explicit path",
     }
-    for key, q in ratios.items():
-        rounds = ", ".join(f"{x:.3f}" for x in q["per_round"])
-        print(f"| {key} | {q['ratio_of_medians']:.3f} | {q['median_per_round']:.3f} | {rounds} "
-              f"| {meanings.get(key, '')} |")
+    print(markdown_table(["comparison", "ratio of medians", "median per-round ratio", "per-round ratios", "meaning"],
+                         [[key, f"{q['ratio_of_medians']:.3f}", f"{q['median_per_round']:.3f}",
+                           ", ".join(f"{x:.3f}" for x in q["per_round"]), meanings.get(key, "")]
+                          for key, q in ratios.items()], align="lrrll"))
 
 
 def explain_parameters(counts: dict, args) -> dict:
@@ -450,7 +442,7 @@ def profile_steps(runners: list[Runner], steps: int, rows: int = 15) -> dict:
 def main() -> None:
     args = parse_args()
     if args.threads:
-        torch.set_num_threads(args.threads)
+        pin_threads(args.threads)
     load_at_start = list(os.getloadavg())
     warn_if_shared(torch.get_num_threads())
     torch.manual_seed(args.seed)
@@ -503,9 +495,7 @@ def main() -> None:
     }
     if profiles:
         report["profiles"] = profiles
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {args.out}")
+    print(f"\nwrote {write_json(args.out, report)}")
 
 
 if __name__ == "__main__":

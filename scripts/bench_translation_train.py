@@ -15,6 +15,7 @@ import argparse
 import time
 
 import torch
+from benchkit import pin_threads
 
 from attntrain.config import load_config
 from attntrain.data import build_task
@@ -28,7 +29,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seconds", type=float, default=110.0, help="stop after the step that passes this time")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     cfg = load_config(args.config, [f"train.threads={args.threads}", "train.device=cpu"])
     task = build_task(cfg)
     task.prepare()

@@ -15,6 +15,7 @@ import argparse
 import gzip
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -233,6 +234,103 @@ def yaml_edit(path: Path, fn: Callable[[dict], None]) -> None:
     path.write_text(yaml.safe_dump(raw))
 
 
+def own(s: Sweep, files: dict[str, str | bytes], source: dict, *, head: str = "sequence", data: dict | None = None,
+        command: str = "fit", args: tuple[str, ...] = ()) -> list[str]:
+    """A fresh folder holding `files` and a tiny config training on them (the first file is train)."""
+    s.count += 1
+    folder = s.tmp / f"own{s.count:03d}"
+    for name, content in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    source = {"files": {"train": next(iter(files))}, **source}  # names relative to the folder
+    if source.get("files"):  # dev: the train file unless named (the cases that train need one to evaluate)
+        source["files"] = {split: str(folder / name) for split, name in {"dev": source["files"]["train"],
+                                                                         **source["files"]}.items()}
+    if source.get("path"):
+        source["path"] = str(folder / source["path"])
+    source = {key: value for key, value in source.items() if value is not None}
+    raw = {"name": "own", "seed": 1, "runs_dir": str(folder / "runs"),
+           "data": {"source": source, "input": {"field": "tokens" if head == "tagging" else "text"},
+                    "target": {"field": "tags" if head == "tagging" else "label"},
+                    "split": {"dev": 0.0, "test": 0.0}, **(data or {})},
+           "model": {"embed": {"word_dim": 16}, "head": {"kind": head},
+                     "encoder": {"num_layers": 1, "width": 16, "num_heads": 2, "ffn_dim": 16}},
+           "train": {"max_steps": 2, "eval_every": 2, "threads": 1, "progress": False, "eval_splits": ["dev"]}}
+    return [command, str(s.config(raw)), *args]
+
+
+def sst2_rows(s: Sweep, count: int = 12, offset: int = 0, names=("negative", "positive")) -> list[list[str]]:
+    """[label, sentence] of real SST-2 training lines."""
+    lines = (s.shared / "sst2" / "stsa_binary" / "stsa.binary.train").read_text(encoding="utf-8").splitlines()
+    return [[names[int(line[0])] if names else line[0], line[2:]] for line in lines[offset:offset + count]]
+
+
+def csv_of(rows) -> str:
+    return "text,label\n" + "".join(f'"{text}",{label}\n' for label, text in rows)
+
+
+def jsonl_of(rows) -> str:
+    return "".join(json.dumps({"text": text, "label": label}) + "\n" for label, text in rows)
+
+
+def relabel(rows, index: int, label):
+    rows = [list(row) for row in rows]
+    rows[index][0] = label
+    return rows
+
+
+def wnut(s: Sweep, count: int = 6, line: int | None = None, replacement: str = "") -> str:
+    """The first `count` WNUT-17 sentences, physical line `line` replaced."""
+    text = (s.shared / "wnut17" / "wnut17train.conll").read_text(encoding="utf-8")
+    lines = ("\n\n".join(re.split(r"\n[ \t]*\n", text)[:count]) + "\n\n").split("\n")  # blank lines may hold a tab
+    if line is not None:
+        lines[line - 1] = replacement
+    return "\n".join(lines)
+
+
+def iob1(s: Sweep) -> str:
+    """WNUT-17 sentences with every B- written I- (IOB1 style)."""
+    return "\n".join(f"{line.split(chr(9))[0]}\tI-{line[line.index(chr(9)) + 3:]}" if "\tB-" in line else line
+                     for line in wnut(s, 30).split("\n"))
+
+
+def nan_wavs(s: Sweep) -> list[str]:
+    import numpy as np
+    import soundfile
+
+    wave, rate = soundfile.read(str(s.shared / "fsdd" / "recordings" / "7_theo_3.wav"), dtype="float32")
+    args = own(s, {"wavs/0/0.wav": b"", "wavs/1/0.wav": b""}, {"format": "audiofolder", "path": "wavs", "files": None},
+               data={"input": {"field": "path", "kind": "audio"}})
+    raw = yaml.safe_load(Path(args[1]).read_text())
+    raw["train"]["eval_splits"] = ["train"]  # no dev split: the error comes before any evaluation
+    Path(args[1]).write_text(yaml.safe_dump(raw))
+    folder = Path(raw["data"]["source"]["path"])
+    for digit in "01":
+        for index in range(2):
+            soundfile.write(str(folder / digit / f"{index}.wav"), wave, rate, subtype="FLOAT")
+    wave[10:12] = np.nan
+    soundfile.write(str(folder / "1" / "bad.wav"), wave, rate, subtype="FLOAT")
+    return args
+
+
+def graph_tables(s: Sweep, *overrides: str) -> list[str]:
+    s.count += 1
+    folder = _mkdir(s.tmp / f"graph{s.count:03d}")
+    (folder / "nodes.csv").write_text("id,features,label\n1,0 1,a\n2,1 0,b\n")
+    (folder / "edges.csv").write_text("source,target\n1,2\n")
+    raw = s.raw()
+    raw["data"] = {"source": {"format": "graph", "files": {"nodes": str(folder / "nodes.csv"),
+                                                          "edges": str(folder / "edges.csv")}},
+                   "input": {"field": "features", "kind": "graph"}, "target": {"field": "label"}}
+    return ["validate", str(s.config(raw)), *[arg for o in overrides for arg in ("--set", o)]]
+
+
+def cache_is_a_file(s: Sweep) -> list[str] | None:
+    (s.tmp / "cache-file").write_text("x")
+    return ["env", f"ATTNTRAIN_CACHE={s.tmp / 'cache-file'}"]
+
+
 def hold_lock(s: Sweep) -> list[str]:
     run = s.run_copy()
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[2]);"
@@ -242,6 +340,47 @@ def hold_lock(s: Sweep) -> list[str]:
     holder.stdout.readline()
     s.holders = getattr(s, "holders", []) + [holder]
     return ["fit", "--resume", str(run)]
+
+
+def overwrite_with_bad_data(s: Sweep) -> list[str]:
+    """fit --overwrite of a trained run with a broken train file: refused, and the old run must stay whole."""
+    run = s.run_copy()
+    folder = s.data_copy("ud_en_ewt")
+    (folder / "en_ewt-ud-train.conllu").write_text("1\tonly-one-column\n\n", encoding="utf-8")
+    raw = {**s.raw(run.name), "data": {**s.raw()["data"], "root": str(folder.parent)}}
+    path = s.tmp / "configs" / f"{run.name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return ["fit", str(path), "--overwrite"]
+
+
+def resume_changed_data(s: Sweep) -> list[str]:
+    """--resume after the train file lost half its sentences."""
+    run = s.run_copy()
+    folder = s.data_copy("ud_en_ewt")
+    yaml_edit(run / "config.yaml", lambda c: c["data"].update(root=str(folder.parent)))
+    train = folder / "en_ewt-ud-train.conllu"
+    blocks = train.read_text(encoding="utf-8").split("\n\n")
+    train.write_text("\n\n".join(blocks[: len(blocks) // 2]) + "\n\n", encoding="utf-8")
+    return ["fit", "--resume", str(run), "--set", "train.max_steps=6"]
+
+
+def graph_run(s: Sweep) -> list[str]:
+    done = run_cli(["fit", str(REPO / "configs" / "cora_gat.yaml"), "--set", f"runs_dir={s.tmp / 'graph'}",
+                    "--set", f"data.root={s.data}", "--set", "train.seeds=1", "--set", "train.max_steps=2",
+                    "--set", "train.progress=false", "--set", "train.threads=1"])
+    if done.returncode:
+        raise SystemExit(f"training the graph run failed:\n{done.stderr}")
+    return ["export", str(s.tmp / "graph" / "cora_gat")]
+
+
+def busy_port(s: Sweep) -> list[str]:
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    s.sockets = getattr(s, "sockets", []) + [holder]
+    return ["serve", str(s.tmp / "runs" / "trained"), "--port", str(holder.getsockname()[1])]
 
 
 def big_line(s: Sweep) -> list[str]:
@@ -324,6 +463,59 @@ CASES = [
     Case("data", "gz holds non-UTF-8", lambda s: mt(s, lambda f: gz_bytes(f / "train.de.gz", b"ein \xff Mann\n" * 150)),
          ["train.de.gz"]),
     Case("data", "gz not gzip", lambda s: mt(s, lambda f: (f / "val.de.gz").write_text("plain")), ["val.de.gz"]),
+    # ---- own data: labels, tags, tables, readers, caches (issue 24) ----
+    Case("own", "label with spaces (stripped, said once)", lambda s: own(s, {"train.csv": csv_of(
+        relabel(sst2_rows(s), 0, "positive "))}, {"format": "csv"}), ["note: stripped the spaces around 2"], code=0),
+    Case("own", "empty label", lambda s: own(s, {"train.csv": csv_of(relabel(sst2_rows(s), 2, ""))}, {"format": "csv"}),
+         ["train.csv:4: no label"]),
+    Case("own", "JSONL null label", lambda s: own(s, {"train.jsonl": jsonl_of(relabel(sst2_rows(s), 2, None))},
+                                                  {"format": "jsonl"}), ["train.jsonl:3: no label: field 'label' is null"]),
+    Case("own", "integer labels and one word", lambda s: own(s, {"train.csv": csv_of(relabel(
+        sst2_rows(s, names=None), 3, "positive"))}, {"format": "csv"}), ["train.csv:5: label 'positive' is text"]),
+    Case("own", "one class (custrev.pos/.neg)", lambda s: own(s, {
+        "custrev.pos": "".join(t + "\n" for _, t in sst2_rows(s, 5)),
+        "custrev.neg": "".join(t + "\n" for _, t in sst2_rows(s, 5, 5))}, {"format": "text", "files": {
+            "train": "custrev.*"}}), ["every one of the 10 train rows has label 'custrev'"]),
+    Case("own", "Q-person in a BIO file", lambda s: own(s, {"train.txt": wnut(s, line=20, replacement="Al\tQ-person")},
+                                                        {"format": "conll"}, head="tagging"),
+         ["train.txt:20: tag 'Q-person' is not valid IOB2"]),
+    Case("own", "IOB1 tags", lambda s: own(s, {"train.txt": iob1(s)}, {"format": "conll"}, head="tagging"),
+         ["looks like IOB1", "data.target.repair: iob1"]),
+    Case("own", "IOB1 tags repaired", lambda s: own(s, {"train.txt": iob1(s)}, {"format": "conll"}, head="tagging",
+                                                    data={"target": {"field": "tags", "repair": "iob1"}}),
+         ["note: converted"], code=0),
+    Case("own", "a third CoNLL column", lambda s: own(s, {"train.txt": wnut(s, line=12, replacement="view\tO\tNN")},
+                                                      {"format": "conll"}, head="tagging"),
+         ["train.txt:12: expected 2 columns (tokens, tags), found 3"]),
+    Case("own", "CoNLL comment lines (UNER)", lambda s: own(s, {"train.iob2": "# sent_id = 1\n# text = a b\n"
+                                                                + wnut(s, 10)}, {"format": "conll"}, head="tagging"),
+         [], code=0),
+    Case("own", "dev label unseen in train", lambda s: own(s, {"train.csv": csv_of(sst2_rows(s)), "dev.csv": csv_of(
+        [["neutral", "a film"]])}, {"format": "csv", "files": {"train": "train.csv", "dev": "dev.csv"}}),
+         ["dev.csv:2: label 'neutral' never occurs in train"]),
+    Case("own", "CSV ragged row after a quoted newline", lambda s: own(s, {"train.csv": 'text,label\n"two\nlines",a\n'
+                                                                         'one,two,b\n'}, {"format": "csv"}),
+         ["train.csv:4: 3 fields, but the header has 2"]),
+    Case("own", "CSV in UTF-16", lambda s: own(s, {"train.csv": csv_of(sst2_rows(s)).encode("utf-16")}, {"format": "csv"}),
+         ["train.csv: the file is UTF-16"]),
+    Case("own", "CSV in Latin-1", lambda s: own(s, {"train.csv": "text,label\ncaf\u00e9,a\n".encode("latin-1")},
+                                                {"format": "csv"}), ["train.csv:2:4: not UTF-8", "Latin-1"]),
+    Case("own", "JSONL broken line", lambda s: own(s, {"train.jsonl": jsonl_of(sst2_rows(s, 2)) + '{"text": \n'},
+                                                   {"format": "jsonl"}), ["train.jsonl:3:10: not a JSON record"]),
+    Case("own", "NaN samples in a wav", nan_wavs, ["bad.wav: 2 of its"]),
+    Case("own", "name_pattern on a csv", lambda s: own(s, {"train.csv": csv_of(sst2_rows(s))}, {
+        "format": "csv", "name_pattern": "(?P<x>.*)"}, command="validate"), ["name_pattern: format csv does not read it"]),
+    Case("own", "$ATTNTRAIN_CACHE is a file", lambda s: own(s, {"train.csv": csv_of(sst2_rows(s))}, {"format": "csv"}),
+         ["$ATTNTRAIN_CACHE=", "must be a folder"], prefix=cache_is_a_file),
+    Case("own", "validate: input field not in the data", lambda s: own(s, {"train.csv": csv_of(sst2_rows(s))}, {
+        "format": "csv"}, command="validate", args=("--set", "data.input.field=sentence")),
+         ["data.input.field: no field 'sentence'", "(its fields: text, label)"]),
+    Case("own", "validate: split column not in the data", lambda s: own(s, {"all.csv": csv_of(sst2_rows(s))}, {
+        "format": "csv", "path": "all.csv", "files": None}, data={"split": {"column": "part"}}, command="validate"),
+         ["data.split.column: no field 'part'"]),
+    Case("own", "validate: graph node id not in the data", lambda s: graph_tables(s, "data.graph.node_id=node"),
+         ["data.graph.node_id: no field 'node'"]),
+    Case("own", "validate: negative split seed", lambda s: set_key(s, "data.split.seed", -1), ["data.split.seed"]),
     # ---- run directory ----
     Case("run", "best truncated", lambda s: run_file(s, lambda r: truncate(r / "best.safetensors")),
          ["best.safetensors", "--checkpoint"]),
@@ -385,6 +577,11 @@ CASES = [
     Case("run", "NaN loss (lr 1e6)", lambda s: ["fit", str(s.config(s.raw("nan", lr=1e6, warmup_steps=0, max_steps=40,
                                                                         max_nonfinite=3)))],
          ["training diverged"], code=3),
+    Case("run", "fit --overwrite with a broken train file", overwrite_with_bad_data, ["en_ewt-ud-train.conllu"]),
+    Case("run", "resume of a finished run", lambda s: ["fit", "--resume", str(s.run_copy())], ["this run is finished"]),
+    Case("run", "resume on changed data", resume_changed_data, ["train data changed", "--allow-data-change"]),
+    Case("run", "export of a graph run", graph_run, ["graph runs are not exported"]),
+    Case("run", "serve on a busy port", busy_port, ["another program may hold it"]),
     # ---- predict ----
     Case("predict", "--file missing", lambda s: ["predict", str(s.tmp / "runs" / "trained"), "--file",
                                                  str(s.tmp / "none.txt")], ["none.txt"]),

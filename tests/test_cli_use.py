@@ -83,6 +83,7 @@ def test_runs_lists_finished_and_stopped_runs(tagging_run, tmp_path):
     shutil.copytree(tagging_run, stopped)
     for path in stopped.glob("eval_*.json"):
         path.unlink()
+    shutil.rmtree(stopped / "checkpoints")  # stopped before its first checkpoint: the records say where
     kept = [line for line in (stopped / "metrics.jsonl").read_text().splitlines()
             if json.loads(line)["kind"] != "final" and json.loads(line).get("step", 0) <= 20]
     (stopped / "metrics.jsonl").write_text("\n".join(kept) + "\n")
@@ -90,7 +91,7 @@ def test_runs_lists_finished_and_stopped_runs(tagging_run, tmp_path):
     (tmp_path / "not_a_run").mkdir()
     rows = {r["name"]: r for r in list_runs(tmp_path)}
     assert set(rows) == {"stopped", "done"}
-    assert rows["done"]["status"] == "finished" and rows["stopped"]["status"] == "stopped at step 20"
+    assert rows["done"]["status"] == "finished (max_steps)" and rows["stopped"]["status"] == "stopped at step 20"
     test = json.loads((tagging_run / "eval_test.json").read_text())["accuracy"]
     assert rows["done"]["test"] == test and rows["stopped"]["test"] is None
     dev = [json.loads(line) for line in (tagging_run / "metrics.jsonl").read_text().splitlines()]

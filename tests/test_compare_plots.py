@@ -15,9 +15,10 @@ import torch
 import yaml
 
 from attntrain import plots
-from attntrain.compare import compare_table, parse_vary, plan_sweep, run_sweep, summarize_run
+from attntrain.compare import compare_table, parse_vary, plan_sweep, summarize_run
 from attntrain.errors import UserError
 from attntrain.runs import load_run, summarise
+from attntrain.sweep import run_sweep
 from tests.conftest import tiny_raw
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -155,7 +156,10 @@ def test_summarize_run_tolerates_missing_pieces_and_rejects_non_runs(sweep, tmp_
     partial = tmp_path / "partial"
     shutil.copytree(run_dirs[0], partial, ignore=shutil.ignore_patterns("eval_*.json"))
     row = summarize_run(partial)
-    assert row["test"] == {} and row["dev"] == {} and row["peak_memory_mb"] is None
+    assert row["test"] == {} and row["peak_memory_mb"] is None
+    dev_records = [json.loads(line) for line in (partial / "metrics.jsonl").read_text().splitlines()]
+    best = max(r["accuracy"] for r in dev_records if r["kind"] == "eval")
+    assert row["dev"] == {"accuracy": best}  # no eval_dev.json (an interrupted run): the best dev evaluation so far
     assert row["parameters"] == start_parameters(run_dirs[0])
     assert row["train_seconds"] > 0  # from the last `elapsed` of metrics.jsonl
     markdown, _ = compare_table([row])
@@ -186,6 +190,13 @@ def test_summarize_multi_seed_parent_reports_means_and_seed_count(sweep, tmp_pat
 
 
 # ---- pictures -------------------------------------------------------------------------------
+
+
+def test_fit_draws_a_confusion_picture_beside_each_confusion_count_file(sweep):
+    _, run_dirs = sweep
+    counts = sorted(path.stem for path in run_dirs[0].glob("confusion_*.json"))
+    assert counts == ["confusion_dev", "confusion_test"]
+    assert sorted(path.stem for path in run_dirs[0].glob("confusion_*.png")) == counts
 
 
 def test_learning_curves_png(sweep):
@@ -229,11 +240,26 @@ def test_attention_map_errors(sweep, monkeypatch):
     with pytest.raises(UserError, match="input is empty"):
         plots.attention_map(run_dirs[0], "   ")
 
-    def without_attention(run_dir):
-        cfg, task, model, device = load_run(run_dir)
+    def without_attention(run_dir, **options):
+        cfg, task, model, device = load_run(run_dir, **options)
         model.encoder = torch.nn.Identity()  # stands in for an encoder kind without attention
         return cfg, task, model, device
 
     monkeypatch.setattr(plots, "load_run", without_attention)
     with pytest.raises(UserError, match="model.encoder.kind: transformer"):
         plots.attention_map(run_dirs[0], SENTENCE)
+
+
+def test_training_writes_confusion_counts_and_plots_draws_them(tmp_path):
+    from attntrain.model.heads import SequenceMeter
+    from attntrain.plots import confusion_pictures
+    from attntrain.train.loop import save_artifacts
+
+    meter = SequenceMeter(3)
+    meter.confusion += torch.tensor([[2, 1, 0], [0, 3, 0], [1, 0, 4]])
+    save_artifacts(tmp_path, "dev", meter, {"labels": ["a", "b", "c"]})
+    assert json.loads((tmp_path / "confusion_dev.json").read_text())["matrix"][2] == [1, 0, 4]
+    assert not list(tmp_path.glob("*.png"))  # the training floor draws nothing
+    assert confusion_pictures(tmp_path, ["test"]) == []  # no counts for test: nothing drawn
+    (png,) = confusion_pictures(tmp_path)
+    assert png == tmp_path / "confusion_dev.png" and png.read_bytes()[:4] == b"\x89PNG"

@@ -155,9 +155,8 @@ def test_label_unseen_in_train_is_an_error_naming_the_row(tmp_path):
                                                   "test": str(tmp_path / "test.csv")}},
             "input": {"field": "text"}, "target": {"field": "label"}, "split": {"dev": 0.0}}
     task = build_task(build_config(config(tmp_path, data, {"kind": "sequence"}), "test"))
-    task.prepare()
     with pytest.raises(UserError, match=r"test.csv:2: label 'neutral' never occurs in train"):
-        task.split("test")
+        task.prepare()  # before the first training step, not at the first evaluation
 
 
 def test_bad_input_of_the_preset_formats_names_file_line_or_key(tmp_path):
@@ -203,6 +202,8 @@ def test_empty_split_and_undecodable_image_are_errors(tmp_path):
     images = tmp_path / "img" / "train" / "a"
     images.mkdir(parents=True)
     (images / "broken.png").write_bytes(b"not a png")
+    (images.parent / "b").mkdir()
+    (images.parent / "b" / "other.png").write_bytes(b"not a png either")  # a second class: one is refused
     data = {"source": {"format": "imagefolder", "path": str(tmp_path / "img")}, "input": {"field": "path", "kind": "image"},
             "target": {"field": "label"}, "split": {"dev": 0.0}}
     with pytest.raises(UserError, match=r"broken.png: not a readable image"):
@@ -275,20 +276,21 @@ def test_unseen_conllu_tag_names_the_file_and_line_of_its_sentence(tmp_path):
     def sentence(number: int, word: str, tag: str) -> str:
         return f"# sent_id = {number}\n1\t{word}\t{word}\t{tag}\t_\t_\t0\troot\t_\t_\n\n"
 
-    (tmp_path / "train.conllu").write_text(sentence(1, "dog", "NOUN") + sentence(2, "cat", "NOUN"))
+    (tmp_path / "train.conllu").write_text(sentence(1, "dog", "NOUN") + sentence(2, "cat", "DET"))
     (tmp_path / "dev.conllu").write_text(sentence(1, "cat", "NOUN") + sentence(2, "runs", "VERB"))
     data = {"source": {"format": "conllu", "files": {"train": str(tmp_path / "train.conllu"),
                                                      "dev": str(tmp_path / "dev.conllu")}},
             "input": {"field": "words"}, "target": {"field": "upos"}, "split": {"test": 0.0}}
     task = build_task(build_config(config(tmp_path, data, {"kind": "tagging"}), "test"))
-    task.prepare()
-    with pytest.raises(UserError, match=r"dev.conllu:4: tag 'VERB' never occurs in train \(train tags: NOUN\)"):
-        task.split("dev")
-    data["target"]["labels"] = ["NOUN", "VERB"]  # a tag set declared in advance (as the ud_pos preset does)
+    with pytest.raises(UserError, match=r"dev.conllu:4 \(token 1\): tag 'VERB' never occurs in train "
+                                        r"\(train tags: DET, NOUN\)"):
+        task.prepare()  # before the first training step
+    data["target"]["labels"] = ["DET", "NOUN", "VERB"]  # a tag set declared in advance (as the ud_pos preset does)
     task = build_task(build_config(config(tmp_path, data, {"kind": "tagging"}), "test"))
     task.prepare()
-    assert len(task.split("dev")) == 2 and task.info()["num_labels"] == 2
-    data["target"]["labels"] = ["VERB"]
+    assert len(task.split("dev")) == 2 and task.info()["num_labels"] == 3
+    data["target"]["labels"] = ["VERB", "DET"]
     task = build_task(build_config(config(tmp_path, data, {"kind": "tagging"}), "test"))
-    with pytest.raises(UserError, match=r"train.conllu:1: tag 'NOUN' is not in data.target.labels \(VERB\)"):
+    with pytest.raises(UserError, match=r"train.conllu:1 \(token 1\): tag 'NOUN' is not in data.target.labels "
+                                        r"\(VERB, DET\)"):
         task.prepare()

@@ -140,6 +140,11 @@ def test_fsdd_speaker_loss_falls_and_stats_come_from_train(fsdd_run):
     assert len(state["input"]["mean"]) == cfg.data.audio.n_mels
     confusion = json.loads((cfg.run_dir() / "confusion_test.json").read_text())
     assert sum(map(sum, confusion["matrix"])) == 50
+    # The trainer writes counts only; the picture is drawn by plots (runs.fit / eval_run call it).
+    assert not (cfg.run_dir() / "confusion_test.png").exists()
+    from attntrain.plots import confusion_pictures
+
+    assert cfg.run_dir() / "confusion_test.png" in confusion_pictures(cfg.run_dir())
     assert (cfg.run_dir() / "confusion_test.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -79,6 +79,12 @@ def test_choices_equal_the_keys_of_the_tables():
     assert tuple(choices.METRICS) == tuple(HEADS)
 
 
+def test_task_labels_equal_the_presets_label_choices():
+    from attntrain.data.presets import LABEL_CHOICES
+
+    assert choices.TASK_LABELS == LABEL_CHOICES
+
+
 def test_each_accepted_label_picks_a_target_field_of_its_preset():
     from attntrain.config import DataConfig
     from attntrain.data.presets import PRESETS

@@ -108,6 +108,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(ewt_root, tmp_path, how):
         _, err = broken.communicate(timeout=120)
         assert broken.returncode == 130, err
         assert "resume with: attntrain fit --resume" in err
+        assert records(broken_dir, "stop")[-1]["reason"] == "interrupt"  # metrics.jsonl says why it ended
     else:  # kill -9 after a checkpoint: no handler runs, the last checkpoint must do
         wait_for(lambda: RunDir(broken_dir).latest() is not None and len(records(broken_dir, "train")) >= 25)
         broken.kill()
@@ -125,6 +126,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(ewt_root, tmp_path, how):
         assert torch.equal(a[key], b[key]), key
     strip = lambda rs: [(r["step"], r["loss"]) for r in rs]  # noqa: E731
     assert strip(records(broken_dir, "train")) == strip(records(tmp_path / "runs" / "straight", "train"))
+    assert records(broken_dir, "stop")[-1]["reason"] == "max_steps"
     test_a = json.loads((tmp_path / "runs" / "straight" / "eval_test.json").read_text())
     test_b = json.loads((broken_dir / "eval_test.json").read_text())
     assert test_a["accuracy"] == test_b["accuracy"]

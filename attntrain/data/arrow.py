@@ -36,17 +36,36 @@ def rows_digest(rows: Iterable[dict], fields: Sequence[str]) -> str:
     return digest.hexdigest()[:20]
 
 
-def file_identity(path: Path) -> list:
-    """What says a file changed: its resolved path, size and modification time."""
+DIGEST_BYTES = 65_536  # content digest of a file: its first and last this many bytes (all of a smaller file)
+
+
+def file_identity(path: Path, *, digest: bool = True) -> list:
+    """What says a file's rows changed: its path as named (a symlink's own name can carry a label) and resolved,
+    size, modification time and (`digest`, for a file) a hash of its first and last 64 KiB, so a same-size edit
+    whose modification time was restored is seen too (within those bytes)."""
     stat = path.stat()
-    return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    identity = [str(path.absolute()), str(path.resolve()), stat.st_size, stat.st_mtime_ns]
+    if digest and path.is_file():
+        identity.append(content_digest(path, stat.st_size))
+    return identity
+
+
+def content_digest(path: Path, size: int) -> str:
+    """sha256 of a file's first and last DIGEST_BYTES (the whole file when it is at most twice that)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(DIGEST_BYTES))
+        if size > 2 * DIGEST_BYTES:
+            f.seek(size - DIGEST_BYTES)
+        digest.update(f.read())
+    return digest.hexdigest()[:20]
 
 
 def dataset_identity(dataset) -> list:
     """What says a file-backed dataset's rows are unchanged: its fingerprint and the identity of every Arrow
     file behind it. The fingerprint alone is not enough: a `save_to_disk` folder written again with other
     rows can keep it (the library derives it from how the data was made, not from the rows)."""
-    return [dataset._fingerprint, [file_identity(Path(f["filename"])) for f in dataset.cache_files]]
+    return [dataset._fingerprint, [file_identity(Path(f["filename"]), digest=False) for f in dataset.cache_files]]
 
 
 def media_digest(rows: Iterable[dict], field: str, others: Sequence[str]) -> str | None:
@@ -74,7 +93,7 @@ def media_identity(value: Any) -> list | None:
         value = value.get("path")
     if isinstance(value, (str, Path)):
         try:
-            return file_identity(Path(value))
+            return file_identity(Path(value), digest=False)  # a media file: no read of every file on a warm run
         except OSError:  # missing: decoding says so, naming the row
             return None
     if hasattr(value, "numpy") or isinstance(value, np.ndarray):  # a tensor or an array: its bytes, exactly
@@ -92,10 +111,25 @@ def read_cached(path: Path | None):
     if path is None or not path.is_file():
         return None
     try:
-        return datasets.Dataset.from_file(str(path))
+        found = datasets.Dataset.from_file(str(path))
+        if intact(found):
+            return found
     except Exception:  # truncated or foreign: it is computed again
-        path.unlink(missing_ok=True)
-        return None
+        pass
+    path.unlink(missing_ok=True)
+    return None
+
+
+def intact(dataset) -> bool:
+    """Whether a memory-mapped dataset's Arrow data is whole: offsets in range and text valid UTF-8 (bytes damaged
+    inside a cached file would otherwise surface as a decode error mid-run). One pass in Arrow's C++ code."""
+    import pyarrow as pa
+
+    try:
+        dataset.data.table.validate(full=True)
+    except (pa.ArrowInvalid, pa.ArrowException):
+        return False
+    return True
 
 
 def cached_map(dataset, function: Callable, *, features: dict, key: str, path: Path | None,

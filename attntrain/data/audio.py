@@ -36,10 +36,21 @@ def read_wav(path: str | Path, sample_rate: int) -> torch.Tensor:
         raise UserError(f"{path}: empty audio file (0 samples)")
     check_wav_complete(path)
     wave = torch.from_numpy(samples).mean(dim=1)  # (N,)
+    check_finite(wave, str(path), file_rate)
     if file_rate != sample_rate:
         wave = resample(wave, file_rate, sample_rate)
     # Float files may exceed full scale and resampling can overshoot (Gibbs); keep the promised range.
     return wave.clamp(-1.0, 1.0).to(torch.float32)
+
+
+def check_finite(wave: torch.Tensor, where: str, sample_rate: int) -> None:
+    """NaN or infinite samples (a float file written from a diverged computation) are an error naming the file:
+    they would make every feature of the example NaN, which training would blame on the learning rate."""
+    bad = ~torch.isfinite(wave)
+    if bad.any():
+        first = int(bad.nonzero()[0])
+        raise UserError(f"{where}: {int(bad.sum())} of its {wave.shape[0]} samples are NaN or infinite (the first at "
+                        f"sample {first}, {first / sample_rate:.3f} s); the audio must hold finite numbers")
 
 
 def check_wav_complete(path: Path) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+IGNORE = -100  # label id of padding and unlabeled positions (the losses' ignore_index)
+
 
 def token_batches(lengths: list[int], max_tokens: int, *, shuffle: bool, seed: int = 0, epoch: int = 0) -> list[list[int]]:
     """Group example indices so that (batch size x longest length) <= max_tokens.

@@ -7,7 +7,6 @@ ranges (`1-2`) and empty nodes (`8.1`) are skipped, as the UD guidelines prescri
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import conllu
 import datasets
 
-from attntrain.data.presets import UPOS
+from attntrain.data.tagsets import UPOS
 from attntrain.data.root import cache_dir
 from attntrain.errors import UserError
 
@@ -81,17 +80,21 @@ def read_conllu(path: str | Path) -> list[dict]:
 
 def load_conllu_dataset(path: str | Path) -> datasets.Dataset:
     """`read_conllu` as a `datasets.Dataset`, cached under the cache dir keyed by file identity."""
-    path = Path(path).resolve()
+    from attntrain.data.arrow import cache_key, file_identity, intact
+
+    path = Path(path)
     if not path.is_file():
         raise UserError(f"CoNLL-U file not found: {path}")
-    stat = path.stat()
-    key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}|{PARSER_VERSION}".encode()).hexdigest()[:16]
+    key = cache_key(file_identity(path), PARSER_VERSION)[:16]
     target = cache_dir() / "conllu" / f"{path.stem}-{key}"
     if target.is_dir():
         try:
-            return datasets.load_from_disk(str(target))
+            found = datasets.load_from_disk(str(target))
+            if intact(found):
+                return found
         except Exception:  # a damaged cache is rebuilt, never trusted
             pass
+        shutil.rmtree(target, ignore_errors=True)
     dataset = datasets.Dataset.from_list(read_conllu(path))
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     datasets.disable_progress_bars()

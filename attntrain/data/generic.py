@@ -28,6 +28,7 @@ import torch
 from attntrain.data.arrow import (ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity, media_digest,
                                   rows_digest)
 from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
+from attntrain.data.pieces import piece_input
 from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source, source_rows
 from attntrain.data.spans import entities, format_spans
 from attntrain.data.targets import TARGETS
@@ -38,7 +39,8 @@ from attntrain.registry import lookup
 
 ENCODING_VERSION = 1  # bump when what an encoded text split holds changes: older cached encodings are then not read
 TEXT_COLUMNS = {"words": torch.long, "oov": torch.bool, "shapes": torch.long, "chars": torch.long,
-                "labels": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
+                "labels": torch.long,
+                "word_starts": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
 MEDIA_INPUTS = ("audio", "image")  # input kinds whose splits are decoded once into a cached Arrow file
 MEDIA_VERSION = 1  # bump when what a decoded audio / image split holds changes
 SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
@@ -116,7 +118,9 @@ class DataTask(Task):
     def __init__(self, cfg):
         super().__init__(cfg)
         data = cfg.data
-        self.input_kind = lookup(INPUT_KINDS, data.input.kind, "data.input.kind")(data, cfg.model.embed)
+        # model.init hf:...: the checkpoint's tokenizer cuts the words into its pieces
+        self.input_kind = (piece_input(cfg)
+                           or lookup(INPUT_KINDS, data.input.kind, "data.input.kind")(data, cfg.model.embed))
         self.input = self.input_kind.kind
         self.target = lookup(TARGETS, cfg.model.head.kind, "model.head.kind (as a data target)")(data)
         self.truncate_eval = self.target.head == "sequence"  # tagging scores every token of every sentence
@@ -124,6 +128,7 @@ class DataTask(Task):
         self._split_index: dict[str, list[int]] | None = None
         self._splits: tuple = (None, None)  # (the split index they were made with, split -> rows)
         self._decoded: dict[str, Any] = {}  # split -> its decoded audio / image Arrow table (see _decode_media)
+        self._checked: set[str] = set()  # dev / test splits whose labels have been checked against train's
         self.predict_batch_size = 16 if self.input in MEDIA_INPUTS else 32
 
     @property
@@ -237,18 +242,33 @@ class DataTask(Task):
 
     # ---- vocabularies and statistics -----------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:
+        """state: a saved `state()`, or None (built from train); a state whose target is None (model.init: a
+        pretrained run's input vocabulary or statistics) keeps that input and builds the labels from train."""
         if state is not None and "input" not in state:
             state = self._legacy_state(state)
         if state is not None and state.get("split_index") is not None:
             self._split_index = state["split_index"]
-        train = None if state is not None else self.split_raw("train")
-        self._decoded = {}
+        train = None if state is not None and state.get("target") is not None else self.split_raw("train")
+        self._decoded, self._checked = {}, set()
         if self.input in MEDIA_INPUTS:  # labels first: the decoded train split holds them, and gives the input statistics
             self.target.prepare(train, state and state["target"])
+            if state is None:
+                self._check_held_out()
             self.input_kind.prepare(train, state and state["input"], decoded=self._decoded_train)
             return
         self.input_kind.prepare(train, state and state["input"])
         self.target.prepare(train, state and state["target"])
+        if state is None:
+            self._check_held_out()
+
+    def _check_held_out(self) -> None:
+        """Every dev / test label known to train, checked now rather than at the first evaluation (or after the
+        whole run); what cleaning changed is said once."""
+        for name in self.splits:
+            if name != "train":
+                self.target.check(self.split_raw(name), name)
+                self._checked.add(name)
+        self.target.report()
 
     def state(self) -> dict:
         return {"input": self.input_kind.state(), "target": self.target.state(), "split_index": self._split_index}
@@ -281,8 +301,10 @@ class DataTask(Task):
         return rows
 
     def split(self, name: str) -> list[dict]:
-        if name not in self._encoded and name != "train":
+        if name not in self._encoded and name != "train" and name not in self._checked:
             self.target.check(self.split_raw(name), name)  # labels train never has: an error before encoding
+            self._checked.add(name)
+            self.target.report()
         if name not in self._encoded and self.input in ("text", *MEDIA_INPUTS):  # encoded into cached Arrow files
             max_len = self.cfg.data.max_len if name == "train" else self.eval_max_len()
             self._encoded[name] = (self._encode_text(self.split_raw(name), max_len) if self.input == "text"
@@ -314,6 +336,8 @@ class DataTask(Task):
         if embed.char_dim:
             features["chars"] = datasets.List(ids)
         features["labels"] = ids if self.target.head == "tagging" else datasets.Value("int64")
+        if getattr(self.input_kind, "tagging", False):  # pieces: each word's first piece
+            features["word_starts"] = ids
 
         def encode_rows(batch: dict, indices: list[int]) -> dict:
             examples = rows.dicts(batch, indices) if on_disk else [rows[i] for i in batch["index"]]
@@ -357,7 +381,7 @@ class DataTask(Task):
         def decode_rows(batch: dict) -> dict:
             out: dict[str, list] = {column: [] for column in features}
             for row in rows.take(batch["index"]) if isinstance(rows, ArrowRows) else (rows[i] for i in batch["index"]):
-                array = self.input_kind.decode(self._input_value(row, "example")).numpy()
+                array = self.input_kind.decode(self._input_value(row, "example"), row.get(WHERE, "a row")).numpy()
                 labels = self.target.encode(row, self._media_length(array.shape)).get("labels")
                 for column, value in zip(features, (array.tobytes(), array.dtype.str, list(array.shape),
                                                     _plain(labels))):
@@ -427,7 +451,7 @@ class DataTask(Task):
     def encode(self, example: dict, *, max_len: int | None) -> dict:
         value = self._input_value(example, "example")
         if self.input == "text":
-            tokens = self.input_kind.tokens(value)
+            tokens = self.input_kind.tokens(value, example.get(WHERE, "input"))
             tokens = (truncate(tokens, max_len, self.cfg.data.truncate) if self.target.head == "sequence"
                       else tokens[:max_len] if max_len else tokens)
             item = self.input_kind.encode(tokens)
@@ -467,6 +491,8 @@ class DataTask(Task):
 
     def position_labels(self, example: dict, item: dict) -> list[str]:
         value = example[self.cfg.data.input.field]
+        if self.input == "text" and hasattr(self.input_kind, "piece_labels"):  # one vector per piece
+            return self.input_kind.piece_labels(truncate(list(value), self.eval_max_len(), self.cfg.data.truncate))
         if self.input == "text":
             return truncate(list(value), self.eval_max_len(), self.cfg.data.truncate)[: item["length"]]
         if self.input == "audio":
@@ -485,6 +511,14 @@ class DataTask(Task):
         if self.target.scheme != "none":
             return format_spans(value, tags, self.target.scheme)
         return " ".join(f"{w}/{t}" for w, t in zip(value, tags))
+
+    def gold_record(self, example: dict) -> dict:
+        """The input as the user knows it (text, tokens, or a media file's path) and the gold label or tags."""
+        value = example.get(self.input_field) if isinstance(self.input_field, str) else None
+        if isinstance(value, dict):  # a Hugging Face Audio / Image value
+            value = value.get("path")
+        shown = isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return {"input": value if shown else None, "gold": self.target.value(example, "gold")}
 
     def record(self, example: dict, prediction: Any, scores: Any = None) -> dict:
         """A prediction as a JSON-ready dict (predict --format jsonl, the server); scores: class probabilities."""

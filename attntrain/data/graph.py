@@ -15,19 +15,19 @@ Everything after loading (label ids, splits, feature scaling, edges, predict) is
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
+from attntrain.data.batching import IGNORE
 from attntrain.data.generic import fold_split, ratio_split
+from attntrain.data.graph_tables import GraphArrays, table_arrays  # GraphArrays re-exported: data.graph.GraphArrays
 from attntrain.data.inputs import GraphInput
 from attntrain.data.root import dataset_dir
 from attntrain.data.targets import sorted_labels, unknown_label
 from attntrain.data.task import Task
 from attntrain.errors import UserError
-from attntrain.model.heads import IGNORE
 
 CORA_CLASSES = ["Theory", "Reinforcement_Learning", "Genetic_Algorithms", "Neural_Networks",
                 "Probabilistic_Methods", "Case_Based", "Rule_Learning"]
@@ -62,32 +62,6 @@ def load_planetoid(path) -> dict[str, np.ndarray]:
         if idx.size and (idx.min() < 0 or idx.max() >= nodes):
             raise UserError(f"{path}: {key} holds node ids outside 0..{nodes - 1}")
     return arrays
-
-
-@dataclass
-class GraphArrays:
-    """A graph as read, before label ids and scaling: what either source fills in.
-
-    features (N,F) float32 as given; edges (2,E) node positions, row 0 source, row 1 target (the target
-    attends to the source); ids: each node's name (`predict` takes it); labels: each node's label name
-    or None; splits: split -> node positions when the data fixes them (npz arrays, a split column),
-    None for a seeded split of the labelled nodes; classes: the label order when the data fixes it
-    (npz), None to take the sorted train labels; origin: the node file, for messages; where: each
-    node's file:line (None for the npz).
-    """
-
-    features: torch.Tensor
-    edges: torch.Tensor
-    ids: list
-    labels: list[Optional[str]]
-    splits: Optional[dict[str, list[int]]]
-    origin: str
-    classes: Optional[list[str]] = None
-    where: Optional[list[str]] = None
-
-    def node(self, position: int) -> str:
-        """A node for messages: its file:line, or its id in the file."""
-        return self.where[position] if self.where else f"{self.origin}: node {self.ids[position]}"
 
 
 def planetoid_arrays(cfg) -> GraphArrays:
@@ -140,8 +114,6 @@ class GraphTask(Task):
             if self.cfg.data.source is None:
                 self._arrays = planetoid_arrays(self.cfg)
             else:
-                from attntrain.data.graph_tables import table_arrays  # it imports GraphArrays from here
-
                 self._arrays = table_arrays(self.cfg.data)
         return self._arrays
 
@@ -180,6 +152,10 @@ class GraphTask(Task):
                 if arrays.labels[node] not in ids:
                     raise UserError(unknown_label(arrays.node(node), "label", arrays.labels[node], self.classes,
                                                   None))
+        if state is None and len({arrays.labels[i] for i in splits["train"]}) < 2:
+            raise UserError(f"{arrays.origin}: every one of the {len(splits['train'])} training nodes has label "
+                            f"'{arrays.labels[splits['train'][0]]}' (field '{self.cfg.data.target.field}'); a "
+                            "classifier needs at least two classes")
         inputs = GraphInput(self.cfg.data)
         self._graph = {
             "features": inputs.scale(arrays.features),  # (N,F)

@@ -1,4 +1,5 @@
-"""A graph from two tables: a node table (id, features, label, split) and an edge table (source, target).
+"""The arrays of a graph (`GraphArrays`, also what a Planetoid .npz fills in: attntrain.data.graph), and a
+graph from two tables: a node table (id, features, label, split) and an edge table (source, target).
 
     data:
       source: {format: graph, files: {nodes: nodes.csv, edges: edges.csv}}  # csv, tsv, jsonl, parquet (by suffix)
@@ -14,12 +15,12 @@ so every row knows its file and line, and every problem below names them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from attntrain.data.graph import GraphArrays
 from attntrain.data.inputs import GraphInput, field_value
 from attntrain.data.sources import SPLIT_ALIASES, WHERE, base_folder, expand, table_rows
 from attntrain.data.targets import label_name
@@ -27,6 +28,32 @@ from attntrain.errors import UserError
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 ROLES = ("nodes", "edges")
+
+
+@dataclass
+class GraphArrays:
+    """A graph as read, before label ids and scaling: what either source fills in.
+
+    features (N,F) float32 as given; edges (2,E) node positions, row 0 source, row 1 target (the target
+    attends to the source); ids: each node's name (`predict` takes it); labels: each node's label name
+    or None; splits: split -> node positions when the data fixes them (npz arrays, a split column),
+    None for a seeded split of the labelled nodes; classes: the label order when the data fixes it
+    (npz), None to take the sorted train labels; origin: the node file, for messages; where: each
+    node's file:line (None for the npz).
+    """
+
+    features: torch.Tensor
+    edges: torch.Tensor
+    ids: list
+    labels: list[Optional[str]]
+    splits: Optional[dict[str, list[int]]]
+    origin: str
+    classes: Optional[list[str]] = None
+    where: Optional[list[str]] = None
+
+    def node(self, position: int) -> str:
+        """A node for messages: its file:line, or its id in the file."""
+        return self.where[position] if self.where else f"{self.origin}: node {self.ids[position]}"
 
 
 def table_format(path: Path) -> str:

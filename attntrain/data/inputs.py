@@ -74,13 +74,14 @@ class TextInput:
             return tokenize(_HTML_BREAK.sub(" ", value) if self.html_breaks else value, self.tokenizer)
         if isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value):
             return list(value)
-        raise UserError(f"{where}: field '{self.field}' must be text or a list of tokens, got {type(value).__name__}")
+        got = "null" if value is None else type(value).__name__
+        raise UserError(f"{where}: field '{self.field}' must be text or a list of tokens, got {got}")
 
     def prepare(self, train: list[dict], state: dict | None) -> None:
         if state is not None:
             self.text.load(state)
         else:
-            self.text.build(self.tokens(field_value(r, self.field, "train"), "train") for r in train)
+            self.text.build(self.tokens(field_value(r, self.field, "train"), r.get("_where", "train")) for r in train)
 
     def state(self) -> dict:
         return self.text.state()
@@ -109,12 +110,16 @@ class AudioInput:
                                       hop_ms=audio.hop_ms, n_mels=audio.n_mels, n_mfcc=audio.n_mfcc)
         self.mean = self.std = None
 
-    def decode(self, value: Any) -> torch.Tensor:
+    def decode(self, value: Any, where: str = "an audio array") -> torch.Tensor:
+        """where: the row's file:line, for a message about an in-row array (a file names itself)."""
         from attntrain.data.audio import read_wav, resample
 
         if isinstance(value, dict) and "array" in value:  # a decoded Hugging Face Audio value
+            from attntrain.data.audio import check_finite
+
             wave = torch.as_tensor(value["array"], dtype=torch.float32)
             wave = wave.mean(0) if wave.dim() == 2 else wave
+            check_finite(wave, value.get("path") or where, value.get("sampling_rate") or 1)
             if value.get("sampling_rate", self.sample_rate) != self.sample_rate:
                 wave = resample(wave, value["sampling_rate"], self.sample_rate)
         else:
@@ -168,14 +173,17 @@ class ImageInput:
         """(C,H,W) float32 in [0,1]."""
         return unit_pixels(self.decode(value))
 
-    def decode(self, value: Any) -> torch.Tensor:
+    def decode(self, value: Any, where: str = "an image array") -> torch.Tensor:
         """The pixels before scaling: (C,H,W) uint8 (what image files and 8-bit arrays hold), or float32 in
         [0,1] for decoded arrays of another type; `unit_pixels` scales either."""
         from attntrain.data.images import read_image_bytes
 
         height, width = self.settings.size
         if isinstance(value, (torch.Tensor, np.ndarray)):  # pixels already decoded (IDX arrays): 0..255, (H,W[,C])
-            return _array_pixels(torch.as_tensor(value), (height, width), self.channels or 0)
+            array = torch.as_tensor(value)
+            if array.is_floating_point() and not torch.isfinite(array).all():
+                raise UserError(f"{where}: {int((~torch.isfinite(array)).sum())} pixels are NaN or infinite")
+            return _array_pixels(array, (height, width), self.channels or 0)
         return _channels_first(read_image_bytes(value, (height, width), channels=self.channels or 0))
 
     def prepare(self, train: list[dict], state: dict | None, *, decoded: Callable[[], Iterable] | None = None) -> None:

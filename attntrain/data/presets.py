@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-UPOS = ["ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
-        "SCONJ", "SYM", "VERB", "X"]  # Universal POS tags (universaldependencies.org/u/pos)
+from attntrain.data.tagsets import UPOS
 
 DIGITS = [str(d) for d in range(10)]
 SENTIMENT = ["negative", "positive"]

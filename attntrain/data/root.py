@@ -48,7 +48,12 @@ def cache_root() -> Path:
 def cache_dir() -> Path:
     """The data cache folder (parsed tables, Arrow rows, encoded splits, vocabularies), made when missing."""
     path = cache_root()
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        where = f"${ENV_CACHE}={os.environ[ENV_CACHE]}" if os.environ.get(ENV_CACHE) else str(path)
+        raise UserError(f"{where}: the data cache must be a folder, and this is a file (or lies under one); "
+                        f"point ${ENV_CACHE} at a folder") from None
     return path
 
 

@@ -23,7 +23,6 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Callable, Iterator
 
-from attntrain.data.arrow import row_dicts
 from attntrain.data.root import dataset_dir
 from attntrain.errors import UserError
 
@@ -121,10 +120,16 @@ FIRST_LINE = {"csv": 2, "tsv": 2, "jsonl": 1}  # line of a table file's first ro
 
 
 def load_table(path: Path, fmt: str):
-    """One csv / tsv / jsonl / parquet file as the library's memory-mapped Arrow table (None when it has no rows)."""
+    """One csv / tsv / jsonl / parquet file as the library's memory-mapped Arrow table (None when it has no rows).
+
+    The library's cache of it lives under a folder keyed by the file's identity (path, size, time, a digest of
+    its content), so an edit is read again; a file it cannot parse is one error naming the physical file:line
+    and the cause (attntrain.data.table_faults); a damaged cache is parsed again."""
     import datasets
 
+    from attntrain.data.arrow import cache_key, file_identity, intact
     from attntrain.data.root import cache_dir
+    from attntrain.data.table_faults import quiet_library, table_fault
 
     builder = {"csv": "csv", "tsv": "csv", "jsonl": "json", "parquet": "parquet"}[fmt]
     kwargs = {"keep_default_na": False} if fmt in ("csv", "tsv") else {}  # "NA" and "null" stay text
@@ -132,29 +137,48 @@ def load_table(path: Path, fmt: str):
         kwargs["delimiter"] = "\t"
     datasets.disable_progress_bars()
     try:
-        return datasets.load_dataset(builder, data_files=[str(path)], split="train",
-                                     cache_dir=str(cache_dir() / "tables"), **kwargs)
-    except Exception as e:  # the library's parse errors carry the row; we add the file name
-        if "corresponds to no data" in str(e) or isinstance(e, datasets.exceptions.DatasetGenerationError) \
-                and path.stat().st_size <= len(path.read_bytes().split(b"\n", 1)[0]) + 1:
-            return None  # a header-only (or empty) file: no rows; an empty split is reported by the task
-        raise UserError(f"{path}: cannot read as {fmt}: {str(e).splitlines()[0][:300]}") from None
+        folder = cache_dir() / "tables" / cache_key(file_identity(path))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    load = lambda **more: datasets.load_dataset(builder, data_files=[str(path)], split="train",  # noqa: E731
+                                                cache_dir=str(folder), **kwargs, **more)
+    with quiet_library():
+        try:
+            table = load()
+            return table if intact(table) else load(download_mode="force_redownload")  # damaged cache: parse again
+        except Exception as e:  # an empty file, a fault of the file, or of the cache
+            if "corresponds to no data" in str(e) or isinstance(e, datasets.exceptions.DatasetGenerationError) \
+                    and path.stat().st_size <= len(path.read_bytes().split(b"\n", 1)[0]) + 1:
+                return None  # a header-only (or empty) file: no rows; an empty split is reported by the task
+            fault = table_fault(path, fmt)
+            if fault is not None:
+                raise UserError(fault) from None
+            try:
+                return load(download_mode="force_redownload")  # the file is fine: its cache is parsed again
+            except Exception:
+                raise UserError(f"{path}: cannot read as {fmt}: {str(e).splitlines()[0][:300]}") from None
 
 
 def read_text_classes(source, files: list[Path]) -> RowStream:
-    """Plain text, one example per line; the label is the file's stem (pos.txt -> 'pos'), or the fields of
-    `name_pattern` (rt-polarity.pos with `.*\\.(?P<label>[^.]+)$`: the extension is the label)."""
+    """Plain text, one example per line; the label is the file's name up to its first dot (pos.txt -> 'pos'),
+    and `source.name_pattern`'s named groups over the file name are fields too (a group `label` replaces it)."""
     pattern = re.compile(source.name_pattern) if source.name_pattern else None
     for path in files:
-        fields = {"label": path.name.split(".")[0]}
-        if pattern is not None:
-            found = pattern.match(path.name)
-            if found is None:
-                raise UserError(f"{path}: the file name does not match data.source.name_pattern {pattern.pattern!r}")
-            fields.update(found.groupdict())
+        fields = {"label": path.name.split(".")[0], **name_fields(pattern, path)}
         for number, line in enumerate(iter_text_lines(path), 1):
             if line.strip():
                 yield {"text": line, **fields, WHERE: f"{path}:{number}"}
+
+
+def name_fields(pattern: re.Pattern | None, path: Path) -> dict[str, str]:
+    """The named groups of `data.source.name_pattern` matched at the start of a file's name (3_theo_12.wav ->
+    digit 3, speaker theo, index 12); a name that does not match is an error naming the file."""
+    if pattern is None:
+        return {}
+    found = pattern.match(path.name)
+    if found is None:
+        raise UserError(f"{path}: the file name does not match data.source.name_pattern {pattern.pattern!r}")
+    return found.groupdict()
 
 
 def read_labeled_lines(source, files: list[Path]) -> RowStream:
@@ -226,9 +250,11 @@ def _language_file(stem: Path, lang: str) -> Path:
 
 
 def read_columns(source, files: list[Path]) -> RowStream:
-    """CoNLL-style token files: whitespace/tab columns, a blank line ends a sentence, -DOCSTART- skipped.
+    """CoNLL-style token files: whitespace/tab columns, a blank line ends a sentence, -DOCSTART- skipped, and
+    comment lines (`# sent_id = 1`, as Universal NER's .iob2 files have) skipped.
 
     `data.source.columns` names the columns (default [tokens, tags]); every named column becomes a list field.
+    A line with more or fewer columns is an error naming it (a dropped column would be a silent loss).
     """
     names = source.columns or ["tokens", "tags"]
     for path in files:
@@ -240,21 +266,29 @@ def read_columns(source, files: list[Path]) -> RowStream:
                     yield current
                 current = {n: [] for n in names}
                 continue
-            if not current[names[0]]:
-                current[WHERE] = f"{path}:{number}"  # errors about this sentence name its first line
-            if cols[0] == "-DOCSTART-":
+            if cols[0] == "-DOCSTART-" or is_comment(line, cols, len(names)):
                 continue
-            if len(cols) < len(names):
+            if not current[names[0]]:
+                current[WHERE] = f"{path}:{number}"  # errors about this sentence name its first token's line
+            if len(cols) != len(names):
+                more = "; name every column in data.source.columns" if len(cols) > len(names) else ""
                 raise UserError(f"{path}:{number}: expected {len(names)} columns ({', '.join(names)}), "
-                                f"found {len(cols)}: {line[:60]!r}")
+                                f"found {len(cols)}: {line[:60]!r}{more}")
             for name, value in zip(names, cols):
                 current[name].append(value.strip())
         if current[names[0]]:
             yield current
 
 
+def is_comment(line: str, cols: list[str], expected: int) -> bool:
+    """`# key = value` or a `#` line of another column count without tabs: a comment, not the token `#` (or a
+    hashtag: `#fail<TAB>O`, `# O`)."""
+    return line.startswith("#") and "\t" not in line and (" = " in line or len(cols) != expected)
+
+
 def read_conllu_rows(source, files: list[Path]) -> RowStream:
     """CoNLL-U through the `conllu` package (attntrain.data.conll): tokens + every tag column."""
+    from attntrain.data.arrow import row_dicts
     from attntrain.data.conll import load_conllu_dataset
 
     for path in files:
@@ -283,12 +317,8 @@ def read_folder(source, files: list[Path]) -> RowStream:
         if not media:
             raise UserError(f"{folder}: no {'/'.join(suffixes)} files")
         for path in media:
-            row = {"path": str(path), "label": path.parent.name if path.parent != folder else None}
-            if pattern is not None:  # fields from the file name: 3_theo_12.wav -> digit 3, speaker theo, index 12
-                found = pattern.match(path.name)
-                if found is None:
-                    raise UserError(f"{path}: the file name does not match data.source.name_pattern {pattern.pattern!r}")
-                row.update(found.groupdict())
+            row = {"path": str(path), "label": path.parent.name if path.parent != folder else None, WHERE: str(path)}
+            row.update(name_fields(pattern, path))
             if metadata is not None:
                 extra = metadata.get(str(path.relative_to(folder)))
                 if extra is None:
@@ -395,7 +425,7 @@ def read_source(data_cfg, source=None) -> dict[str, Rows]:
 
 
 # ---- the same rows as memory-mapped Arrow (for data larger than memory wants) --------------------
-ROWS_VERSION = 1  # bump when a streamed reader's rows change, so row files cached by older code are not read
+ROWS_VERSION = 2  # bump when a streamed reader's rows change, so row files cached by older code are not read
 TABLES = ("csv", "tsv", "jsonl", "parquet")
 
 
@@ -473,7 +503,10 @@ def streamed_rows(source, files: list[Path]):
 
     settings = {name: getattr(source, name) for name in ("format", "columns", "name_pattern")}
     found = [p for folder in files if folder.is_dir() for p in sorted(folder.rglob("*")) if p.is_file()]
-    key = cache_key("rows", ROWS_VERSION, settings, [file_identity(p) for p in [*files, *found] if p.exists()])
+    # a folder's rows come from its files' names (and a metadata table), not from what the media files hold
+    identities = [file_identity(p, digest=p in files or p.name.startswith("metadata."))
+                  for p in [*files, *found] if p.exists()]
+    key = cache_key("rows", ROWS_VERSION, settings, identities)
     path = cache_dir() / "rows" / f"{source.format}-{key}.arrow"
     dataset = read_cached(path)
     if dataset is None:

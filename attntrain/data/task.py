@@ -74,6 +74,10 @@ class Task:
         """
         return {"output": self.describe(example, prediction)}
 
+    def gold_record(self, example: dict) -> dict:
+        """What `predictions_<split>.jsonl` shows beside a prediction: the input and the gold answer."""
+        return {}
+
     def position_labels(self, example: dict, item: dict) -> list[str]:
         """A short name per input vector (axis labels of attention maps): the words for text."""
         return list(example["words"])[: item["length"]]

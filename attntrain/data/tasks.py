@@ -5,6 +5,7 @@ from __future__ import annotations
 from attntrain.data.generic import DataTask
 from attntrain.data.graph import GraphTask
 from attntrain.data.presets import PRESETS, expand_preset
+from attntrain.data.pretrain import PretrainTask
 from attntrain.data.task import Task
 from attntrain.data.translation import Seq2seqTask
 from attntrain.registry import lookup
@@ -20,6 +21,8 @@ def build_task(cfg) -> Task:
     if cfg.data.source is not None:
         if cfg.data.source.format == "graph":  # one graph, one example: the nodes are the positions
             return GraphTask(cfg)
+        if cfg.model.head.kind == "pretrain":  # self-supervised: the input masked is its own target
+            return PretrainTask(cfg)
         return Seq2seqTask(cfg) if cfg.model.head.kind == "seq2seq" else DataTask(cfg)
     return lookup(TASKS, cfg.data.task, "data.task")(cfg)
 

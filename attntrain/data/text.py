@@ -57,6 +57,18 @@ def word_shape(word: str) -> int:
     return 4 if any(c.isalpha() for c in word) else 11
 
 
+def extended(words: Vocab, path: str, form: Callable[[str], str]) -> Vocab:
+    """The vocabulary + the (formed) words of a vector file it lacks, in file order (model.embed.vectors_extend)."""
+    from attntrain.data.vectors import vector_words
+
+    known, extra = set(words.items), []
+    for word in map(form, vector_words(path)):
+        if word not in known:
+            known.add(word)
+            extra.append(word)
+    return Vocab(words.items + extra, unk=words.unk)
+
+
 class TextVocab:
     """Word + character vocabularies of a text task, configured by `model.embed` (EmbedConfig)."""
 
@@ -77,6 +89,9 @@ class TextVocab:
         self.words = Vocab.build(word_counts, min_freq=self.cfg.min_freq)
         self.chars = Vocab.build(char_counts)
         self.seen = set(word_counts)
+        self.counts = word_counts  # not saved: the coverage line of model.embed.vectors
+        if getattr(self.cfg, "vectors_extend", False):
+            self.words = extended(self.words, self.cfg.vectors, self.form)
 
     def prepare(self, state: dict | None, train: Callable[[], list[dict]]) -> None:
         """Load a saved vocabulary, or build one from the words of the training examples."""

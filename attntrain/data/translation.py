@@ -17,12 +17,11 @@ import numpy as np
 import torch
 
 from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity
-from attntrain.data.batching import length_mask, pad_stack
+from attntrain.data.batching import IGNORE, length_mask, pad_stack
 from attntrain.data.sources import source_datasets
 from attntrain.data.subword import BOS, EOS, PAD, Subwords
 from attntrain.data.task import Task
 from attntrain.errors import UserError
-from attntrain.model.heads import IGNORE
 
 
 FILES = {"train": "train", "dev": "val", "test": "test_2016_flickr"}  # Multi30k: split -> file stem under raw/
@@ -69,6 +68,9 @@ class Seq2seqTask(Task):
         self._views: dict[str, ArrowRows] = {}
 
     # ---- rows --------------------------------------------------------------------------------
+    def gold_record(self, example: dict) -> dict:
+        return {"input": example.get("source"), "gold": example.get("target")}
+
     def read_split(self, split: str) -> ArrowRows:
         """The split's rows as {"source", "target"} dicts, read from Arrow on demand."""
         if self._tables is None:

@@ -1,8 +1,9 @@
 """Translation metrics: sacreBLEU's BLEU (cased and lowercased) and chrF on detokenised text.
 
 Hypotheses are detokenised by the target tokenizer and scored against the raw reference lines, so
-the figures are comparable with published sacreBLEU scores (default 13a tokenisation), and each
-comes with sacreBLEU's signature.
+the figures are comparable with published sacreBLEU scores, and each comes with sacreBLEU's signature,
+which names the tokenisation (`model.head.decoder.bleu_tokenize`: 13a by default; zh, ja-mecab or char
+for languages written without spaces, where 13a sees a sentence as one word and BLEU is near 0).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from sacrebleu.metrics import BLEU, CHRF
 from attntrain.io import atomic_write_text
 
 
-def corpus_scores(hypotheses: list[str], references: list[str]) -> tuple[dict, dict]:
-    """BLEU, lowercased BLEU and chrF of a corpus, and their signatures (one reference per sentence)."""
+def corpus_scores(hypotheses: list[str], references: list[str], tokenize: str = "13a") -> tuple[dict, dict]:
+    """BLEU, lowercased BLEU and chrF of a corpus, and their signatures (one reference per sentence); `tokenize`:
+    sacreBLEU's tokeniser for BLEU."""
     scores, signatures = {}, {}
-    for name, metric in (("bleu", BLEU()), ("bleu_lc", BLEU(lowercase=True)), ("chrf", CHRF())):
+    bleus = (("bleu", BLEU(tokenize=tokenize)), ("bleu_lc", BLEU(lowercase=True, tokenize=tokenize)))
+    for name, metric in (*bleus, ("chrf", CHRF())):
         scores[name] = metric.corpus_score(hypotheses, [references]).score
         signatures[f"{name}_signature"] = str(metric.get_signature())
     return scores, signatures
@@ -32,11 +35,12 @@ class TranslationMeter:
     (one hypothesis per line, in the order of the split's file).
     """
 
-    settings = ("beam",)  # the same on every process: not summed when several processes evaluate
+    settings = ("beam", "tokenize")  # the same on every process: not summed when several processes evaluate
 
-    def __init__(self, detokenize: Callable[[list[int]], str], output_dir: Optional[str]):
+    def __init__(self, detokenize: Callable[[list[int]], str], output_dir: Optional[str], *, tokenize: str = "13a"):
         self.detokenize = detokenize
         self.output_dir = output_dir
+        self.tokenize = tokenize  # sacreBLEU's tokeniser for BLEU
         self.hypotheses: dict[int, str] = {}
         self.references: dict[int, str] = {}
         self.split: Optional[str] = None
@@ -56,7 +60,7 @@ class TranslationMeter:
     def compute(self) -> dict:
         order = sorted(self.hypotheses)
         hypotheses = [self.hypotheses[i] for i in order]
-        scores, signatures = corpus_scores(hypotheses, [self.references[i] for i in order])
+        scores, signatures = corpus_scores(hypotheses, [self.references[i] for i in order], self.tokenize)
         out = {**scores, "beam": self.beam, "sentences": len(order)}
         if self.batches:
             out["loss"] = self.loss_sum / self.batches

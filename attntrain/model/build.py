@@ -11,6 +11,7 @@ from torch import nn
 from attntrain.model.embed import INPUTS
 from attntrain.model.encoder import ENCODERS
 from attntrain.model.heads import HEADS
+from attntrain.model.pieces import word_features
 from attntrain.registry import lookup
 
 
@@ -25,7 +26,10 @@ class Model(nn.Module):
 
     def features(self, batch: dict) -> torch.Tensor:
         x, mask = self.head.prefix(*self.embed(batch))  # (B,T,D), (B,T); a [CLS] vector may come first
-        return self.encoder(x, mask, batch.get("attn_mask"), batch.get("edges"))  # (B,T,D)
+        x = self.encoder(x, mask, batch.get("attn_mask"), batch.get("edges"))  # (B,T,D)
+        if "word_starts" in batch:  # sub-word pieces, tags per word: each word's first piece speaks for it
+            x = word_features(x, batch["word_starts"])  # (B,S,D) -> (B,T,D)
+        return x
 
     def forward(self, batch: dict) -> dict:
         logits = self.head(self.features(batch), batch)

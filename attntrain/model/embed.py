@@ -14,6 +14,7 @@ from torch import nn
 
 from attntrain.data.images import patchify
 from attntrain.model.dropout import Dropout
+from attntrain.model.pieces import build_piece_embed
 from attntrain.model.positional import sinusoid_table_2d
 from attntrain.model.trace import exporting
 from attntrain.registry import lookup
@@ -162,6 +163,8 @@ class TextEmbed(nn.Module):
 def build_text_embed(cfg, info: dict, width: int) -> TextEmbed:
     """cfg: EmbedConfig; info: vocabulary sizes from the task."""
     words = lookup(TEXT_VECTORS, cfg.kind, "model.embed.kind")(info["num_words"], cfg.word_dim)
+    if cfg.vectors and not cfg.vectors_trainable:  # the word table keeps the vectors of the file (model.vectors)
+        words.requires_grad_(False)
     chars = None
     if cfg.char_dim > 0:
         chars = CharCNN(info["num_chars"], cfg.char_dim, cfg.char_filters, cfg.char_kernel)
@@ -241,4 +244,4 @@ def build_image_embed(cfg, info: dict, width: int) -> ImageEmbed:
 
 
 INPUTS = {"text": build_text_embed, "graph": build_vector_embed, "audio": build_vector_embed,
-          "image": build_image_embed, "subwords": build_subword_embed}
+          "image": build_image_embed, "subwords": build_subword_embed, "pieces": build_piece_embed}

@@ -43,16 +43,16 @@ def real_rows(mask: torch.Tensor) -> Optional[torch.Tensor]:
 
 
 class FeedForward(nn.Module):
-    """Position-wise Linear -> GELU -> Linear: (B,T,D) -> (B,T,D).
+    """Position-wise Linear -> activation (GELU unless given) -> Linear: (B,T,D) -> (B,T,D).
 
     No dropout on the hidden layer (as in BERT): it is the largest activation of the block, its mask
     cost ~12% of a training step on CPU, and the block's residual dropout already regularises.
     Given `rows` (`real_rows`), only those positions are computed; the others come out as zeros.
     """
 
-    def __init__(self, width: int, hidden: int):
+    def __init__(self, width: int, hidden: int, activation: Optional[nn.Module] = None):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.net = nn.Sequential(nn.Linear(width, hidden), activation or nn.GELU(), nn.Linear(hidden, width))
 
     def forward(self, x: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         if rows is None:
@@ -66,12 +66,12 @@ class Block(nn.Module):
     """Pre-norm Transformer block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
 
     def __init__(self, attention: MultiHeadAttention, feed_forward: Optional[FeedForward], width: int,
-                 dropout: float, residual: bool = True):
+                 dropout: float, residual: bool = True, *, norm_eps: float = 1e-5):
         super().__init__()
         self.residual = residual
-        self.attention_norm = nn.LayerNorm(width)
+        self.attention_norm = nn.LayerNorm(width, eps=norm_eps)
         self.attention = attention
-        self.ffn_norm = nn.LayerNorm(width) if feed_forward is not None else None
+        self.ffn_norm = nn.LayerNorm(width, eps=norm_eps) if feed_forward is not None else None
         self.feed_forward = feed_forward
         self.dropout = Dropout(dropout)
 
@@ -87,15 +87,42 @@ class Block(nn.Module):
         # Dropout after the padding is back: its masks are drawn for (B,T,D) whether or not rows were skipped.
         return x + self.dropout(self.feed_forward(self.ffn_norm(x), rows))
 
+    def attention_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What this block's attention reads from its input x (B,T,D): the normalised x."""
+        return self.attention_norm(x)
+
+
+class PostNormBlock(Block):
+    """Post-norm Transformer block (BERT family): norm(x + attention(x)), then norm(x + feed_forward(x)).
+
+    Same parts and parameter names as `Block`; only the order differs, so a checkpoint maps onto either.
+    """
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], edges: Optional[torch.Tensor] = None,
+                rows: Optional[torch.Tensor] = None):
+        mixed = self.dropout(self.attention(x, mask, edges=edges))
+        x = self.attention_norm(x + mixed if self.residual else mixed)
+        if self.feed_forward is None:
+            return x
+        return self.ffn_norm(x + self.dropout(self.feed_forward(x, rows)))
+
+    def attention_input(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+BLOCKS = {"pre": Block, "post": PostNormBlock}  # model.encoder.norm
+ACTIVATIONS = {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": nn.ReLU}
+
 
 class TransformerEncoder(nn.Module):
-    """Positional encoding + N self-attention blocks + final norm."""
+    """Positional encoding + N self-attention blocks + final norm (pre-norm blocks; post-norm blocks end normed)."""
 
-    def __init__(self, position: nn.Module, blocks: list[Block], width: int, window: Optional[int] = None):
+    def __init__(self, position: nn.Module, blocks: list[Block], width: int, window: Optional[int] = None, *,
+                 norm: Optional[nn.Module] = None):
         super().__init__()
         self.position = position
         self.blocks = nn.ModuleList(blocks)
-        self.norm = nn.LayerNorm(width)
+        self.norm = nn.LayerNorm(width) if norm is None else norm
         self.window = window
         self.blockwise = True  # False: the dense band mask, the reference the blockwise path is tested against
         self.skip_padding = True  # False: in training too, feed-forward layers compute padding (the reference)
@@ -120,19 +147,24 @@ def build_transformer(cfg) -> TransformerEncoder:
     """cfg: EncoderConfig."""
     position = lookup(POSITIONS, cfg.position, "model.encoder.position")(cfg.width, cfg.max_len, cfg.num_heads)
     rotary = position if position.rotary else None
+    block = lookup(BLOCKS, cfg.norm, "model.encoder.norm")
+    activation = lookup(ACTIVATIONS, cfg.activation, "model.encoder.activation")
     blocks = [
-        Block(
+        block(
             build_attention(cfg.width, cfg.num_heads, score=cfg.attention.score, normalize=cfg.attention.normalize,
                             dropout=cfg.attention.dropout, rotary=rotary,
                             additive_chunk_mb=cfg.attention.additive_chunk_mb),
-            FeedForward(cfg.width, cfg.ffn_dim) if cfg.ffn_dim else None,
+            FeedForward(cfg.width, cfg.ffn_dim, activation()) if cfg.ffn_dim else None,
             cfg.width,
             cfg.dropout,
             cfg.residual,
+            norm_eps=cfg.norm_eps,
         )
         for _ in range(cfg.num_layers)
     ]
-    return TransformerEncoder(position, blocks, cfg.width, window=cfg.attention.window)
+    # A post-norm block's output is already normalised: a final norm would add an untrained layer.
+    norm = nn.Identity() if cfg.norm == "post" else nn.LayerNorm(cfg.width, eps=cfg.norm_eps)
+    return TransformerEncoder(position, blocks, cfg.width, window=cfg.attention.window, norm=norm)
 
 
 ENCODERS = {"transformer": build_transformer, "cnn": build_cnn, "rnn": build_rnn, "gat": build_gat}

@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attntrain.data.batching import IGNORE  # re-exported: model.heads.IGNORE
 from attntrain.data.spans import allowed_transitions
 from attntrain.model.crf import LinearChainCRF, penalty, viterbi
 from attntrain.model.dropout import Dropout
+from attntrain.model.pretrain_heads import build_pretrain_head  # the objectives of `attntrain pretrain`
+from attntrain.model.seq2seq import build_seq2seq_head  # the encoder-decoder head
 
-IGNORE = -100  # label id of padding and unlabeled positions
 
 
 class TaggingMeter:
@@ -237,11 +239,5 @@ def build_sequence_head(cfg, info: dict, width: int) -> SequenceHead:
 
 
 
-def build_seq2seq_head(cfg, info: dict, width: int):
-    """Encoder-decoder head (attntrain/model/seq2seq.py, imported here on use: it imports this file)."""
-    from attntrain.model.seq2seq import build_seq2seq_head as build
-
-    return build(cfg, info, width)
-
-
-HEADS = {"tagging": build_tagging_head, "sequence": build_sequence_head, "seq2seq": build_seq2seq_head}
+HEADS = {"tagging": build_tagging_head, "sequence": build_sequence_head, "seq2seq": build_seq2seq_head,
+         "pretrain": build_pretrain_head}

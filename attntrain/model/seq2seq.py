@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attntrain.data.subword import BOS, EOS
 from attntrain.config import DecoderConfig
+from attntrain.data.batching import IGNORE
+from attntrain.data.subword import BOS, EOS
 from attntrain.errors import UserError
 from attntrain.model.attention import build_attention
 from attntrain.model.bleu import TranslationMeter
@@ -32,7 +33,6 @@ from attntrain.model.decoder import DecoderBlock, TransformerDecoder
 from attntrain.model.dropout import Dropout
 from attntrain.model.embed import embedding_table
 from attntrain.model.encoder import FeedForward
-from attntrain.model.heads import IGNORE
 from attntrain.model.positional import POSITIONS
 from attntrain.model.search import beam_search, greedy_search
 from attntrain.registry import lookup
@@ -261,7 +261,7 @@ class Seq2seqHead(nn.Module):
         return output.tokens
 
     def new_meter(self) -> TranslationMeter:
-        return TranslationMeter(self.detokenize, self.output_dir)
+        return TranslationMeter(self.detokenize, self.output_dir, tokenize=self.search.bleu_tokenize)
 
 
 def build_decoder(encoder_cfg, decoder_cfg) -> TransformerDecoder:

@@ -44,13 +44,22 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """AdamW (or Adam with L2); no weight decay on biases, norms and embedding tables."""
+    """AdamW (or Adam with L2); no weight decay on biases, norms and embedding tables. train.freeze: those
+    parameters stay out; train.layer_decay: a group per depth, its `lr_scale` applied by the trainer."""
+    from attntrain.train.param_groups import block_of, freeze, lr_scale
+
+    freeze(model, cfg.freeze)
     tables = {id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters(recurse=False)}
-    decay, no_decay = [], []
-    for p in model.parameters():
+    num_layers = max((block_of(name) for name, _ in model.named_parameters() if block_of(name) is not None),
+                     default=-1) + 1
+    parts: dict[tuple[float, bool], list] = {}  # (lr scale, decayed) -> parameters
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.dim() < 2 or id(p) in tables else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            scale = lr_scale(name, num_layers, cfg.layer_decay)
+            parts.setdefault((scale, not (p.dim() < 2 or id(p) in tables)), []).append(p)
+    groups = [{"params": parts.get((scale, decayed), []), "weight_decay": cfg.weight_decay if decayed else 0.0,
+               "lr_scale": scale}  # without layer_decay: [decayed, not decayed], as checkpoints before it hold
+              for scale in sorted({s for s, _ in parts} or {1.0}, reverse=True) for decayed in (True, False)]
     fused = next(model.parameters()).device.type in ("cpu", "cuda")
     # Adam adds weight_decay * w to the gradient (L2), so rarely-updated weights shrink fast: the
     # regulariser GCN/GAT were tuned with. AdamW decays every weight by lr * weight_decay per step.
@@ -120,13 +129,10 @@ def evaluate_split(model, task, split: str, device: torch.device, run_dir, *, am
 
 
 def save_artifacts(run_dir, split: str, meter, info: dict) -> None:
-    """Write what a meter holds beyond scalar metrics: the confusion matrix as JSON and PNG."""
+    """Write what a meter holds beyond scalar metrics: the confusion counts as JSON (`plots` draws them)."""
     confusion = getattr(meter, "confusion", None)
     if confusion is None:
         return
-    from attntrain.plots import confusion_matrix  # plots imports the training code: import when needed
-
     labels = info.get("labels") or [str(i) for i in range(confusion.shape[0])]
     atomic_write_json(Path(run_dir) / f"confusion_{split}.json", {"labels": labels, "matrix": confusion.tolist(),
                                                                    "rows": "true label", "columns": "predicted"})
-    confusion_matrix(confusion, labels, Path(run_dir) / f"confusion_{split}.png", title=f"{Path(run_dir).name}: {split}")

@@ -8,7 +8,36 @@ steps / decay. `resolve` turns both forms into steps and says when a setting can
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+# Below this many optimizer steps a run is usually under-trained: the warning names the settings that add steps.
+FEW_STEPS = 100
+
+
+@dataclass
+class Budget:
+    """How long a run trains and which setting decided it (the reason a run that ends normally stops)."""
+
+    total: int  # optimizer steps
+    max_epochs: float  # passes over train allowed (inf when steps decide)
+    limit: str  # max_steps | min_steps | max_epochs
+    per_epoch: int  # optimizer steps in one pass over train
+
+    def describe(self) -> str:
+        epochs = self.total / max(self.per_epoch, 1)
+        return f"{self.total:,} steps ({epochs:.3g} epochs of {self.per_epoch:,} steps; set by train.{self.limit})"
+
+
+def budget(train_cfg, per_epoch: int) -> Budget:
+    """train.max_steps overrides train.max_epochs; train.min_steps adds epochs until the run has that many steps."""
+    t = train_cfg
+    if t.max_steps:
+        return Budget(t.max_steps, math.inf, "max_steps", per_epoch)
+    by_epochs = per_epoch * t.max_epochs
+    if t.min_steps and t.min_steps > by_epochs:
+        return Budget(t.min_steps, math.inf, "min_steps", per_epoch)
+    return Budget(by_epochs, t.max_epochs, "max_epochs", per_epoch)
 
 
 @dataclass
@@ -22,6 +51,9 @@ class Schedule:
 
 def resolve(train_cfg, total: int) -> Schedule:
     t, warnings = train_cfg, []
+    if total < FEW_STEPS and not t.max_steps:
+        warnings.append(f"the run has only {total} optimizer steps: a small training set may stop before the "
+                        f"model has learned; set train.min_steps (e.g. {10 * FEW_STEPS // 2}) or train.max_steps")
     warmup = round(t.warmup * total) if t.warmup is not None else t.warmup_steps
     if warmup >= total:
         warnings.append(f"warm-up ({warmup} steps) is as long as the whole run ({total} steps): the learning rate "

@@ -25,8 +25,11 @@ from attntrain.data import build_task
 from attntrain.errors import Diverged, UserError
 from attntrain.io import append_jsonl, atomic_write_json, atomic_write_text, finite_json, read_jsonl
 from attntrain.model.build import build_model, count_parameters
-from attntrain.train import distributed
-from attntrain.train.schedule import resolve as resolve_schedule
+from attntrain.model.hf_import import configure, load_init
+from attntrain.model.vectors import load_vectors
+from attntrain.train import distributed, warm_start
+from attntrain.train.fingerprint import KEY as FINGERPRINT, check_same_data, data_fingerprint, task_state
+from attntrain.train.schedule import Budget, budget as resolve_budget, resolve as resolve_schedule
 from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, read_run_json, reading, resume_hint,
                                         save_checkpoint, save_weights)
 from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_split, lr_factor, move,
@@ -101,21 +104,26 @@ class Progress:
 @dataclass
 class FitResult:
     run_dir: str
-    stopped: str  # "finished", "early_stop", "max_minutes", or a signal name
+    stopped: str  # "finished", "early_stop", or a signal name
     step: int
     best: float | None
     metrics: dict  # split -> metrics of the best checkpoint
+    reason: str = ""  # why training ended, in words (the stop record of metrics.jsonl holds the same)
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run: RunDir, *, resume: bool):
+    def __init__(self, cfg: Config, run: RunDir, *, resume: bool, allow_data_change: bool = False):
+        if not resume:  # model.init hf:...: the checkpoint's architecture (a resumed run's config already has it)
+            cfg = configure(cfg, log)
         self.cfg, self.run = cfg, run
+        self.allow_data_change = allow_data_change
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         seed_everything(cfg.seed)
         distributed.setup(cfg.train)
         self.device = resolve_device(distributed.device_for(cfg.train.device))
         self.amp = amp_dtype(self.device, cfg.train.amp)
+        self.init = None if resume else warm_start.start(cfg)  # model.init: may set how the input is read
         self.task = build_task(cfg)
         unknown = [split for split in cfg.train.eval_splits if split not in self.task.splits]
         if unknown:  # found now, not after training
@@ -123,8 +131,14 @@ class Trainer:
                             f"{', '.join(self.task.splits)}")
         distributed.on_main(lambda: self._prepare_task(resume))  # rank 0 builds vocabularies, writes the run files
         if not distributed.is_main():
-            self.task.prepare(read_run_json(run.task_state))
-        self.model = build_model(cfg, self.task.info()).to(self.device)
+            self.task.prepare(task_state(read_run_json(run.task_state))[0])
+        self.model = build_model(cfg, self.task.info())
+        if not resume:
+            load_init(self.model, cfg)  # model.init hf:...: the checkpoint's embedding and encoder weights
+            load_vectors(self.model, self.task, cfg, log)  # model.embed.vectors: the word table from a file
+        if self.init is not None:
+            log(self.init.load(self.model))
+        self.model = self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scaler = torch.amp.GradScaler(enabled=self.amp == torch.float16)
         self.progress = Progress()
@@ -148,13 +162,18 @@ class Trainer:
 
     def _prepare_task(self, resume: bool) -> None:
         run = self.run
-        state = read_run_json(run.task_state) if resume and run.task_state.is_file() else None
+        state, saved = (task_state(read_run_json(run.task_state)) if resume and run.task_state.is_file()
+                        else (None, None))
+        if state is None and self.init is not None:  # model.init: the pretrained run's vocabulary / statistics
+            state = self.init.task_state
         with reading(run.task_state, "does not fit this task (vocabularies of another run?)"):
             self.task.prepare(state)
+        check_same_data(saved, self.task, run.path, allow_change=self.allow_data_change)
         run.path.mkdir(parents=True, exist_ok=True)
         if not resume:  # a resumed run's config.yaml is replaced once its checkpoint has loaded (_restore)
             save_config(self.cfg, run.config)
-        atomic_write_json(run.task_state, self.task.state())
+        fingerprint = saved if saved and not self.allow_data_change else data_fingerprint(self.task)
+        atomic_write_json(run.task_state, {**self.task.state(), FINGERPRINT: fingerprint})
 
     # ---- records -----------------------------------------------------------------------------
     def _record(self, record: dict) -> None:
@@ -223,18 +242,52 @@ class Trainer:
             self._save()
 
     # ---- loop --------------------------------------------------------------------------------
-    def total_steps(self) -> int:
-        if self.cfg.train.max_steps:
-            return self.cfg.train.max_steps
+    def budget(self) -> Budget:
+        """The run's length: max_steps overrides max_epochs; min_steps extends a short run (schedule.budget)."""
         per_epoch = math.ceil(len(self.task.batches("train", shuffle=True, epoch=0)) / self.cfg.train.accumulate)
-        return per_epoch * self.cfg.train.max_epochs
+        return resolve_budget(self.cfg.train, per_epoch)
+
+    def total_steps(self) -> int:
+        return self.budget().total
+
+    def _stop_reason(self, stopped: str, budget: Budget) -> tuple[str, str]:
+        """(code, sentence) of why training ended: the budget's limit, patience or a signal."""
+        t, p = self.cfg.train, self.progress
+        best = f"best dev {t.metric} {p.best:.2f} at step {p.best_step}" if p.best is not None else "no dev evaluation"
+        if stopped == "early_stop":
+            return "patience", (f"no better dev {t.metric} in {t.patience} evaluations (train.patience) at step "
+                                f"{p.step}; {best}")
+        if stopped != "finished":
+            return "interrupt", f"stopped by {stopped} at step {p.step}"
+        limit = {"max_steps": f"train.max_steps ({budget.total})", "min_steps": f"train.min_steps ({budget.total})",
+                 "max_epochs": f"train.max_epochs ({self.cfg.train.max_epochs})"}[budget.limit]
+        return budget.limit, f"reached {limit} at step {p.step} ({p.step / max(budget.per_epoch, 1):.3g} epochs); {best}"
+
+    def _record_stop(self, stopped: str, budget: Budget) -> str:
+        code, sentence = self._stop_reason(stopped, budget)
+        p = self.progress
+        self._record({"kind": "stop", "reason": code, "step": p.step, "epoch": p.epoch, "best": p.best,
+                      "best_step": p.best_step, "detail": sentence})
+        log(f"stopped: {sentence}")
+        return sentence
+
+    def _check_not_finished(self, budget: Budget) -> None:
+        """--resume of a run that has nothing left to train: say so (no second set of final records)."""
+        p = self.progress
+        done = p.step >= budget.total or p.epoch >= budget.max_epochs
+        splits = self.cfg.train.eval_splits
+        finals = {r.get("split") for r in read_jsonl(self.run.metrics) if r.get("kind") == "final"}
+        if done and finals >= set(splits) and all(self.run.eval_file(s).is_file() for s in splits):
+            raise UserError(f"{self.run.path}: this run is finished (step {p.step} of {budget.total}); nothing to "
+                            f"resume. Evaluate it with `attntrain eval {self.run.path}`, or train longer with "
+                            f"`attntrain fit --resume {self.run.path} --set train.max_steps=N` (N > {p.step})")
 
     def _set_lr(self, total: int) -> float:
         t = self.cfg.train
         factor = lr_factor(self.progress.step, total=total, warmup=self.schedule.warmup, schedule=t.schedule,
                            min_ratio=t.min_lr_ratio)
-        for group in self.optimizer.param_groups:
-            group["lr"] = t.lr * factor
+        for group in self.optimizer.param_groups:  # lr_scale: train.layer_decay's factor for the group
+            group["lr"] = t.lr * factor * group.get("lr_scale", 1.0)
         return t.lr * factor
 
     def _local_batches(self, group: list[list[int]]) -> tuple[list[dict], list[float] | None]:
@@ -331,7 +384,8 @@ class Trainer:
                 raise UserError(f"train.metric: '{t.metric}' is not reported by this head; available: "
                                 f"{', '.join(metrics)}")
             value = metrics[t.metric]
-            improved = self._improves(value)
+            # a dev loss of NaN means some outputs are NaN even when the metric looks fine: never the best
+            improved = self._improves(value) and math.isfinite(metrics.get("loss", 0.0))
             if improved and distributed.is_main():
                 save_weights(self.model, self.run.best, {"step": p.step, t.metric: value})
         distributed.barrier()
@@ -349,7 +403,10 @@ class Trainer:
 
     def fit(self) -> FitResult:
         cfg, t, p = self.cfg, self.cfg.train, self.progress
-        total = self.total_steps()
+        budget = self.budget()
+        if p.step and self.run.metrics.is_file():
+            self._check_not_finished(budget)
+        total = budget.total
         self.schedule = resolve_schedule(t, total)
         self.model.train()
         params = count_parameters(self.model)
@@ -358,10 +415,12 @@ class Trainer:
                 batches0 = self.task.batches("train", shuffle=True, epoch=0)
                 record = {"kind": "start", "step": 0, "parameters": params, "device": str(self.device),
                           "train_examples": len(self.task.split("train")), "batches_per_epoch": len(batches0),
-                          "padding_fraction": self.task.padding("train", batches0), "total_steps": total}
+                          "padding_fraction": self.task.padding("train", batches0), "total_steps": total,
+                          "budget": budget.limit}
                 self._record(record)
                 log(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
-                    f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%")
+                    f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%; "
+                    f"budget {budget.describe()}")
             for warning in self.schedule.warnings:
                 log(f"warning: {warning}")
             stopped = "finished"
@@ -369,7 +428,7 @@ class Trainer:
                        disable=not t.progress or not distributed.is_main(), dynamic_ncols=True)
             window_tokens, window_start = 0, time.perf_counter()
             session_start = time.perf_counter() - p.elapsed
-            while stopped == "finished" and p.step < total and p.epoch < t.max_epochs:
+            while stopped == "finished" and p.step < total and p.epoch < budget.max_epochs:
                 order = self.task.batches("train", shuffle=True, epoch=p.epoch)
                 while p.batch_in_epoch < len(order) and p.step < total:
                     group = order[p.batch_in_epoch: p.batch_in_epoch + t.accumulate]
@@ -413,13 +472,15 @@ class Trainer:
             if stopped not in ("finished", "early_stop"):
                 self._save_if_needed()
                 bar.close()
-                log(f"stopped by {stopped} at step {p.step}; resume with: attntrain fit --resume {self.run.path}")
-                return FitResult(str(self.run.path), stopped, p.step, p.best, {})
+                reason = self._record_stop(stopped, budget)
+                log(f"resume with: attntrain fit --resume {self.run.path}")
+                return FitResult(str(self.run.path), stopped, p.step, p.best, {}, reason)
         bar.close()
         if p.best is None or self._evaluated_step != p.step:
             self._evaluate_dev()
         self._save_if_needed()
-        return FitResult(str(self.run.path), stopped, p.step, p.best, self.final_eval())
+        reason = self._record_stop(stopped, budget)
+        return FitResult(str(self.run.path), stopped, p.step, p.best, self.final_eval(), reason)
 
     def final_eval(self) -> dict:
         """Evaluate the best checkpoint on the configured splits, once, and write eval_<split>.json."""

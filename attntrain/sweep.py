@@ -1,0 +1,37 @@
+"""`compare --vary`: train every variant of a sweep in turn (finished ones skipped, an interrupted one resumed).
+
+Above `runs` (it trains) and `compare` (it plans and reads); `compare` itself only reads run directories.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attntrain import runs
+from attntrain.compare import SweepInterrupted, existing_run, plan_sweep
+from attntrain.config import load_config
+
+
+def run_sweep(config_path: str | Path, specs: list[str], overrides: list[str] = ()) -> list[Path]:
+    """Train every variant of `plan_sweep` in turn; returns their run directories (for compare_table).
+
+    Running the same sweep again skips finished variants and resumes an interrupted one. A variant
+    stopped by Ctrl-C/SIGTERM stops the sweep with a UserError saying how to continue.
+    """
+    plan = plan_sweep(config_path, specs, overrides)
+    configs = [load_config(config_path, full) for _, full in plan]
+    states = [existing_run(cfg) for cfg in configs]  # all checked before the first variant trains
+    run_dirs = []
+    for (name, full), cfg, state in zip(plan, configs, states):
+        if state == "finished":
+            run_dirs.append(cfg.run_dir())
+            continue
+        if state == "interrupted" and cfg.train.seeds == 1:
+            result = runs.fit(resume=cfg.run_dir())
+        else:
+            result = runs.fit(config_path, overrides=full)
+        if result.stopped not in ("finished", "early_stop"):
+            raise SweepInterrupted(f"sweep stopped by {result.stopped} during {name}; run the same command again "
+                            "to resume it and train the remaining variants")
+        run_dirs.append(Path(result.run_dir))
+    return run_dirs

@@ -1,0 +1,1 @@
+"""The training floor: loop, trainer, checkpoints, distribution."""
