@@ -202,7 +202,7 @@ class AudioConfig(Section):
 
 
 class SourceConfig(Section):
-    """data.source: where rows come from (attntrain/data/sources.py)."""
+    """data.source: where rows come from (attntrain/data/sources/readers.py)."""
 
     format: str  # csv | tsv | jsonl | parquet | text | parallel | conll | conllu | audiofolder | imagefolder | idx | labeled_lines | hf | graph
     files: Optional[dict[str, Union[str, list[str]]]] = None  # {train: .., dev: .., test: ..} -> file(s) or glob(s); graph: {nodes: .., edges: ..}
@@ -251,7 +251,7 @@ class InputConfig(Section):
     """data.input: which field is the input and how it becomes vectors."""
 
     field: Union[str, list[str]] = "text"  # input field (text, tokens, audio/image path, node features); graph: or a list
-    kind: str = "text"  # text | audio | image | graph (attntrain/data/inputs.py)
+    kind: str = "text"  # text | audio | image | graph (attntrain/data/inputs/kinds.py)
     tokenizer: str = "english"  # text given as a string: english (UD/PTB-like regex) | words | whitespace | bert
     html_breaks: bool = False  # text holds HTML line breaks (<br />, as scraped reviews do): read them as spaces
 

@@ -1,16 +1,16 @@
 """The one task of the data floor: source x input kind x target, composed from three small tables.
 
-    source (attntrain.data.sources.READERS)  -> rows with named fields, per split
-    input kind (attntrain.data.inputs.INPUT_KINDS) -> the input field as tensors
-    target (attntrain.data.targets.TARGETS, by head kind) -> the target field as labels
+    source (attntrain.data.sources.readers.READERS)  -> rows with named fields, per split
+    input kind (attntrain.data.inputs.kinds.INPUT_KINDS) -> the input field as tensors
+    target (attntrain.data.targets.labels.TARGETS, by head kind) -> the target field as labels
 
-A shipped dataset is a preset of these (attntrain.data.presets), so it takes the same path as a
+A shipped dataset is a preset of these (attntrain.data.tasks.presets), so it takes the same path as a
 user's CSV. Splits come from the source (one file per split), a split column, or a seeded ratio
 whose row indices are saved with the run (task.json), so eval, predict and resume see the same split.
 
-Rows stay in memory-mapped Arrow (attntrain.data.sources.source_rows): a split is a view (ArrowRows) whose
+Rows stay in memory-mapped Arrow (attntrain.data.sources.readers.source_rows): a split is a view (ArrowRows) whose
 dicts carry `_where` (file:line, for errors); the split column, ratio and k-fold splits select rows by index.
-Text inputs (labels or tags) are encoded once per split into a cached Arrow file (attntrain.data.arrow)
+Text inputs (labels or tags) are encoded once per split into a cached Arrow file (attntrain.data.sources.arrow)
 whose name hashes the rows' dataset fingerprint, the vocabularies and the settings; a batch's tensors are
 made when it is asked for. Audio and image splits are decoded once into a cached Arrow file too (the frames,
 or the 8-bit pixels, before normalisation, and the labels); the train split's file also gives the input
@@ -25,15 +25,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from attntrain.data.arrow import (ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity, media_digest,
+from attntrain.data.sources.arrow import (ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity, media_digest,
                                   rows_digest)
-from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
-from attntrain.data.pieces import piece_input
-from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source, source_rows
-from attntrain.data.spans import entities, format_spans
-from attntrain.data.targets import TARGETS
-from attntrain.data.text import truncate
-from attntrain.data.task import Task
+from attntrain.data.inputs.kinds import INPUT_KINDS, field_value, tokenize
+from attntrain.data.inputs.pieces import piece_input
+from attntrain.data.sources.readers import SPLIT_ALIASES, WHERE, read_source, source_rows
+from attntrain.data.targets.spans import entities, format_spans
+from attntrain.data.targets.labels import TARGETS
+from attntrain.data.inputs.text import truncate
+from attntrain.data.tasks.base import Task
 from attntrain.errors import UserError
 from attntrain.registry import lookup
 
@@ -279,7 +279,7 @@ class DataTask(Task):
         Those runs saved {words, chars, seen} (text), {classes, mean, std} (fsdd) or {classes} (mnist);
         their splits were the ones the presets compute, so no split index is needed.
         """
-        from attntrain.data.vocab import Vocab
+        from attntrain.data.inputs.vocab import Vocab
 
         labels = state.get("classes") or self.cfg.data.target.labels or self.cfg.data.target.names
         if self.input == "text":
@@ -319,7 +319,7 @@ class DataTask(Task):
         the cache reads no row; rows held only in memory (a list) are hashed one by one."""
         import datasets
 
-        from attntrain.data.root import cache_dir
+        from attntrain.data.sources.root import cache_dir
 
         data, embed = self.cfg.data, self.cfg.model.embed
         on_disk = isinstance(rows, ArrowRows) and bool(rows.dataset.cache_files)
@@ -364,7 +364,7 @@ class DataTask(Task):
         label set. It holds nothing the train statistics or max_len change: `_media_examples` applies those."""
         import datasets
 
-        from attntrain.data.root import cache_dir
+        from attntrain.data.sources.root import cache_dir
 
         if name in self._decoded:
             return self._decoded[name]

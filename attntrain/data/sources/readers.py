@@ -5,7 +5,7 @@ input kind and the target pick the fields they need (`data.input.field`, `data.t
 formats (csv, tsv, jsonl, parquet) and Hugging Face datasets are read by the `datasets` library;
 plain-text, token-column, CoNLL-U and folder layouts are read here, each reader yielding its rows one at a
 time. `read_source` collects them into lists (config tools, small data); `source_rows` gives the same rows
-as memory-mapped Arrow views (attntrain.data.arrow.ArrowRows) whose dicts still carry `_where`, which is
+as memory-mapped Arrow views (attntrain.data.sources.arrow.ArrowRows) whose dicts still carry `_where`, which is
 what the tasks train from.
 
 Files are named in `data.source`: `files: {train: ..., dev: ..., test: ...}` (one file, a glob or a
@@ -23,7 +23,7 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Callable, Iterator
 
-from attntrain.data.root import dataset_dir
+from attntrain.data.sources.root import dataset_dir
 from attntrain.errors import UserError
 
 Rows = list[dict]
@@ -108,7 +108,7 @@ def table_rows(path: Path, fmt: str) -> Rows:
     table = load_table(path, fmt)
     if table is None:
         return []
-    from attntrain.data.arrow import TableLines
+    from attntrain.data.sources.arrow import TableLines
 
     rows = table.to_list()
     for row, where in zip(rows, TableLines([(str(path), len(rows), FIRST_LINE.get(fmt))]).many(range(len(rows)))):
@@ -124,12 +124,12 @@ def load_table(path: Path, fmt: str):
 
     The library's cache of it lives under a folder keyed by the file's identity (path, size, time, a digest of
     its content), so an edit is read again; a file it cannot parse is one error naming the physical file:line
-    and the cause (attntrain.data.table_faults); a damaged cache is parsed again."""
+    and the cause (attntrain.data.sources.table_faults); a damaged cache is parsed again."""
     import datasets
 
-    from attntrain.data.arrow import cache_key, file_identity, intact
-    from attntrain.data.root import cache_dir
-    from attntrain.data.table_faults import quiet_library, table_fault
+    from attntrain.data.sources.arrow import cache_key, file_identity, intact
+    from attntrain.data.sources.root import cache_dir
+    from attntrain.data.sources.table_faults import quiet_library, table_fault
 
     builder = {"csv": "csv", "tsv": "csv", "jsonl": "json", "parquet": "parquet"}[fmt]
     kwargs = {"keep_default_na": False} if fmt in ("csv", "tsv") else {}  # "NA" and "null" stay text
@@ -287,9 +287,9 @@ def is_comment(line: str, cols: list[str], expected: int) -> bool:
 
 
 def read_conllu_rows(source, files: list[Path]) -> RowStream:
-    """CoNLL-U through the `conllu` package (attntrain.data.conll): tokens + every tag column."""
-    from attntrain.data.arrow import row_dicts
-    from attntrain.data.conll import load_conllu_dataset
+    """CoNLL-U through the `conllu` package (attntrain.data.sources.conll): tokens + every tag column."""
+    from attntrain.data.sources.arrow import row_dicts
+    from attntrain.data.sources.conll import load_conllu_dataset
 
     for path in files:
         for batch in load_conllu_dataset(path).iter(batch_size=1000):
@@ -353,7 +353,7 @@ def read_idx_files(source, files: list[Path]) -> RowStream:
 
     The two are told apart by their shapes, so `files: {train: "train-*-ubyte.gz"}` names both.
     """
-    from attntrain.data.images import read_idx
+    from attntrain.data.inputs.images import read_idx
 
     arrays = {path: read_idx(path) for path in files}
     images = [p for p, a in arrays.items() if a.dim() in (3, 4)]
@@ -406,7 +406,7 @@ READERS: dict[str, Callable] = {
     "text": read_text_classes, "labeled_lines": read_labeled_lines, "parallel": read_parallel, "conll": read_columns, "conllu": read_conllu_rows,
     "audiofolder": read_folder, "imagefolder": read_folder, "idx": read_idx_files,
 }
-FORMATS = (*READERS, "hf", "graph")  # graph: node + edge tables, read by attntrain.data.graph_tables
+FORMATS = (*READERS, "hf", "graph")  # graph: node + edge tables, read by attntrain.data.tasks.graph_tables
 
 
 def read_source(data_cfg, source=None) -> dict[str, Rows]:
@@ -436,8 +436,8 @@ def source_datasets(data_cfg) -> dict:
 
 def parallel_dataset(source, files: list[Path]):
     """Line-aligned files as an Arrow file under the cache (one column per language), written once."""
-    from attntrain.data.arrow import cache_key, file_identity, read_cached, write_arrow
-    from attntrain.data.root import cache_dir
+    from attntrain.data.sources.arrow import cache_key, file_identity, read_cached, write_arrow
+    from attntrain.data.sources.root import cache_dir
 
     languages = parallel_languages(source)
     sides = parallel_files(source, files)
@@ -455,7 +455,7 @@ def source_rows(data_cfg, source=None) -> dict:
     are streamed once into a cached Arrow file with a `_where` column, keyed by the reader's settings and the
     files' identities; Hugging Face datasets are used as they are.
     """
-    from attntrain.data.arrow import ArrowRows
+    from attntrain.data.sources.arrow import ArrowRows
 
     source = source or data_cfg.source
     base = base_folder(data_cfg)
@@ -478,7 +478,7 @@ def table_view(files: list[Path], fmt: str):
     """Table files read one after another, as one view whose rows know their file and line."""
     import datasets
 
-    from attntrain.data.arrow import ArrowRows, TableLines
+    from attntrain.data.sources.arrow import ArrowRows, TableLines
 
     tables, lines = [], []
     for path in files:
@@ -498,8 +498,8 @@ def table_view(files: list[Path], fmt: str):
 
 def streamed_rows(source, files: list[Path]):
     """A reader's rows written once to an Arrow file under the cache (read again while the files are unchanged)."""
-    from attntrain.data.arrow import cache_key, file_identity, read_cached, write_arrow
-    from attntrain.data.root import cache_dir
+    from attntrain.data.sources.arrow import cache_key, file_identity, read_cached, write_arrow
+    from attntrain.data.sources.root import cache_dir
 
     settings = {name: getattr(source, name) for name in ("format", "columns", "name_pattern")}
     found = [p for folder in files if folder.is_dir() for p in sorted(folder.rglob("*")) if p.is_file()]

@@ -8,7 +8,7 @@ in train and a tag outside the detected span scheme are errors naming file:line;
 span (IOB1 style) is counted and reported, or converted with `data.target.repair: iob1`. The label set
 comes from the training rows and is saved with the run; a dev/test label that train never saw is an
 error naming the split and the label (the model could never predict it). Seq2seq targets (text) are
-handled by attntrain.data.translation, which owns the subword vocabulary shared with the input.
+handled by attntrain.data.tasks.translation, which owns the subword vocabulary shared with the input.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any, Iterator
 
 import torch
 
-from attntrain.data.arrow import ArrowRows
+from attntrain.data.sources.arrow import ArrowRows
 from attntrain.data.batching import IGNORE, pad_stack
-from attntrain.data.inputs import field_value
-from attntrain.data.vocab import Vocab
+from attntrain.data.inputs.kinds import field_value
+from attntrain.data.inputs.vocab import Vocab
 from attntrain.errors import UserError
 
-WHERE = "_where"  # a row's file:line (as attntrain.data.sources)
+WHERE = "_where"  # a row's file:line (as attntrain.data.sources.readers)
 INTEGER = re.compile(r"[+-]?\d+")
 SPAN_TAG = re.compile(r"[BIES]-.+")  # a span tag: prefix, dash, entity type
 
@@ -402,7 +402,7 @@ class TagsTarget(Cleaned):
 
 
 class NoTarget:
-    """No target (self-supervised pretraining): the input is its own target (attntrain.data.pretrain masks it)."""
+    """No target (self-supervised pretraining): the input is its own target (attntrain.data.tasks.pretrain masks it)."""
 
     head = "pretrain"
     labels = Vocab([], unk=False)
