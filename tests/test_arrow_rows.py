@@ -13,7 +13,7 @@ import pytest
 from attntrain.config import build_config
 from attntrain.data import build_task
 from attntrain.data.sources.arrow import ArrowRows
-from attntrain.data.tasks.generic import ratio_split
+from attntrain.data.tasks.splits import ratio_split
 from attntrain.data.sources.readers import read_source, source_rows
 from attntrain.data.sources.root import cache_dir
 from tests.conftest import head_sentences, shared_data

@@ -252,7 +252,7 @@ def test_init_on_node_and_edge_tables_writes_a_graph_config_that_trains(own, tmp
 
 
 def test_k_fold_cross_validation_covers_every_row_once_as_test(own, tmp_path):
-    from attntrain.data.tasks.generic import fold_split
+    from attntrain.data.tasks.splits import fold_split
     from attntrain.runs import fit
 
     parts = [fold_split(50, 5, k, 0.1, 0) for k in range(5)]

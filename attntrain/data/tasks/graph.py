@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from attntrain.data.batching import IGNORE
-from attntrain.data.tasks.generic import fold_split, ratio_split
+from attntrain.data.tasks.splits import fold_split, ratio_split
 from attntrain.data.tasks.graph_tables import GraphArrays, table_arrays  # GraphArrays re-exported: data.graph.GraphArrays
 from attntrain.data.inputs.kinds import GraphInput
 from attntrain.data.sources.root import dataset_dir
