@@ -1,4 +1,4 @@
-"""Rows of the generic task in memory-mapped Arrow (attntrain.data.sources.readers.source_rows): every row still names
+"""Rows of the generic task in memory-mapped Arrow (attntrain.data.sources.rows.source_rows): every row still names
 its file:line, the row cache follows the files and survives damage, splits pick the same rows as a plain list
 computation, and finding a cached text encoding reads no row."""
 
@@ -14,7 +14,8 @@ from attntrain.config import build_config
 from attntrain.data import build_task
 from attntrain.data.sources.arrow import ArrowRows
 from attntrain.data.tasks.splits import ratio_split
-from attntrain.data.sources.readers import read_source, source_rows
+from attntrain.data.sources.readers import read_source
+from attntrain.data.sources.rows import source_rows
 from attntrain.data.sources.root import cache_dir
 from tests.conftest import head_sentences, shared_data
 

@@ -257,7 +257,7 @@ def test_table_parse_errors_are_one_line_with_the_physical_line_and_cause(case, 
 # ---- 4. caches ------------------------------------------------------------------------------------
 
 def _text_rows(folder: Path, name: str, **source) -> list[dict]:
-    from attntrain.data.sources.readers import source_rows
+    from attntrain.data.sources.rows import source_rows
 
     cfg = build_config({"data": {"source": {"format": "text", "files": {"train": str(folder / name)}, **source}}}, "t")
     return list(source_rows(cfg.data)["train"])
@@ -286,7 +286,7 @@ def test_damaged_cache_files_are_rebuilt(tmp_path, monkeypatch):
     (tmp_path / "pos.txt").write_text("".join(t + "\n" for _, t in sst2_lines(300)))
     (tmp_path / "train.csv").write_text(csv_text(sentiment()))
     from attntrain.data.sources.root import cache_root
-    from attntrain.data.sources.readers import load_table
+    from attntrain.data.sources.tables import load_table
 
     first = _text_rows(tmp_path, "pos.txt")
     table = load_table(tmp_path / "train.csv", "csv").to_list()

@@ -26,7 +26,7 @@ from attntrain.data.inputs.kinds import field_value
 from attntrain.data.inputs.vocab import Vocab
 from attntrain.errors import UserError
 
-WHERE = "_where"  # a row's file:line (as attntrain.data.sources.readers)
+WHERE = "_where"  # a row's file:line (as attntrain.data.sources.files)
 INTEGER = re.compile(r"[+-]?\d+")
 SPAN_TAG = re.compile(r"[BIES]-.+")  # a span tag: prefix, dash, entity type
 

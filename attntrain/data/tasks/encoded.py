@@ -14,7 +14,7 @@ import torch
 
 from attntrain.data.sources.arrow import (ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity,
                                           media_digest, rows_digest)
-from attntrain.data.sources.readers import WHERE
+from attntrain.data.sources.files import WHERE
 
 ENCODING_VERSION = 1  # bump when what an encoded text split holds changes: older cached encodings are then not read
 TEXT_COLUMNS = {"words": torch.long, "oov": torch.bool, "shapes": torch.long, "chars": torch.long,

@@ -9,7 +9,7 @@ user's CSV. Splits come from the source (one file per split), a split column, or
 whose row indices are saved with the run (task.json, attntrain.data.tasks.splits), so eval, predict and resume
 see the same split.
 
-Rows stay in memory-mapped Arrow (attntrain.data.sources.readers.source_rows): a split is a view (ArrowRows) whose
+Rows stay in memory-mapped Arrow (attntrain.data.sources.rows.source_rows): a split is a view (ArrowRows) whose
 dicts carry `_where` (file:line, for errors); the split column, ratio and k-fold splits select rows by index.
 Text inputs (labels or tags) are encoded once per split into a cached Arrow file (attntrain.data.tasks.encoded)
 whose name hashes the rows' dataset fingerprint, the vocabularies and the settings; a batch's tensors are
@@ -28,7 +28,9 @@ import torch
 from attntrain.data.sources.arrow import ArrowRows
 from attntrain.data.inputs.kinds import INPUT_KINDS, field_value, tokenize
 from attntrain.data.inputs.pieces import piece_input
-from attntrain.data.sources.readers import SPLIT_ALIASES, WHERE, read_source, source_rows
+from attntrain.data.sources.files import SPLIT_ALIASES, WHERE
+from attntrain.data.sources.readers import read_source
+from attntrain.data.sources.rows import source_rows
 from attntrain.data.targets.spans import entities, format_spans
 from attntrain.data.targets.labels import TARGETS
 from attntrain.data.inputs.text import truncate

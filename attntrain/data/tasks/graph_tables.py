@@ -9,7 +9,7 @@ graph from two tables: a node table (id, features, label, split) and an edge tab
                                              # ratio split of the labelled nodes, saved with the run
       graph: {node_id: id, edge_fields: [source, target]}
 
-The tables are read by the same reader as any csv / jsonl source (attntrain.data.sources.readers.table_rows),
+The tables are read by the same reader as any csv / jsonl source (attntrain.data.sources.tables.table_rows),
 so every row knows its file and line, and every problem below names them.
 """
 
@@ -22,7 +22,8 @@ from typing import Any, Optional
 import torch
 
 from attntrain.data.inputs.kinds import GraphInput, field_value
-from attntrain.data.sources.readers import SPLIT_ALIASES, WHERE, base_folder, expand, table_rows
+from attntrain.data.sources.files import SPLIT_ALIASES, WHERE, base_folder, expand
+from attntrain.data.sources.tables import table_rows
 from attntrain.data.targets.labels import label_name
 from attntrain.errors import UserError
 

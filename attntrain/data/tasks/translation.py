@@ -18,7 +18,7 @@ import torch
 
 from attntrain.data.sources.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity
 from attntrain.data.batching import IGNORE, length_mask, pad_stack
-from attntrain.data.sources.readers import source_datasets
+from attntrain.data.sources.rows import source_datasets
 from attntrain.data.inputs.subword import BOS, EOS, PAD, Subwords
 from attntrain.data.tasks.base import Task
 from attntrain.errors import UserError
