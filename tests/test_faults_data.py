@@ -201,7 +201,7 @@ def test_iob1_input_is_counted_or_repaired(tmp_path, capfd):
 
 def test_tags_of_a_bio_file_are_checked_even_when_one_is_foreign(tmp_path):
     """One Q- tag among many B-/I- tags is an error, not a silent switch to plain tags (scheme none)."""
-    from attntrain.data.targets.labels import detect_scheme
+    from attntrain.data.targets.tags import detect_scheme
 
     tags = ["O"] * 50 + ["B-person", "I-person", "B-location"] * 5 + ["Q-person"]
     assert detect_scheme(tags) == "iob2"

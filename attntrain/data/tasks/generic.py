@@ -2,7 +2,7 @@
 
     source (attntrain.data.sources.readers.READERS)  -> rows with named fields, per split
     input kind (attntrain.data.inputs.kinds.INPUT_KINDS) -> the input field as tensors
-    target (attntrain.data.targets.labels.TARGETS, by head kind) -> the target field as labels
+    target (attntrain.data.targets.kinds.TARGETS, by head kind) -> the target field as labels
 
 A shipped dataset is a preset of these (attntrain.data.tasks.presets), so it takes the same path as a
 user's CSV. Splits come from the source (one file per split), a split column, or a seeded ratio
@@ -32,7 +32,7 @@ from attntrain.data.sources.files import SPLIT_ALIASES, WHERE
 from attntrain.data.sources.readers import read_source
 from attntrain.data.sources.rows import source_rows
 from attntrain.data.targets.spans import entities, format_spans
-from attntrain.data.targets.labels import TARGETS
+from attntrain.data.targets.kinds import TARGETS
 from attntrain.data.inputs.text import truncate
 from attntrain.data.tasks.base import Task
 from attntrain.data.tasks.encoded import MEDIA_INPUTS, CachedSplits
