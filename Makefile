@@ -7,7 +7,7 @@ LENGTH_ARGS ?=
 DECODE_ARGS ?=
 PIPELINE_ARGS ?=
 
-.PHONY: venv demo test bench bench-decode bench-pipeline bench-length bench-startup bench-additive bench-data fit clean
+.PHONY: venv demo test docs bench bench-decode bench-pipeline bench-length bench-startup bench-additive bench-data fit clean
 
 # torch first, pinned to the CPU wheel on local disk: a bare `torch` requirement would pull a CUDA build.
 $(BIN)/attntrain: pyproject.toml
@@ -28,6 +28,10 @@ fit: venv  ## make fit CONFIG=configs/pos_ewt.yaml
 test: venv  ## the layers contract (import-linter, pyproject.toml), then the tests
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+docs: venv  ## the docs site: pages under docs/, mkdocs build --strict into site/ (installs the docs extra)
+	$(BIN)/pip install -q -e '.[docs]'
+	$(BIN)/mkdocs build --strict --site-dir site
 
 bench: venv  ## training throughput vs Hugging Face BERT (installs the bench extra)
 	$(BIN)/pip install -q -e '.[bench]'
@@ -66,4 +70,4 @@ bench-data: venv  ## data at scale: peak memory and time to the first step of fi
 	$(BIN)/python scripts/bench_subword.py --repeats 3
 
 clean:
-	rm -rf $(VENV) runs bench_results
+	rm -rf $(VENV) runs bench_results site

@@ -2,6 +2,7 @@
 
     python scripts/own_data_examples.py --out own_data            # every layout (~1 min)
     python scripts/own_data_examples.py --out own_data --only sst2_csv multi30k_text
+    python scripts/own_data_examples.py --only sst2_csv --limit 40   # a tiny copy (the docs test)
 
 Layouts (each a folder under --out; the configs in configs/own/ read them):
   sst2_csv/{train,dev,test}.csv       text,label (train = the Kim split + the GLUE phrases, as the sst2 preset)
@@ -215,9 +216,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("own_data"))
     parser.add_argument("--only", nargs="*", choices=sorted(LAYOUTS), help="layouts to write (default: all)")
     parser.add_argument("--per-class", type=int, default=None, help="mnist_png*: training images per digit (1000)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="tiny copies (tests/test_docs.py): the first N rows of each split (sst2_text: of all; "
+                             "fsdd_audio: recordings with index < N; cora_tables: always whole)")
     args = parser.parse_args()
     for name in args.only or LAYOUTS:
-        limit = args.per_class if name.startswith("mnist") else None
+        limit = args.per_class if name.startswith("mnist") else args.limit
         print(f"{name}: {write(name, args.out, limit=limit)}")
 
 

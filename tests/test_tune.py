@@ -76,7 +76,7 @@ def test_trials_select_on_dev_prune_the_worse_and_a_second_call_adds_trials(tmp_
     assert records[-1]["kind"] == "stop" and records[-1]["reason"] == "pruned"
     statuses = {row["name"]: row["status"] for row in list_runs(tmp_path / "runs")}
     assert statuses[f"search/trial-{pruned[0].number}"].startswith("pruned at step")
-    assert statuses[f"search/trial-{best.number}"] == "finished"
+    assert statuses[f"search/trial-{best.number}"].startswith("finished")
     chosen = yaml.safe_load((parent / "best.yaml").read_text())
     assert "tune" not in chosen and chosen["train"]["lr"] == best.params["train.lr"]
     assert chosen["name"] == "search-best"

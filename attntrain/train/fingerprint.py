@@ -13,6 +13,7 @@ import hashlib
 
 import torch
 
+from attntrain.data.sources.arrow import ArrowExamples
 from attntrain.errors import UserError
 
 KEY = "data_fingerprint"  # its key in task.json, beside the task's own state
@@ -21,23 +22,32 @@ CHUNK = 64  # examples per batch while hashing
 
 
 def split_fingerprint(task, split: str) -> list:
-    """[examples, hash of the sampled examples' batched tensors] of one split."""
-    count = len(task.split(split))
+    """[examples, hash of the sampled encoded examples] of one split.
+
+    The encoded examples, not batches: a batch may be drawn at random (pretraining masks), an example is not.
+    """
+    data = task.split(split)
+    count = len(data)
     stride = max(1, count // SAMPLE)
     indices = list(range(0, count, stride))[:SAMPLE]
     digest = hashlib.sha256()
     for start in range(0, len(indices), CHUNK):
-        batch = task.batch(split, indices[start:start + CHUNK])
-        for key in sorted(batch):
-            value = batch[key]
-            if torch.is_tensor(value):
+        chunk = indices[start:start + CHUNK]
+        items = data.take(chunk) if isinstance(data, ArrowExamples) else [data[i] for i in chunk]
+        for item in items:
+            for key in sorted(item):
+                value = item[key]
                 digest.update(key.encode())
-                digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+                if torch.is_tensor(value):
+                    digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+                elif isinstance(value, (int, float, str, bool)):
+                    digest.update(repr(value).encode())
     return [count, digest.hexdigest()[:16]]
 
 
 def data_fingerprint(task) -> dict[str, list]:
-    return {split: split_fingerprint(task, split) for split in task.splits}
+    with torch.random.fork_rng(devices=[]):  # whatever encoding draws never moves the run's random stream
+        return {split: split_fingerprint(task, split) for split in task.splits}
 
 
 def task_state(state: dict) -> tuple[dict, dict | None]:

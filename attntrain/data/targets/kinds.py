@@ -26,6 +26,9 @@ class NoTarget:
     def check(self, rows, split: str) -> None:
         pass
 
+    def report(self) -> None:
+        pass
+
     def state(self) -> dict:
         return {}
 
