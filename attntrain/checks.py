@@ -47,7 +47,7 @@ def check_config(cfg, source: str = "config") -> None:
 
 def check_fields(cfg, source: str = "config") -> None:
     """Every field name `data:` uses is a field of the data's first rows (own data; a preset's are known)."""
-    from attntrain.data.peek import graph_fields, source_fields
+    from attntrain.data.sources.peek import graph_fields, source_fields
 
     data = cfg.data
     if data.source is None:
@@ -76,7 +76,7 @@ def check_pretrain(cfg, source: str = "config") -> None:
     """Pretraining objectives exist for text, audio and images; masked-word accuracy for text only."""
     if cfg.model.head.kind != "pretrain":
         return
-    from attntrain.data.presets import expand_preset
+    from attntrain.data.tasks.presets import expand_preset
 
     expanded = cfg.model_copy(deep=True)
     expand_preset(expanded)
@@ -117,7 +117,7 @@ SPAN_METRICS = ("f1", "precision", "recall")
 
 def span_scheme(cfg) -> str:
     """data.target.scheme as the run will see it (a preset's scheme filled in); 'auto' until data is read."""
-    from attntrain.data.presets import expand_preset
+    from attntrain.data.tasks.presets import expand_preset
 
     expanded = cfg.model_copy(deep=True)
     expand_preset(expanded)
@@ -136,7 +136,7 @@ def check_label(cfg, source: str = "config") -> None:
 
 
 def check_dataset(cfg, source: str = "config") -> None:
-    from attntrain.data.root import dataset_dir
+    from attntrain.data.sources.root import dataset_dir
 
     if not cfg.data.dataset:  # own data: file names are checked when the source is read
         return

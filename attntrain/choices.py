@@ -20,15 +20,15 @@ POSITIONS = ("sinusoidal", "learned", "rotary", "none")
 # model.head.kind: attntrain.model.heads.HEADS
 HEADS = ("tagging", "sequence", "seq2seq", "pretrain")  # pretrain: `attntrain pretrain`
 
-# data.source.format: attntrain.data.sources.FORMATS (its readers, then hf and graph)
+# data.source.format: attntrain.data.sources.readers.FORMATS (its readers, then hf and graph)
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "text", "labeled_lines", "parallel", "conll", "conllu", "audiofolder",
            "imagefolder", "idx", "hf", "graph")
-# data.input.kind / .tokenizer: attntrain.data.inputs.INPUT_KINDS / TOKENIZERS
+# data.input.kind / .tokenizer: attntrain.data.inputs.kinds.INPUT_KINDS / TOKENIZERS
 INPUT_KINDS = ("text", "audio", "image", "graph")
 TOKENIZERS = ("whitespace", "english", "words", "bert")
-# data.task: attntrain.data.TASKS (the Planetoid graph, the presets of attntrain.data.presets.PRESETS, translation)
+# data.task: attntrain.data.TASKS (the Planetoid graph, the presets of attntrain.data.tasks.presets.PRESETS, translation)
 TASKS = ("planetoid", "ud_pos", "wnut17", "imdb", "mnist", "fsdd", "sst2", "translation")
-# data.label: attntrain.data.presets.LABEL_CHOICES, the presets that predict one of several labels (the value picks
+# data.label: attntrain.data.tasks.presets.LABEL_CHOICES, the presets that predict one of several labels (the value picks
 # the target field); the others have one.
 TASK_LABELS = {"fsdd": ("default", "digit", "speaker")}
 

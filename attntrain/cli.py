@@ -255,7 +255,7 @@ def data_fetch(
     mirror: Optional[str] = typer.Option(None, help="Base URL replacing the public source (e.g. a local mirror)"),
 ):
     """Download datasets from their public sources and verify every file's sha256."""
-    from attntrain.data.fetch import fetch
+    from attntrain.data.sources.fetch import fetch
 
     for name in names:
         folder = fetch(name, root=root, mirror=mirror)
@@ -268,7 +268,7 @@ def data_cache(
     older_than: Optional[float] = typer.Option(None, min=0, help="Only files not modified for this many days"),
 ):
     """Size of the data cache ($ATTNTRAIN_CACHE: parsed tables, Arrow rows, encoded splits, vocabularies)."""
-    from attntrain.data.root import ENV_CACHE, cache_usage
+    from attntrain.data.sources.root import ENV_CACHE, cache_usage
 
     usage = cache_usage(older_than, remove=clear)
     for kind, files, size in usage:
@@ -284,7 +284,7 @@ def data_verify(
     root: Optional[Path] = typer.Option(None, help="Data root (default: the resolved data root)"),
 ):
     """Check the sha256 of every file of the datasets against the manifest."""
-    from attntrain.data.fetch import verify
+    from attntrain.data.sources.fetch import verify
 
     for name in names:
         count = verify(name, root=root)

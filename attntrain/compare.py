@@ -155,7 +155,7 @@ def run_label(path: Path) -> str:
 def data_label(data: dict) -> str | None:
     """What a run was trained on: its preset (data.task), or for its own data the dataset folder / source format."""
     from attntrain.config import DataConfig, SourceConfig
-    from attntrain.data.presets import PRESETS, translation_preset
+    from attntrain.data.tasks.presets import PRESETS, translation_preset
 
     source, task = data.get("source"), data.get("task")
     if not source:
@@ -367,7 +367,7 @@ def without_runtime_keys(config: dict) -> dict:
 
 def expanded(config: dict) -> dict:
     """A config as trained (a preset's data source spelled out), minus the keys that do not change it."""
-    from attntrain.data.presets import expand_preset
+    from attntrain.data.tasks.presets import expand_preset
 
     cfg = build_config(config, "config.yaml")
     expand_preset(cfg)

@@ -28,7 +28,7 @@ def _yaml_value(value) -> str:
 
 def read_rows(source: dict) -> dict[str, list[dict]]:
     from attntrain.config import DataConfig
-    from attntrain.data.sources import read_source
+    from attntrain.data.sources.readers import read_source
 
     rows = read_source(DataConfig(source=source))
     if not any(rows.values()):
@@ -94,7 +94,7 @@ def labels_of(rows: list[dict], target: str, mode: str) -> Counter:
 
 
 def target_line(target: str, profile: Profile) -> str:
-    from attntrain.data.presets import UPOS
+    from attntrain.data.tasks.presets import UPOS
 
     if profile.mode == "tagging" and len(profile.labels) >= 10 and set(profile.labels) <= set(UPOS):
         return (f"  target: {{field: {target}, labels: {_yaml_value(UPOS)}}}   # tags are Universal POS: the whole "
@@ -152,7 +152,7 @@ def starter_config(data: str | Path, target: str, input_field: str | None = None
 def media_lines(fmt: str, rows: list[dict]) -> list[str]:
     if fmt != "imagefolder":
         return []
-    from attntrain.data.images import read_image
+    from attntrain.data.inputs.images import read_image
 
     first = read_image(rows[0]["path"], (28, 28), channels=0)
     return [f"  image: {{size: [28, 28], channels: {'gray' if first.shape[0] == 1 else 'rgb'}}}"

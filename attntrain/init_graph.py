@@ -16,7 +16,7 @@ def _yaml_value(value) -> str:
 
 def graph_config(nodes: Path, edges: Path, target: str, input_field: str | None, out: Path | None = None) -> str:
     """A config for a node table + an edge table; one optimizer step is one pass over the whole graph."""
-    from attntrain.data.sources import table_rows
+    from attntrain.data.sources.tables import table_rows
 
     node_rows = table_rows(nodes, TABLE_SUFFIXES[nodes.suffix])
     edge_rows = table_rows(edges, TABLE_SUFFIXES[edges.suffix])

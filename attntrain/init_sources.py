@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from attntrain.data.sources import MEDIA, SPLIT_ALIASES
+from attntrain.data.sources.files import MEDIA, SPLIT_ALIASES
 from attntrain.errors import UserError
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet",
@@ -130,7 +130,7 @@ def per_split(path: Path, source: dict) -> dict:
 
 def sniff_text(path: Path, lines: int = 400) -> str | None:
     """labeled_lines (`<label> <text>`), conll (token<TAB>tag, blank lines between sentences), or None."""
-    from attntrain.data.sources import iter_text_lines
+    from attntrain.data.sources.files import iter_text_lines
 
     head = []
     for line in iter_text_lines(path):

@@ -2,7 +2,7 @@
 
 Additive scoring, alpha = w . tanh(q + k), has a (B,H,T,S,E) hidden where dot scoring has (B,H,T,S).
 `model.encoder.attention.additive_chunk_mb` bounds it: beyond the budget the queries are scored in
-chunks and backward recomputes each chunk (attntrain/model/attention.py, `ChunkedAdditive`).
+chunks and backward recomputes each chunk (attntrain/model/scores.py, `ChunkedAdditive`).
 
 Every variant is the project's transformer encoder built from an EncoderConfig: 2 layers, width 256,
 4 heads (E = 64), feed-forward 1024, dropout 0, softmax, batch 1, fp32, one thread unless --threads:

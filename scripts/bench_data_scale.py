@@ -40,7 +40,7 @@ RAW = {"train": "train", "dev": "val", "test": "test_2016_flickr"}  # Multi30k f
 
 
 def data_root() -> Path:
-    from attntrain.data.root import data_root as root
+    from attntrain.data.sources.root import data_root as root
 
     return root()
 
@@ -61,7 +61,7 @@ def write_csv_copy(folder: Path, scale: int) -> None:
     """SST-2 (the Kim split) as {train,dev,test}.csv of text,label in `folder`, train repeated `scale` times."""
     import csv
 
-    from attntrain.data.presets import SENTIMENT
+    from attntrain.data.tasks.presets import SENTIMENT
 
     kim = data_root() / "sst2" / "stsa_binary"
     folder.mkdir(parents=True, exist_ok=True)

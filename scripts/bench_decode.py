@@ -100,7 +100,7 @@ def marian_like(cfg, info: dict):
     """A randomly initialised MarianMTModel of the attntrain model's size (joint vocabulary, tied tables)."""
     from transformers import MarianConfig, MarianMTModel
 
-    from attntrain.data.subword import BOS, EOS, PAD
+    from attntrain.data.inputs.subword import BOS, EOS, PAD
 
     encoder, decoder = cfg.model.encoder, cfg.model.head.decoder
     config = MarianConfig(vocab_size=info["num_targets"], d_model=encoder.width, encoder_layers=encoder.num_layers,

@@ -23,9 +23,9 @@ from benchkit import REPO, cpu_seconds, interleaved, markdown_table, write_json
 
 sys.path.insert(0, str(REPO))
 
-from attntrain.data.root import data_root  # noqa: E402
-from attntrain.data.subword import Subwords, WordIds  # noqa: E402
-from attntrain.data.translation import normalize_space  # noqa: E402
+from attntrain.data.sources.root import data_root  # noqa: E402
+from attntrain.data.inputs.subword import Subwords, WordIds  # noqa: E402
+from attntrain.data.tasks.translation import normalize_space  # noqa: E402
 
 BATCH = 2000
 

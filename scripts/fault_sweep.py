@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from attntrain.data.root import data_root  # noqa: E402
+from attntrain.data.sources.root import data_root  # noqa: E402
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Regenerate attntrain/data/sources.json from a complete data root.
+"""Regenerate attntrain/data/sources/sources.json from a complete data root.
 
 Usage
     python scripts/make_manifest.py [DATA_ROOT]      (default: the resolved data root)
@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from attntrain.data.root import data_root  # noqa: E402
+from attntrain.data.sources.root import data_root  # noqa: E402
 
 RAW = "https://raw.githubusercontent.com"
 EWT = f"{RAW}/UniversalDependencies/UD_English-EWT/4c89b5833a70aa5ed3a00bad2f23f57992cc7df8/"

@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from attntrain.data.root import data_root  # noqa: E402
+from attntrain.data.sources.root import data_root  # noqa: E402
 
 
 def _shipped(task: str, dataset: str, **data):
@@ -110,7 +110,7 @@ def multi30k_text(out: Path, src: Path, *, limit: int | None = None) -> None:
 
 
 def fsdd_audio(out: Path, src: Path, *, limit: int | None = None) -> None:
-    from attntrain.data.audio import parse_fsdd_name
+    from attntrain.data.inputs.audio import parse_fsdd_name
 
     for wav in sorted((src / "fsdd" / "recordings").glob("*.wav")):
         digit, speaker, index = parse_fsdd_name(wav)
@@ -126,7 +126,7 @@ def _mnist_png(out: Path, src: Path, *, per_class: int, rgb: bool) -> None:
     import numpy as np
     from PIL import Image
 
-    from attntrain.data.images import read_idx
+    from attntrain.data.inputs.images import read_idx
 
     for split, name in (("train", "train"), ("test", "t10k")):
         images = read_idx(src / "mnist" / f"{name}-images-idx3-ubyte.gz").numpy()
@@ -159,7 +159,7 @@ def mnist_png_rgb(out: Path, src: Path, *, limit: int | None = None) -> None:
 
 
 def ewt_jsonl(out: Path, src: Path, *, limit: int | None = None) -> None:
-    from attntrain.data.conll import read_conllu
+    from attntrain.data.sources.conll import read_conllu
 
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "dev", "test"):
@@ -177,7 +177,7 @@ def cora_tables(out: Path, src: Path, *, limit: int | None = None, fmt: str = "c
     """
     import numpy as np
 
-    from attntrain.data.graph import CORA_CLASSES, SPLIT_KEYS
+    from attntrain.data.tasks.graph import CORA_CLASSES, SPLIT_KEYS
 
     with np.load(src / "cora" / "cora_planetoid.npz") as npz:
         arrays = {key: npz[key] for key in npz.files}

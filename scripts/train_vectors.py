@@ -17,9 +17,9 @@ import re
 import time
 from pathlib import Path
 
-from attntrain.data.generic import ptb_spelling
-from attntrain.data.root import data_root
-from attntrain.data.text import tokenize
+from attntrain.data.tasks.generic import ptb_spelling
+from attntrain.data.sources.root import data_root
+from attntrain.data.inputs.text import tokenize
 
 HTML_BREAK = re.compile(r"<br\s*/?>")
 

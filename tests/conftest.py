@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from attntrain.config import build_config
-from attntrain.data.root import data_root
+from attntrain.data.sources.root import data_root
 
 REPO = Path(__file__).resolve().parents[1]
 

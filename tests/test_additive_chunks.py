@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attntrain.config import EncoderConfig
-from attntrain.model.attention import AdditiveScore, ChunkedAdditive, additive_scores, chunk_rows
+from attntrain.model.scores import AdditiveScore, ChunkedAdditive, additive_scores, chunk_rows
 from attntrain.model.encoder import build_transformer
 
 

@@ -1,4 +1,4 @@
-"""Examples in memory-mapped Arrow (attntrain.data.arrow): a translation split read from parallel text is
+"""Examples in memory-mapped Arrow (attntrain.data.sources.arrow): a translation split read from parallel text is
 encoded once into a cached file, batches equal encoding each example on its own, a changed setting or
 file never reads a stale cache, and bad lines are named by file:line."""
 
@@ -12,8 +12,8 @@ import torch
 
 from attntrain.config import build_config
 from attntrain.data import build_task
-from attntrain.data.arrow import ArrowExamples, ArrowRows
-from attntrain.data.translation import FILES
+from attntrain.data.sources.arrow import ArrowExamples, ArrowRows
+from attntrain.data.tasks.translation import FILES
 from attntrain.errors import UserError
 from tests.conftest import shared_data
 

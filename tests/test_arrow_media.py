@@ -1,4 +1,4 @@
-"""Audio and image splits of the generic task in Arrow (attntrain.data.generic): examples made from the cached
+"""Audio and image splits of the generic task in Arrow (attntrain.data.tasks.generic): examples made from the cached
 decoded split equal encoding each row on its own (FSDD wavs, MNIST IDX, an RGB imagefolder), a later task reads
 the cache without decoding a file, and a changed setting, an edited file or a damaged cache file is decoded anew."""
 
@@ -13,8 +13,8 @@ import torch
 
 from attntrain.config import build_config
 from attntrain.data import build_task
-from attntrain.data.arrow import ArrowExamples
-from attntrain.data.inputs import AudioInput, ImageInput, unit_pixels
+from attntrain.data.sources.arrow import ArrowExamples
+from attntrain.data.inputs.kinds import AudioInput, ImageInput, unit_pixels
 from tests.conftest import shared_data
 
 
@@ -32,7 +32,7 @@ def root(tmp_path_factory) -> Path:
                 shutil.copy(shared_data() / "fsdd" / "recordings" / name, recordings / name)
     from PIL import Image
 
-    from attntrain.data.images import read_idx
+    from attntrain.data.inputs.images import read_idx
 
     images = read_idx(next((shared_data() / "mnist").glob("t10k-images*")))
     for i in range(40):

@@ -1,4 +1,4 @@
-"""Rows of the generic task in memory-mapped Arrow (attntrain.data.sources.source_rows): every row still names
+"""Rows of the generic task in memory-mapped Arrow (attntrain.data.sources.rows.source_rows): every row still names
 its file:line, the row cache follows the files and survives damage, splits pick the same rows as a plain list
 computation, and finding a cached text encoding reads no row."""
 
@@ -12,10 +12,11 @@ import pytest
 
 from attntrain.config import build_config
 from attntrain.data import build_task
-from attntrain.data.arrow import ArrowRows
-from attntrain.data.generic import ratio_split
-from attntrain.data.sources import read_source, source_rows
-from attntrain.data.root import cache_dir
+from attntrain.data.sources.arrow import ArrowRows
+from attntrain.data.tasks.splits import ratio_split
+from attntrain.data.sources.readers import read_source
+from attntrain.data.sources.rows import source_rows
+from attntrain.data.sources.root import cache_dir
 from tests.conftest import head_sentences, shared_data
 
 
@@ -193,7 +194,7 @@ def test_a_saved_dataset_written_again_with_other_rows_is_encoded_again(tmp_path
 
 
 def test_rows_streamed_to_arrow_keep_every_field_and_type_or_say_which_row(tmp_path):
-    from attntrain.data.arrow import write_arrow
+    from attntrain.data.sources.arrow import write_arrow
     from attntrain.errors import UserError
 
     def rows(*values):

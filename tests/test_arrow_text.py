@@ -1,4 +1,4 @@
-"""Text splits of the generic task in Arrow (attntrain.data.generic): batches made from the cached encoded
+"""Text splits of the generic task in Arrow (attntrain.data.tasks.generic): batches made from the cached encoded
 split equal encoding each example on its own (conllu, conll, labeled_lines and csv sources), and a split is
 encoded once, read again by a later task, and encoded anew when a setting changes."""
 
@@ -12,7 +12,7 @@ import torch
 
 from attntrain.config import build_config
 from attntrain.data import build_task
-from attntrain.data.arrow import ArrowExamples
+from attntrain.data.sources.arrow import ArrowExamples
 from tests.conftest import head_sentences, shared_data
 
 

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 import torch
 
-from attntrain.data import audio
+from attntrain.data.inputs import audio
 from attntrain.errors import UserError
 from tests.conftest import shared_data
 

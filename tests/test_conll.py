@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import attntrain.data.conll as conll
+import attntrain.data.sources.conll as conll
 from attntrain.errors import UserError
 from tests.conftest import shared_data
 

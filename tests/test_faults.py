@@ -296,7 +296,7 @@ def test_validate_checks_data_choices_and_refuses_an_empty_config(tmp_path):
 
 
 def test_truncated_wav_is_refused(tmp_path):
-    from attntrain.data.audio import read_wav
+    from attntrain.data.inputs.audio import read_wav
     from attntrain.errors import UserError
 
     wav = tmp_path / "7_theo_3.wav"

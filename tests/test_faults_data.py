@@ -201,7 +201,7 @@ def test_iob1_input_is_counted_or_repaired(tmp_path, capfd):
 
 def test_tags_of_a_bio_file_are_checked_even_when_one_is_foreign(tmp_path):
     """One Q- tag among many B-/I- tags is an error, not a silent switch to plain tags (scheme none)."""
-    from attntrain.data.targets import detect_scheme
+    from attntrain.data.targets.tags import detect_scheme
 
     tags = ["O"] * 50 + ["B-person", "I-person", "B-location"] * 5 + ["Q-person"]
     assert detect_scheme(tags) == "iob2"
@@ -257,7 +257,7 @@ def test_table_parse_errors_are_one_line_with_the_physical_line_and_cause(case, 
 # ---- 4. caches ------------------------------------------------------------------------------------
 
 def _text_rows(folder: Path, name: str, **source) -> list[dict]:
-    from attntrain.data.sources import source_rows
+    from attntrain.data.sources.rows import source_rows
 
     cfg = build_config({"data": {"source": {"format": "text", "files": {"train": str(folder / name)}, **source}}}, "t")
     return list(source_rows(cfg.data)["train"])
@@ -285,8 +285,8 @@ def test_damaged_cache_files_are_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNTRAIN_CACHE", str(tmp_path / "cache"))  # its own cache: every file in it is damaged
     (tmp_path / "pos.txt").write_text("".join(t + "\n" for _, t in sst2_lines(300)))
     (tmp_path / "train.csv").write_text(csv_text(sentiment()))
-    from attntrain.data.root import cache_root
-    from attntrain.data.sources import load_table
+    from attntrain.data.sources.root import cache_root
+    from attntrain.data.sources.tables import load_table
 
     first = _text_rows(tmp_path, "pos.txt")
     table = load_table(tmp_path / "train.csv", "csv").to_list()
@@ -322,7 +322,7 @@ def test_an_option_the_reader_does_not_read_is_refused_by_name(tmp_path):
 
 
 def test_comment_lines_of_conll_files_are_skipped_and_hashtags_kept(tmp_path):
-    from attntrain.data.sources import read_source
+    from attntrain.data.sources.readers import read_source
 
     uner = ("# sent_id = en_ewt-ud-train-0001\n# text = Al-Zaman : American forces\n"
             "Al-Zaman\tB-ORG\n:\tO\nAmerican\tB-LOC\nforces\tO\n\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import attntrain.data.fetch as fetching
+import attntrain.data.sources.fetch as fetching
 from attntrain.errors import UserError
 from tests.conftest import REPO, cli_env, shared_data
 

@@ -10,7 +10,7 @@ import torch
 
 from attntrain.config import EncoderConfig, build_config
 from attntrain.data import build_task
-from attntrain.data.graph import load_planetoid
+from attntrain.data.tasks.graph import load_planetoid
 from attntrain.errors import UserError
 from attntrain.model import build_model
 from attntrain.model.attention import NORMALIZERS, SCORES

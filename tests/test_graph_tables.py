@@ -12,8 +12,8 @@ import torch
 from attntrain.checks import check_config
 from attntrain.config import build_config
 from attntrain.data import build_task
-from attntrain.data.graph import CORA_CLASSES
-from attntrain.data.root import data_root
+from attntrain.data.tasks.graph import CORA_CLASSES
+from attntrain.data.sources.root import data_root
 from attntrain.errors import UserError
 from attntrain.runs import eval_run, predict
 from attntrain.train.checkpoint import RunDir

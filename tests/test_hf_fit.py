@@ -13,8 +13,8 @@ import torch
 
 from attntrain import runs
 from attntrain.config import build_config
-from attntrain.data.pieces import piece_input
-from attntrain.data.spans import span_scores
+from attntrain.data.inputs.pieces import piece_input
+from attntrain.data.targets.spans import span_scores
 from attntrain.model import build_model
 from attntrain.model.hf_import import configure, load_init
 from tests.conftest import _train, shared_data

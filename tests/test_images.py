@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from attntrain.data.images import grid_shape, patchify, read_idx, read_image
+from attntrain.data.inputs.images import grid_shape, patchify, read_idx, read_image
 from attntrain.model.positional import sinusoid_table_2d
 from attntrain.errors import UserError
 from tests.conftest import shared_data

@@ -151,7 +151,7 @@ def test_an_unbalanced_label_set_is_scored_by_macro_f1():
 
 def test_name_pos_name_neg_take_the_label_from_the_extension(own):
     from attntrain.config import DataConfig
-    from attntrain.data.sources import read_source
+    from attntrain.data.sources.readers import read_source
 
     folder = label_is_extension(own)
     source = starter_config(folder, "label").split("source: ")[1].splitlines()[0]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from attntrain.config import build_config
-from attntrain.data.spans import allowed_transitions, entities, format_spans, is_valid, span_scores
+from attntrain.data.targets.spans import allowed_transitions, entities, format_spans, is_valid, span_scores
 from attntrain.errors import UserError
 from attntrain.model.crf import LinearChainCRF, viterbi
 from attntrain.runs import eval_run, fit, predict

@@ -161,7 +161,7 @@ def test_label_unseen_in_train_is_an_error_naming_the_row(tmp_path):
 
 def test_bad_input_of_the_preset_formats_names_file_line_or_key(tmp_path):
     """labeled_lines, name_pattern, idx, target.names and the new split / image keys fail with one clear error."""
-    from attntrain.data.sources import read_source
+    from attntrain.data.sources.readers import read_source
 
     def source(**block):
         return build_config({"data": {"source": block}}, "test").data
@@ -252,7 +252,7 @@ def test_init_on_node_and_edge_tables_writes_a_graph_config_that_trains(own, tmp
 
 
 def test_k_fold_cross_validation_covers_every_row_once_as_test(own, tmp_path):
-    from attntrain.data.generic import fold_split
+    from attntrain.data.tasks.splits import fold_split
     from attntrain.runs import fit
 
     parts = [fold_split(50, 5, k, 0.1, 0) for k in range(5)]

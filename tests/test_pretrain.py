@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from attntrain.config import build_config
 from attntrain.data import build_task
-from attntrain.data.pretrain import MASK_TOKEN, choose_positions, mask_patches, mask_words
+from attntrain.data.tasks.pretrain import MASK_TOKEN, choose_positions, mask_patches, mask_words
 from attntrain.model.heads import IGNORE
 from attntrain.train import distributed
 from attntrain.train.checkpoint import RunDir, read_run_json

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from attntrain import runs
 from attntrain.config import build_config, load_config
 from attntrain.data import build_task
-from attntrain.data.subword import BOS, EOS
-from attntrain.data.translation import FILES
+from attntrain.data.inputs.subword import BOS, EOS
+from attntrain.data.tasks.translation import FILES
 from attntrain.errors import UserError
 from attntrain.model import build_model
 from attntrain.model.bleu import corpus_scores

@@ -13,7 +13,7 @@ import torch
 
 from attntrain import runs
 from attntrain.config import build_config, load_config
-from attntrain.data.audio import frame_count
+from attntrain.data.inputs.audio import frame_count
 from attntrain.model import build_model
 from attntrain.model.heads import POOLINGS, SequenceHead, SequenceMeter
 from attntrain.train.checkpoint import RunDir
@@ -205,7 +205,7 @@ def test_wav_at_another_rate_is_resampled(fsdd_run, tmp_path):
 def test_attention_maps_over_audio_frames_and_image_patches(fsdd_run, tmp_path):
     from attntrain import plots
     from attntrain.data import build_task
-    from attntrain.data.audio import read_wav
+    from attntrain.data.inputs.audio import read_wav
 
     cfg, _ = fsdd_run
     _, task, model, device = runs.load_run(cfg.run_dir())
@@ -264,7 +264,7 @@ def test_sst2_slice_loss_falls_and_phrases_exclude_dev_test(tmp_path):
 
 def test_predict_truncates_long_text_as_evaluation_does(tmp_path):
     """A review over data.max_len is cut the same way (start + end) in predict and attention maps as in dev/test."""
-    from attntrain.data.text import truncate
+    from attntrain.data.inputs.text import truncate
 
     cfg = small("sst2", tmp_path, **{"data.train_limit": 200, "data.eval_limit": 50, "data.phrases": False,
                                      "data.max_len": 9, "data.truncate": "head_tail", "train.max_steps": 5,
@@ -284,7 +284,7 @@ def test_predict_truncates_long_text_as_evaluation_does(tmp_path):
 def test_mnist_slice_learns_and_predicts_png_and_index(tmp_path):
     from PIL import Image
 
-    from attntrain.data.images import read_idx
+    from attntrain.data.inputs.images import read_idx
 
     cfg = small("mnist_patches", tmp_path, **{"data.train_limit": 1024, "data.eval_limit": 300,
                                               "data.dev_size": 300, "train.max_steps": 100, "train.eval_every": 50,

@@ -191,7 +191,7 @@ def test_an_error_in_the_model_thread_is_a_500_without_traceback(predictors, mon
 def png_bytes(index: int) -> bytes:
     from PIL import Image
 
-    from attntrain.data.images import read_idx
+    from attntrain.data.inputs.images import read_idx
 
     images = read_idx(shared_data() / "mnist" / "t10k-images-idx3-ubyte.gz")
     buffer = io.BytesIO()

@@ -63,8 +63,8 @@ def assert_light(results: list[dict]) -> None:
 
 def test_choices_equal_the_keys_of_the_tables():
     from attntrain.data import TASKS
-    from attntrain.data.inputs import INPUT_KINDS, TOKENIZERS
-    from attntrain.data.sources import FORMATS
+    from attntrain.data.inputs.kinds import INPUT_KINDS, TOKENIZERS
+    from attntrain.data.sources.readers import FORMATS
     from attntrain.model.attention import NORMALIZERS, SCORES
     from attntrain.model.embed import TEXT_VECTORS
     from attntrain.model.encoder import ENCODERS
@@ -80,14 +80,14 @@ def test_choices_equal_the_keys_of_the_tables():
 
 
 def test_task_labels_equal_the_presets_label_choices():
-    from attntrain.data.presets import LABEL_CHOICES
+    from attntrain.data.tasks.presets import LABEL_CHOICES
 
     assert choices.TASK_LABELS == LABEL_CHOICES
 
 
 def test_each_accepted_label_picks_a_target_field_of_its_preset():
     from attntrain.config import DataConfig
-    from attntrain.data.presets import PRESETS
+    from attntrain.data.tasks.presets import PRESETS
 
     for name, labels in choices.TASK_LABELS.items():
         fields = {label: PRESETS[name](DataConfig(task=name, label=label))["target"]["field"] for label in labels}

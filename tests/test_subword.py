@@ -1,4 +1,4 @@
-"""Subword encoding (attntrain.data.subword): the word-by-word `encode_normalized` that encodes translation
+"""Subword encoding (attntrain.data.inputs.subword): the word-by-word `encode_normalized` that encodes translation
 splits gives exactly the ids of the tokenizer run on each whitespace-collapsed text."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 import pytest
 from tokenizers import pre_tokenizers
 
-from attntrain.data import subword
-from attntrain.data.subword import Subwords
-from attntrain.data.translation import normalize_space
+from attntrain.data.inputs import subword
+from attntrain.data.inputs.subword import Subwords
+from attntrain.data.tasks.translation import normalize_space
 from tests.conftest import shared_data
 
 WHITESPACE = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]

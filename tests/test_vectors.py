@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from attntrain.config import build_config
-from attntrain.data.text import TextVocab
-from attntrain.data.vectors import vector_words
+from attntrain.data.inputs.text import TextVocab
+from attntrain.data.inputs.vectors import vector_words
 from attntrain.errors import UserError
 from attntrain.model import build_model
 from attntrain.model.vectors import load_vectors

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attntrain.data.images import patchify
+from attntrain.data.inputs.images import patchify
 from attntrain.model.dropout import Dropout
 from attntrain.model.pieces import build_piece_embed
 from attntrain.model.positional import sinusoid_table_2d
@@ -122,7 +122,7 @@ class CharCNN(nn.Module):
         return h.amax(dim=-1)  # (N,filters)
 
 
-NUM_SHAPES = 12  # attntrain.data.text.word_shape classes (0 = padding)
+NUM_SHAPES = 12  # attntrain.data.inputs.text.word_shape classes (0 = padding)
 
 
 class TextEmbed(nn.Module):

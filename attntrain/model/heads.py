@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attntrain.data.batching import IGNORE  # re-exported: model.heads.IGNORE
-from attntrain.data.spans import allowed_transitions
+from attntrain.data.targets.spans import allowed_transitions
 from attntrain.model.crf import LinearChainCRF, penalty, viterbi
 from attntrain.model.dropout import Dropout
 from attntrain.model.pretrain_heads import build_pretrain_head  # the objectives of `attntrain pretrain`
@@ -70,7 +70,7 @@ class TaggingMeter:
             out["oov_accuracy"] = 100.0 * self.oov_correct / self.oov_total
             out["oov_tokens"] = self.oov_total
         if self.scheme != "none":
-            from attntrain.data.spans import span_scores
+            from attntrain.data.targets.spans import span_scores
 
             out.update(span_scores(self.true_tags, self.predicted_tags, self.scheme))
         if self.batches:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from attntrain.data.pieces import checkpoint_config, checkpoint_name, from_checkpoint
+from attntrain.data.inputs.pieces import checkpoint_config, checkpoint_name, from_checkpoint
 from attntrain.errors import UserError
 
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}

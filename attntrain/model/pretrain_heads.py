@@ -1,6 +1,6 @@
 """Pretraining heads (model.head.kind pretrain): what was masked, predicted from the encoder's features.
 
-The batch comes masked by attntrain.data.pretrain: `masked` (B,T) marks the chosen positions and
+The batch comes masked by attntrain.data.tasks.pretrain: `masked` (B,T) marks the chosen positions and
 `labels` holds what was there. Only the chosen positions reach the output layer (a sixth of the
 positions for text), which is most of the cost of a masked-word step otherwise. A fine-tune run
 (model.init) takes the embed and encoder and drops this head.

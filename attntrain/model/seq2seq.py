@@ -25,7 +25,7 @@ from torch import nn
 
 from attntrain.config import DecoderConfig
 from attntrain.data.batching import IGNORE
-from attntrain.data.subword import BOS, EOS
+from attntrain.data.inputs.subword import BOS, EOS
 from attntrain.errors import UserError
 from attntrain.model.attention import build_attention
 from attntrain.model.bleu import TranslationMeter

@@ -6,7 +6,7 @@ Each vocabulary entry takes the file's vector of the same word, else (case-folde
 word that folds to the same form; the others keep their random start. One log line states the coverage of
 the training text (types and tokens). The vectors then train with the model, or stay fixed
 (`model.embed.vectors_trainable: false`, applied where the table is built). With
-`model.embed.vectors_extend` the vocabulary already holds the file's other words (attntrain.data.text), so
+`model.embed.vectors_extend` the vocabulary already holds the file's other words (attntrain.data.inputs.text), so
 words never seen in training still get their vector at predict time.
 """
 
@@ -16,7 +16,7 @@ from typing import Callable
 
 import torch
 
-from attntrain.data.vectors import vector_entries
+from attntrain.data.inputs.vectors import vector_entries
 from attntrain.errors import UserError
 
 

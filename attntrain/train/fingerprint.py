@@ -13,7 +13,7 @@ import hashlib
 
 import torch
 
-from attntrain.data.arrow import ArrowExamples
+from attntrain.data.sources.arrow import ArrowExamples
 from attntrain.errors import UserError
 
 KEY = "data_fingerprint"  # its key in task.json, beside the task's own state

@@ -1,7 +1,7 @@
 """`attntrain pretrain CONFIG`: self-supervised training of Embed -> Encoder, run by the same Trainer as `fit`.
 
 Pretraining is a task + head pair: model.head.kind pretrain makes build_task mask the input
-(attntrain.data.pretrain) and build_model add the head that predicts what was masked
+(attntrain.data.tasks.pretrain) and build_model add the head that predicts what was masked
 (attntrain.model.pretrain_heads), so resume, EMA, evaluation on dev, checkpoints and learning curves
 are `fit`'s. The run directory is an ordinary one: `fit --resume` continues it, and a later `fit` starts
 from it with model.init: RUN_DIR. Imports no torch (the CLI checks the config first).

@@ -11,11 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
-import signal
-import sys
 import time
-from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
@@ -32,83 +28,10 @@ from attntrain.train.fingerprint import KEY as FINGERPRINT, check_same_data, dat
 from attntrain.train.schedule import Budget, budget as resolve_budget, resolve as resolve_schedule
 from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, read_run_json, reading, resume_hint,
                                         save_checkpoint, save_weights)
+from attntrain.train.progress import (FitResult, Progress, StopFlag, check_not_finished, diverged_message, log,
+                                      open_tensorboard, seed_everything, stop_reason)
 from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_split, lr_factor, move,
                                   peak_memory_mb, resolve_device)
-
-
-def log(message: str) -> None:
-    """Progress messages go to stderr (beside the bars), keeping stdout for results; rank 0 only."""
-    if distributed.is_main():
-        tqdm.write(message, file=sys.stderr)
-
-
-def open_tensorboard(folder):
-    """A TensorBoard SummaryWriter; the package is optional (pip install 'attntrain[tensorboard]')."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise UserError("train.tensorboard: true needs the tensorboard package; "
-                        "install it with: pip install 'attntrain[tensorboard]'") from None
-    return SummaryWriter(str(folder))
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-class StopFlag:
-    """Turns the first SIGINT/SIGTERM into a request to save and stop; a second Ctrl-C aborts."""
-
-    def __init__(self):
-        self.requested = None
-        self._old = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = signal.Signals(signum).name
-        log(f"{self.requested}: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-@dataclass
-class Progress:
-    """Everything besides weights and optimizer that a resumed run needs."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    best: float | None = None
-    best_step: int = 0
-    bad_evals: int = 0
-    elapsed: float = 0.0
-    tokens: int = 0
-    history: list = field(default_factory=list)
-    # The log window in progress (saved, so a resume inside a window logs the same mean loss).
-    window_loss: float = 0.0
-    window_steps: int = 0  # finite steps summed in window_loss
-    window_skipped: int = 0  # steps skipped in this window (non-finite loss or gradient norm)
-    skipped: int = 0  # skipped steps in the whole run
-    nonfinite_run: int = 0  # consecutive skipped steps up to now
-
-
-@dataclass
-class FitResult:
-    run_dir: str
-    stopped: str  # "finished", "early_stop", or a signal name
-    step: int
-    best: float | None
-    metrics: dict  # split -> metrics of the best checkpoint
-    reason: str = ""  # why training ended, in words (the stop record of metrics.jsonl holds the same)
 
 
 class Trainer:
@@ -250,37 +173,13 @@ class Trainer:
     def total_steps(self) -> int:
         return self.budget().total
 
-    def _stop_reason(self, stopped: str, budget: Budget) -> tuple[str, str]:
-        """(code, sentence) of why training ended: the budget's limit, patience or a signal."""
-        t, p = self.cfg.train, self.progress
-        best = f"best dev {t.metric} {p.best:.2f} at step {p.best_step}" if p.best is not None else "no dev evaluation"
-        if stopped == "early_stop":
-            return "patience", (f"no better dev {t.metric} in {t.patience} evaluations (train.patience) at step "
-                                f"{p.step}; {best}")
-        if stopped != "finished":
-            return "interrupt", f"stopped by {stopped} at step {p.step}"
-        limit = {"max_steps": f"train.max_steps ({budget.total})", "min_steps": f"train.min_steps ({budget.total})",
-                 "max_epochs": f"train.max_epochs ({self.cfg.train.max_epochs})"}[budget.limit]
-        return budget.limit, f"reached {limit} at step {p.step} ({p.step / max(budget.per_epoch, 1):.3g} epochs); {best}"
-
     def _record_stop(self, stopped: str, budget: Budget) -> str:
-        code, sentence = self._stop_reason(stopped, budget)
+        code, sentence = stop_reason(self.cfg.train, self.progress, stopped, budget)
         p = self.progress
         self._record({"kind": "stop", "reason": code, "step": p.step, "epoch": p.epoch, "best": p.best,
                       "best_step": p.best_step, "detail": sentence})
         log(f"stopped: {sentence}")
         return sentence
-
-    def _check_not_finished(self, budget: Budget) -> None:
-        """--resume of a run that has nothing left to train: say so (no second set of final records)."""
-        p = self.progress
-        done = p.step >= budget.total or p.epoch >= budget.max_epochs
-        splits = self.cfg.train.eval_splits
-        finals = {r.get("split") for r in read_jsonl(self.run.metrics) if r.get("kind") == "final"}
-        if done and finals >= set(splits) and all(self.run.eval_file(s).is_file() for s in splits):
-            raise UserError(f"{self.run.path}: this run is finished (step {p.step} of {budget.total}); nothing to "
-                            f"resume. Evaluate it with `attntrain eval {self.run.path}`, or train longer with "
-                            f"`attntrain fit --resume {self.run.path} --set train.max_steps=N` (N > {p.step})")
 
     def _set_lr(self, total: int) -> float:
         t = self.cfg.train
@@ -347,12 +246,7 @@ class Trainer:
         if p.nonfinite_run < t.max_nonfinite:
             return
         self._record({"kind": "stop", "reason": "non-finite", "step": p.step, "skipped": p.skipped})
-        kept = (f"{self.run.best} keeps the best finite weights (step {p.best_step}, dev {t.metric} {p.best:.2f}); "
-                f"evaluate them with `attntrain eval {self.run.path}`" if p.best is not None and self.run.best.is_file()
-                else "no finite weights were evaluated yet, so there is no best.safetensors")
-        raise Diverged(f"training diverged: {p.nonfinite_run} consecutive steps with a non-finite loss or gradient "
-                       f"norm (step {p.step}, {p.skipped} skipped in all); {kept}; lower train.lr (now {t.lr:g}) "
-                       "or raise train.max_nonfinite")
+        raise Diverged(diverged_message(t, p, self.run))
 
     @contextlib.contextmanager
     def averaged_weights(self):
@@ -405,7 +299,7 @@ class Trainer:
         cfg, t, p = self.cfg, self.cfg.train, self.progress
         budget = self.budget()
         if p.step and self.run.metrics.is_file():
-            self._check_not_finished(budget)
+            check_not_finished(self.run, self.progress, budget, self.cfg.train.eval_splits)
         total = budget.total
         self.schedule = resolve_schedule(t, total)
         self.model.train()

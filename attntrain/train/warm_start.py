@@ -92,7 +92,7 @@ class WarmStart:
     @classmethod
     def from_source(cls, cfg, source: InitSource) -> "WarmStart":
         from attntrain.config import build_config, read_yaml
-        from attntrain.data.presets import expand_preset
+        from attntrain.data.tasks.presets import expand_preset
 
         expand_preset(cfg)
         if source.run is None:  # a file alone: no vocabulary or statistics come with it

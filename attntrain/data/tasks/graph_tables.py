@@ -1,4 +1,4 @@
-"""The arrays of a graph (`GraphArrays`, also what a Planetoid .npz fills in: attntrain.data.graph), and a
+"""The arrays of a graph (`GraphArrays`, also what a Planetoid .npz fills in: attntrain.data.tasks.graph), and a
 graph from two tables: a node table (id, features, label, split) and an edge table (source, target).
 
     data:
@@ -9,7 +9,7 @@ graph from two tables: a node table (id, features, label, split) and an edge tab
                                              # ratio split of the labelled nodes, saved with the run
       graph: {node_id: id, edge_fields: [source, target]}
 
-The tables are read by the same reader as any csv / jsonl source (attntrain.data.sources.table_rows),
+The tables are read by the same reader as any csv / jsonl source (attntrain.data.sources.tables.table_rows),
 so every row knows its file and line, and every problem below names them.
 """
 
@@ -21,9 +21,10 @@ from typing import Any, Optional
 
 import torch
 
-from attntrain.data.inputs import GraphInput, field_value
-from attntrain.data.sources import SPLIT_ALIASES, WHERE, base_folder, expand, table_rows
-from attntrain.data.targets import label_name
+from attntrain.data.inputs.kinds import GraphInput, field_value
+from attntrain.data.sources.files import SPLIT_ALIASES, WHERE, base_folder, expand
+from attntrain.data.sources.tables import table_rows
+from attntrain.data.targets.labels import label_name
 from attntrain.errors import UserError
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}

@@ -1,7 +1,7 @@
 """Seq2seq (translation): sentence pairs from any source (parallel text, a table) -> subword ids.
 
 Source and target text is raw (original case, untokenised); a byte-level BPE learned on the training
-split turns it into subwords and back (attntrain.data.subword). Runs of whitespace in the inputs are
+split turns it into subwords and back (attntrain.data.inputs.subword). Runs of whitespace in the inputs are
 collapsed to one space; references for BLEU are kept exactly as in the files.
 
 A batch holds the source ids `words` (B,S) with `mask` (B,S), the decoder input `target_in` (B,T)
@@ -16,11 +16,11 @@ from itertools import chain
 import numpy as np
 import torch
 
-from attntrain.data.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity
+from attntrain.data.sources.arrow import ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity
 from attntrain.data.batching import IGNORE, length_mask, pad_stack
-from attntrain.data.sources import source_datasets
-from attntrain.data.subword import BOS, EOS, PAD, Subwords
-from attntrain.data.task import Task
+from attntrain.data.sources.rows import source_datasets
+from attntrain.data.inputs.subword import BOS, EOS, PAD, Subwords
+from attntrain.data.tasks.base import Task
 from attntrain.errors import UserError
 
 
@@ -51,7 +51,7 @@ class Seq2seqTask(Task):
     """Text in, text out: rows from any source (parallel files, a table with two text columns, ...)
     whose `data.input.field` is the source sentence and `data.target.field` the target sentence.
 
-    Rows stay in memory-mapped Arrow (attntrain.data.arrow); each split is encoded once into a cached
+    Rows stay in memory-mapped Arrow (attntrain.data.sources.arrow); each split is encoded once into a cached
     Arrow file of subword ids, and the tensors of a batch are made when it is asked for.
     """
 
@@ -155,7 +155,7 @@ class Seq2seqTask(Task):
     def _cache_file(kind: str, rows: ArrowRows, *settings, suffix: str = "arrow"):
         """Where a result computed from `rows` and `settings` is cached, or None for rows held only in memory
         (their fingerprint is not tied to files, so a cache could not be found again)."""
-        from attntrain.data.root import cache_dir
+        from attntrain.data.sources.root import cache_dir
 
         if not rows.dataset.cache_files:
             return None

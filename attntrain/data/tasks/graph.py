@@ -6,7 +6,7 @@ by the loss and the metrics. Attention is restricted to edges (+ self loops) unl
 `data.graph_mask: none`, which lets every node attend to every node.
 
 One task, two ways to fill the same arrays (`GraphArrays`): a Planetoid .npz (`data.task: planetoid`,
-below) or a node table + an edge table (`data.source.format: graph`, attntrain.data.graph_tables).
+below) or a node table + an edge table (`data.source.format: graph`, attntrain.data.tasks.graph_tables).
 Everything after loading (label ids, splits, feature scaling, edges, predict) is shared.
 
 # N nodes, F features per node, E edges
@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from attntrain.data.batching import IGNORE
-from attntrain.data.generic import fold_split, ratio_split
-from attntrain.data.graph_tables import GraphArrays, table_arrays  # GraphArrays re-exported: data.graph.GraphArrays
-from attntrain.data.inputs import GraphInput
-from attntrain.data.root import dataset_dir
-from attntrain.data.targets import sorted_labels, unknown_label
-from attntrain.data.task import Task
+from attntrain.data.tasks.splits import fold_split, ratio_split
+from attntrain.data.tasks.graph_tables import GraphArrays, table_arrays  # GraphArrays re-exported: data.graph.GraphArrays
+from attntrain.data.inputs.kinds import GraphInput
+from attntrain.data.sources.root import dataset_dir
+from attntrain.data.targets.labels import sorted_labels, unknown_label
+from attntrain.data.tasks.base import Task
 from attntrain.errors import UserError
 
 CORA_CLASSES = ["Theory", "Reinforcement_Learning", "Genetic_Algorithms", "Neural_Networks",

@@ -1,16 +1,17 @@
 """The one task of the data floor: source x input kind x target, composed from three small tables.
 
-    source (attntrain.data.sources.READERS)  -> rows with named fields, per split
-    input kind (attntrain.data.inputs.INPUT_KINDS) -> the input field as tensors
-    target (attntrain.data.targets.TARGETS, by head kind) -> the target field as labels
+    source (attntrain.data.sources.readers.READERS)  -> rows with named fields, per split
+    input kind (attntrain.data.inputs.kinds.INPUT_KINDS) -> the input field as tensors
+    target (attntrain.data.targets.kinds.TARGETS, by head kind) -> the target field as labels
 
-A shipped dataset is a preset of these (attntrain.data.presets), so it takes the same path as a
+A shipped dataset is a preset of these (attntrain.data.tasks.presets), so it takes the same path as a
 user's CSV. Splits come from the source (one file per split), a split column, or a seeded ratio
-whose row indices are saved with the run (task.json), so eval, predict and resume see the same split.
+whose row indices are saved with the run (task.json, attntrain.data.tasks.splits), so eval, predict and resume
+see the same split.
 
-Rows stay in memory-mapped Arrow (attntrain.data.sources.source_rows): a split is a view (ArrowRows) whose
+Rows stay in memory-mapped Arrow (attntrain.data.sources.rows.source_rows): a split is a view (ArrowRows) whose
 dicts carry `_where` (file:line, for errors); the split column, ratio and k-fold splits select rows by index.
-Text inputs (labels or tags) are encoded once per split into a cached Arrow file (attntrain.data.arrow)
+Text inputs (labels or tags) are encoded once per split into a cached Arrow file (attntrain.data.tasks.encoded)
 whose name hashes the rows' dataset fingerprint, the vocabularies and the settings; a batch's tensors are
 made when it is asked for. Audio and image splits are decoded once into a cached Arrow file too (the frames,
 or the 8-bit pixels, before normalisation, and the labels); the train split's file also gives the input
@@ -22,64 +23,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from attntrain.data.arrow import (ArrowExamples, ArrowRows, cache_key, cached_map, dataset_identity, media_digest,
-                                  rows_digest)
-from attntrain.data.inputs import INPUT_KINDS, field_value, tokenize
-from attntrain.data.pieces import piece_input
-from attntrain.data.sources import SPLIT_ALIASES, WHERE, read_source, source_rows
-from attntrain.data.spans import entities, format_spans
-from attntrain.data.targets import TARGETS
-from attntrain.data.text import truncate
-from attntrain.data.task import Task
+from attntrain.data.sources.arrow import ArrowRows
+from attntrain.data.inputs.kinds import INPUT_KINDS, field_value, tokenize
+from attntrain.data.inputs.pieces import piece_input
+from attntrain.data.sources.files import SPLIT_ALIASES, WHERE
+from attntrain.data.sources.readers import read_source
+from attntrain.data.sources.rows import source_rows
+from attntrain.data.targets.spans import entities, format_spans
+from attntrain.data.targets.kinds import TARGETS
+from attntrain.data.inputs.text import truncate
+from attntrain.data.tasks.base import Task
+from attntrain.data.tasks.encoded import MEDIA_INPUTS, CachedSplits
+from attntrain.data.tasks.splits import fold_split, ratio_split
 from attntrain.errors import UserError
 from attntrain.registry import lookup
 
-ENCODING_VERSION = 1  # bump when what an encoded text split holds changes: older cached encodings are then not read
-TEXT_COLUMNS = {"words": torch.long, "oov": torch.bool, "shapes": torch.long, "chars": torch.long,
-                "labels": torch.long,
-                "word_starts": torch.long}  # an encoded text example's tensors, stored in Arrow as (nested) lists
-MEDIA_INPUTS = ("audio", "image")  # input kinds whose splits are decoded once into a cached Arrow file
-MEDIA_VERSION = 1  # bump when what a decoded audio / image split holds changes
 SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
 
 
 def ptb_spelling(text: str) -> str:
     """Text as PTB-tokenised files spell it: lowercased, ( ) as -lrb- -rrb-, / as \\/ (GLUE SST-2 -> Kim 2014 files)."""
     return text.strip().lower().replace("(", "-lrb-").replace(")", "-rrb-").replace("/", "\\/")
-
-
-def share(n: int, part: float) -> int:
-    """How many of n rows a split setting takes: a fraction (below 1) or a count of rows."""
-    if part >= 1:
-        if part >= n:
-            raise UserError(f"data.split.dev: {int(part)} rows leave no training rows (the data has {n})")
-        return int(part)
-    return round(n * part)
-
-
-def ratio_split(n: int, dev: float, test: float, seed: int) -> dict[str, list[int]]:
-    """Row indices of a seeded split of range(n) into train / dev / test (test and dev taken first)."""
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_test, n_dev = share(n, test), share(n, dev)
-    parts = {"test": perm[:n_test], "dev": perm[n_test:n_test + n_dev], "train": perm[n_test + n_dev:]}
-    return {k: sorted(v) for k, v in parts.items()}
-
-
-def fold_split(n: int, folds: int, fold: int, dev: float, seed: int) -> dict[str, list[int]]:
-    """k-fold: fold `fold` of a seeded permutation is test; `dev` of the rest is dev; the remainder trains."""
-    if fold >= folds:
-        raise UserError(f"data.split.fold: {fold} is not below data.split.folds={folds}")
-    if n < folds:
-        raise UserError(f"data.split.folds: {folds} folds need at least {folds} rows (the data has {n})")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    test = perm[fold::folds]
-    held = set(test)
-    rest = [i for i in perm if i not in held]
-    n_dev = share(len(rest), dev)
-    return {"test": sorted(test), "dev": sorted(rest[:n_dev]), "train": sorted(rest[n_dev:])}
 
 
 Rows = ArrowRows | list[dict]  # a split's rows: a view of Arrow, or a list (train with add_train rows)
@@ -90,29 +56,7 @@ def pick(rows: Rows, indices: list[int]) -> Rows:
     return rows.select(indices) if isinstance(rows, ArrowRows) else [rows[i] for i in indices]
 
 
-def _plain(value: Any) -> Any:
-    """A tensor of an encoded example as (nested) Python lists, for an Arrow column."""
-    return value.tolist() if torch.is_tensor(value) else value
-
-
-def _text_item(row: dict, index: int) -> dict:
-    """One row of an encoded text split -> the example `DataTask.encode` made (same tensors, same dtypes)."""
-    item = {"length": row["length"]}
-    for name, dtype in TEXT_COLUMNS.items():
-        if row.get(name) is not None:
-            item[name] = torch.tensor(row[name], dtype=dtype)
-    if "chars" in item and not row["length"]:
-        item["chars"] = torch.zeros(0, 1, dtype=torch.long)  # (T,C) of no words, as TextVocab.encode makes it
-    return item
-
-
-def _decoded_tensor(row: dict) -> torch.Tensor:
-    """A decoded audio / image row's tensor, as `decode` gave it (same dtype, shape and bytes)."""
-    array = np.frombuffer(row["data"], dtype=np.dtype(row["dtype"])).reshape(row["shape"])
-    return torch.from_numpy(array.copy())  # a writable copy: the bytes belong to the Arrow row
-
-
-class DataTask(Task):
+class DataTask(CachedSplits, Task):
     """Any source, any input kind, a label or tag target; chosen in `data:` (see attntrain.config.DataConfig)."""
 
     def __init__(self, cfg):
@@ -279,7 +223,7 @@ class DataTask(Task):
         Those runs saved {words, chars, seen} (text), {classes, mean, std} (fsdd) or {classes} (mnist);
         their splits were the ones the presets compute, so no split index is needed.
         """
-        from attntrain.data.vocab import Vocab
+        from attntrain.data.inputs.vocab import Vocab
 
         labels = state.get("classes") or self.cfg.data.target.labels or self.cfg.data.target.names
         if self.input == "text":
@@ -311,126 +255,6 @@ class DataTask(Task):
                                    else self._media_examples(self._decode_media(name), max_len))
         return super().split(name)
 
-    def _encode_text(self, rows: Rows, max_len: int | None) -> ArrowExamples:
-        """A text split encoded once (by `encode`, row by row) into an Arrow file of ids cached under a hash of
-        the rows, the vocabularies and every setting the encoding reads; a later run with the same key reads it.
-
-        Rows in Arrow files are named by their dataset's fingerprint and files (`dataset_identity`), so finding
-        the cache reads no row; rows held only in memory (a list) are hashed one by one."""
-        import datasets
-
-        from attntrain.data.root import cache_dir
-
-        data, embed = self.cfg.data, self.cfg.model.embed
-        on_disk = isinstance(rows, ArrowRows) and bool(rows.dataset.cache_files)
-        rows_key = (["arrow", dataset_identity(rows.dataset)] if on_disk
-                    else rows_digest(rows, (data.input.field, data.target.field)))
-        key = cache_key("text", ENCODING_VERSION, rows_key,
-                        self.input_kind.state(), self.target.state(), data.input.model_dump(mode="json"),
-                        data.target.model_dump(mode="json"), data.truncate, max_len, self.target.head,
-                        [embed.lowercase, embed.max_word_chars, bool(embed.char_dim), bool(embed.shape_dim)])
-        ids = datasets.List(datasets.Value("int64"))
-        features = {"length": datasets.Value("int64"), "words": ids, "oov": datasets.List(datasets.Value("bool"))}
-        if embed.shape_dim:
-            features["shapes"] = ids
-        if embed.char_dim:
-            features["chars"] = datasets.List(ids)
-        features["labels"] = ids if self.target.head == "tagging" else datasets.Value("int64")
-        if getattr(self.input_kind, "tagging", False):  # pieces: each word's first piece
-            features["word_starts"] = ids
-
-        def encode_rows(batch: dict, indices: list[int]) -> dict:
-            examples = rows.dicts(batch, indices) if on_disk else [rows[i] for i in batch["index"]]
-            items = [self.encode(example, max_len=max_len) for example in examples]
-            return {name: [_plain(item.get(name)) for item in items] for name in features}
-
-        dataset = rows.dataset if on_disk else datasets.Dataset.from_dict({"index": list(range(len(rows)))})
-        encoded = cached_map(dataset, encode_rows, features=features, key=key, with_indices=True,
-                             path=cache_dir() / "encoded" / f"text-{key}.arrow", batch_size=1000,
-                             remove_columns=dataset.column_names)
-        return ArrowExamples(encoded, encoded.data.column("length").to_numpy().astype(np.int64), _text_item)
-
-    # ---- audio and image splits in Arrow -----------------------------------------------------------
-    def _media_rows_identity(self, rows: Rows) -> str | None:
-        """What says a split's rows are the same as when its cache was written (None: rows that cannot be
-        cached): each media file's identity (path, size, modification time) or an in-row array's bytes, so an
-        edited file is decoded again even when the rows come from a table that did not change."""
-        data = self.cfg.data
-        return media_digest(rows, data.input.field, [data.target.field])
-
-    def _decode_media(self, name: str):
-        """The split decoded once (`input_kind.decode`, then the target's label) into an Arrow file of raw bytes
-        cached under a hash of the rows (their files' identities or pixel bytes), the decode settings and the
-        label set. It holds nothing the train statistics or max_len change: `_media_examples` applies those."""
-        import datasets
-
-        from attntrain.data.root import cache_dir
-
-        if name in self._decoded:
-            return self._decoded[name]
-        rows, data = self.split_raw(name), self.cfg.data
-        identity = self._media_rows_identity(rows)
-        settings = (data.audio.model_dump(mode="json") if self.input == "audio"
-                    else [data.image.size, self.input_kind.channels])
-        key = cache_key("media", self.input, MEDIA_VERSION, identity, settings, self.target.state(), self.target.head,
-                        data.input.model_dump(mode="json"), data.target.model_dump(mode="json"))
-        ids = datasets.List(datasets.Value("int64"))
-        features = {"data": datasets.Value("binary"), "dtype": datasets.Value("string"), "shape": ids,
-                    "labels": ids if self.target.head == "tagging" else datasets.Value("int64")}
-
-        def decode_rows(batch: dict) -> dict:
-            out: dict[str, list] = {column: [] for column in features}
-            for row in rows.take(batch["index"]) if isinstance(rows, ArrowRows) else (rows[i] for i in batch["index"]):
-                array = self.input_kind.decode(self._input_value(row, "example"), row.get(WHERE, "a row")).numpy()
-                labels = self.target.encode(row, self._media_length(array.shape)).get("labels")
-                for column, value in zip(features, (array.tobytes(), array.dtype.str, list(array.shape),
-                                                    _plain(labels))):
-                    out[column].append(value)
-            return out
-
-        path = cache_dir() / "encoded" / f"{self.input}-{key}.arrow" if identity is not None else None
-        self._decoded[name] = cached_map(datasets.Dataset.from_dict({"index": list(range(len(rows)))}), decode_rows,
-                                         features=features, key=key, path=path, batch_size=200,
-                                         remove_columns=["index"])
-        return self._decoded[name]
-
-    def _decoded_train(self):
-        """The train split's decoded tensors in order (for the input statistics), read from its Arrow file."""
-        return (_decoded_tensor(row) for row in self._decode_media("train"))
-
-    def _media_examples(self, decoded, max_len: int | None) -> ArrowExamples:
-        """A decoded split made into `encode`'s examples on request: normalised and cut to max_len as `encode` does."""
-        import pyarrow.compute as pc
-
-        if self.input == "image":
-            lengths = np.full(len(decoded), self._media_length(None), dtype=np.int64)
-        else:  # the frame counts: the first of each shape
-            lengths = pc.list_element(decoded.data.column("shape"), 0).to_numpy().astype(np.int64)
-            lengths = np.minimum(lengths, max_len) if max_len else lengths
-
-        def make(row: dict, index: int) -> dict:
-            item = self._media_item(_decoded_tensor(row), max_len)
-            labels = row["labels"]
-            if labels is not None:  # tags (a list) are cut as the frames were
-                item["labels"] = torch.tensor(labels[:item["length"]] if isinstance(labels, list) else labels,
-                                              dtype=torch.long)
-            return item
-
-        return ArrowExamples(decoded, lengths, make)
-
-    def _media_length(self, shape) -> int:
-        """An example's length before any max_len cut: audio its frames, an image its patches."""
-        if self.input == "image":
-            rows, cols = self.info()["grid"]
-            return rows * cols
-        return shape[0]
-
-    def _media_item(self, decoded: torch.Tensor, max_len: int | None) -> dict:
-        """An audio / image example from its decoded tensor; audio cut to max_len frames."""
-        item = self.input_kind.finish(decoded)
-        if max_len and self.input == "audio":
-            item = {"features": item["features"][:max_len], "length": min(item["length"], max_len)}
-        return item
 
     def _check_tagged(self, rows: Rows, split: str) -> None:
         """Every sentence has tokens, and as many tags as tokens; errors name file:line when known."""

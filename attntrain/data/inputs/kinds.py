@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from attntrain.data.batching import length_mask, pad_stack
-from attntrain.data.text import TextVocab, tokenize as tokenize_english
+from attntrain.data.inputs.text import TextVocab, tokenize as tokenize_english
 from attntrain.errors import UserError
 
 # ---- tokenisation: part of the data, saved with the run ------------------------------------------
@@ -102,7 +102,7 @@ class AudioInput:
     kind = "audio"
 
     def __init__(self, data_cfg, embed_cfg):
-        from attntrain.data.audio import FrameFeatures
+        from attntrain.data.inputs.audio import FrameFeatures
 
         audio = data_cfg.audio
         self.field, self.sample_rate = data_cfg.input.field, audio.sample_rate
@@ -112,10 +112,10 @@ class AudioInput:
 
     def decode(self, value: Any, where: str = "an audio array") -> torch.Tensor:
         """where: the row's file:line, for a message about an in-row array (a file names itself)."""
-        from attntrain.data.audio import read_wav, resample
+        from attntrain.data.inputs.audio import read_wav, resample
 
         if isinstance(value, dict) and "array" in value:  # a decoded Hugging Face Audio value
-            from attntrain.data.audio import check_finite
+            from attntrain.data.inputs.audio import check_finite
 
             wave = torch.as_tensor(value["array"], dtype=torch.float32)
             wave = wave.mean(0) if wave.dim() == 2 else wave
@@ -176,7 +176,7 @@ class ImageInput:
     def decode(self, value: Any, where: str = "an image array") -> torch.Tensor:
         """The pixels before scaling: (C,H,W) uint8 (what image files and 8-bit arrays hold), or float32 in
         [0,1] for decoded arrays of another type; `unit_pixels` scales either."""
-        from attntrain.data.images import read_image_bytes
+        from attntrain.data.inputs.images import read_image_bytes
 
         height, width = self.settings.size
         if isinstance(value, (torch.Tensor, np.ndarray)):  # pixels already decoded (IDX arrays): 0..255, (H,W[,C])
@@ -207,7 +207,7 @@ class ImageInput:
         return {"channels": self.channels, "mean": self.mean.tolist(), "std": self.std.tolist()}
 
     def info(self) -> dict:
-        from attntrain.data.images import grid_shape
+        from attntrain.data.inputs.images import grid_shape
 
         height, width = self.settings.size
         return {"input": "image", "patch": self.patch, "grid": list(grid_shape(height, width, self.patch)),
@@ -241,7 +241,7 @@ def _channels_first(pixels: np.ndarray) -> torch.Tensor:
 def _array_pixels(array: torch.Tensor, size: tuple[int, int], channels: int) -> torch.Tensor:
     """Decoded pixels (H,W) or (H,W,C), 0..255 -> (C,H,W) uint8, through the image reader when resizing; a
     non-8-bit array of the right size is scaled to float32 [0,1] here (its values need not be whole)."""
-    from attntrain.data.images import read_image_bytes
+    from attntrain.data.inputs.images import read_image_bytes
 
     if array.dim() == 2 and channels in (0, 1) and tuple(array.shape) == tuple(size):  # no image library round trip
         return array[None] if array.dtype == torch.uint8 else (array.float() / 255.0)[None]  # (1,H,W)
@@ -255,7 +255,7 @@ class GraphInput:
 
     A field holds a list of numbers or a string of numbers separated by spaces; `data.input.field` may
     also name several numeric fields, one feature each. The whole graph is one example, so the graph
-    task (attntrain.data.graph) calls `features` once on every node; there is no per-row encode.
+    task (attntrain.data.tasks.graph) calls `features` once on every node; there is no per-row encode.
     """
 
     kind = "graph"

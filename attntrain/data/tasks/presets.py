@@ -69,7 +69,7 @@ DEFAULT_FOLDERS = {"ud_pos": "ud_en_ewt", "wnut17": "wnut17", "translation": "mu
 
 def translation_preset(data_cfg) -> dict:
     """Multi30k layout: raw/{train,val,test_2016_flickr}.<lang>.gz, languages from data.translation."""
-    from attntrain.data.translation import FILES
+    from attntrain.data.tasks.translation import FILES
 
     source, target = data_cfg.translation.source, data_cfg.translation.target
     return {"source": {"format": "parallel", "languages": [source, target],

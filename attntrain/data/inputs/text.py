@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 import torch
 
 from attntrain.data.batching import length_mask, pad_stack
-from attntrain.data.vocab import Vocab
+from attntrain.data.inputs.vocab import Vocab
 
 # Splits "don't" into "do n't" and peels punctuation off words, close to UD / PTB English tokenisation.
 _TOKEN = re.compile(r"\w+(?=n't\b)|n't\b|'\w+|\w+(?:[-.@/]\w+)*|[^\w\s]")
@@ -59,7 +59,7 @@ def word_shape(word: str) -> int:
 
 def extended(words: Vocab, path: str, form: Callable[[str], str]) -> Vocab:
     """The vocabulary + the (formed) words of a vector file it lacks, in file order (model.embed.vectors_extend)."""
-    from attntrain.data.vectors import vector_words
+    from attntrain.data.inputs.vectors import vector_words
 
     known, extra = set(words.items), []
     for word in map(form, vector_words(path)):

@@ -15,7 +15,7 @@ import conllu
 import datasets
 
 from attntrain.data.tagsets import UPOS
-from attntrain.data.root import cache_dir
+from attntrain.data.sources.root import cache_dir
 from attntrain.errors import UserError
 
 PARSER_VERSION = 3  # bump when the parsed columns change, to invalidate caches
@@ -80,7 +80,7 @@ def read_conllu(path: str | Path) -> list[dict]:
 
 def load_conllu_dataset(path: str | Path) -> datasets.Dataset:
     """`read_conllu` as a `datasets.Dataset`, cached under the cache dir keyed by file identity."""
-    from attntrain.data.arrow import cache_key, file_identity, intact
+    from attntrain.data.sources.arrow import cache_key, file_identity, intact
 
     path = Path(path)
     if not path.is_file():

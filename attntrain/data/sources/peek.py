@@ -15,7 +15,7 @@ import json
 import re
 from pathlib import Path
 
-from attntrain.data.sources import MEDIA, base_folder, expand, file_groups
+from attntrain.data.sources.files import MEDIA, base_folder, expand, file_groups
 from attntrain.errors import UserError
 
 FIXED = {"conllu": ["words", "upos", "xpos", "lemma", "deprel"], "idx": ["image", "label"]}

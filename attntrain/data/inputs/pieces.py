@@ -150,7 +150,7 @@ def word_starts(word_ids: list[int | None], num_words: int) -> list[int]:
 def piece_input(cfg) -> PieceInput | None:
     """The text input of a run whose model.init is hf:NAME (None for any other run): words as for any text
     input (data.input.tokenizer), then the checkpoint's pieces."""
-    from attntrain.data.inputs import TextInput
+    from attntrain.data.inputs.kinds import TextInput
 
     name = checkpoint_name(cfg.model.init)
     if name is None or cfg.data.input.kind != "text":

@@ -274,7 +274,7 @@ class TableLines:
         return out
 
 
-WHERE = "_where"  # the key of a row's origin (file:line) in the dicts a view yields (as attntrain.data.sources)
+WHERE = "_where"  # the key of a row's origin (file:line) in the dicts a view yields (as attntrain.data.sources.files)
 
 
 class ArrowRows(Sequence):

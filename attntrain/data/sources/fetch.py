@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from attntrain.data.root import ENV_DATA, data_root
+from attntrain.data.sources.root import ENV_DATA, data_root
 from attntrain.errors import UserError
 from attntrain.registry import lookup
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from attntrain.data.generic import DataTask
-from attntrain.data.graph import GraphTask
-from attntrain.data.presets import PRESETS, expand_preset
-from attntrain.data.pretrain import PretrainTask
-from attntrain.data.task import Task
-from attntrain.data.translation import Seq2seqTask
+from attntrain.data.tasks.generic import DataTask
+from attntrain.data.tasks.graph import GraphTask
+from attntrain.data.tasks.presets import PRESETS, expand_preset
+from attntrain.data.tasks.pretrain import PretrainTask
+from attntrain.data.tasks.base import Task
+from attntrain.data.tasks.translation import Seq2seqTask
 from attntrain.registry import lookup
 
 # Every shipped dataset is a preset of the generic sources; a Planetoid graph is read from its npz files.

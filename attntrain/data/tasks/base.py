@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from attntrain.data.arrow import ArrowExamples
+from attntrain.data.sources.arrow import ArrowExamples
 from attntrain.data.batching import padding_fraction, token_batches
 from attntrain.errors import UserError
 

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attntrain.data.generic import DataTask
-from attntrain.data.images import patchify
-from attntrain.data.vocab import Vocab
+from attntrain.data.tasks.generic import DataTask
+from attntrain.data.inputs.images import patchify
+from attntrain.data.inputs.vocab import Vocab
 from attntrain.errors import UserError
 from attntrain.data.batching import IGNORE
 MASK_TOKEN = "<mask>"  # appended to the word vocabulary of a text pretraining run (and kept by a fine-tune)

@@ -1,0 +1,1 @@
+"""Where rows come from: file formats and their readers, the data root, downloads, Arrow storage and caches."""

@@ -1,0 +1,1 @@
+"""What the model predicts: labels, tags and spans, cleaned and checked."""

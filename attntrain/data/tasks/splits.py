@@ -1,0 +1,39 @@
+"""Seeded splits of rows that come without splits: a ratio (dev and test taken first) or k folds; the row
+indices are saved with the run (task.json), so eval, predict and resume see the same split."""
+
+from __future__ import annotations
+
+import torch
+
+from attntrain.errors import UserError
+
+
+def share(n: int, part: float) -> int:
+    """How many of n rows a split setting takes: a fraction (below 1) or a count of rows."""
+    if part >= 1:
+        if part >= n:
+            raise UserError(f"data.split.dev: {int(part)} rows leave no training rows (the data has {n})")
+        return int(part)
+    return round(n * part)
+
+
+def ratio_split(n: int, dev: float, test: float, seed: int) -> dict[str, list[int]]:
+    """Row indices of a seeded split of range(n) into train / dev / test (test and dev taken first)."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    n_test, n_dev = share(n, test), share(n, dev)
+    parts = {"test": perm[:n_test], "dev": perm[n_test:n_test + n_dev], "train": perm[n_test + n_dev:]}
+    return {k: sorted(v) for k, v in parts.items()}
+
+
+def fold_split(n: int, folds: int, fold: int, dev: float, seed: int) -> dict[str, list[int]]:
+    """k-fold: fold `fold` of a seeded permutation is test; `dev` of the rest is dev; the remainder trains."""
+    if fold >= folds:
+        raise UserError(f"data.split.fold: {fold} is not below data.split.folds={folds}")
+    if n < folds:
+        raise UserError(f"data.split.folds: {folds} folds need at least {folds} rows (the data has {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    test = perm[fold::folds]
+    held = set(test)
+    rest = [i for i in perm if i not in held]
+    n_dev = share(len(rest), dev)
+    return {"test": sorted(test), "dev": sorted(rest[:n_dev]), "train": sorted(rest[n_dev:])}
