@@ -3,6 +3,7 @@ stop flag (Ctrl-C / SIGTERM), and the sentences that say why training stopped (a
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sys
@@ -54,7 +55,14 @@ class StopFlag:
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
-        log(f"{self.requested}: saving a checkpoint at the end of this step (Ctrl-C again to abort)")
+        if distributed.is_main():
+            # os.write, not print / tqdm.write: a signal can land while the main code is writing to stderr, and a
+            # second write into the same buffered stream then fails ("reentrant call") and kills the run
+            message = f"{self.requested}: saving a checkpoint at the end of this step (Ctrl-C again to abort)\n"
+            try:
+                os.write(sys.stderr.fileno(), message.encode("utf-8", "replace"))
+            except (OSError, ValueError):  # stderr closed or not a real file: the stop still happens
+                pass
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
