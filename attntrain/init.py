@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from attntrain.errors import UserError
-from attntrain.init_sources import TABLE_SUFFIXES, detect, find_graph
+from attntrain.init_sources import detect, find_graph
 from attntrain.sizing import ModelSize, Profile, data_lines, encoder_line, model_size, train_lines
 
 SAMPLE = 2000  # inputs measured for lengths (a seeded sample)

@@ -43,11 +43,15 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def ewt_root(tmp_path_factory) -> Path:
     """A data root holding a slice of UD English-EWT: 400 train, 120 dev, 120 test sentences."""
-    root = tmp_path_factory.mktemp("data")
+    return ewt_slice(tmp_path_factory.mktemp("data"))
+
+
+def ewt_slice(root: Path, train: int = 400) -> Path:
+    """Write a slice of UD English-EWT (`train`, 120 dev, 120 test sentences) into the data root `root`."""
     folder = root / "ud_en_ewt"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     src = shared_data() / "ud_en_ewt"
-    for split, count in (("train", 400), ("dev", 120), ("test", 120)):
+    for split, count in (("train", train), ("dev", 120), ("test", 120)):
         head_sentences(src / f"en_ewt-ud-{split}.conllu", folder / f"en_ewt-ud-{split}.conllu", count)
     return root
 

@@ -11,24 +11,17 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from attntrain.compare import summarize_run
-from attntrain.config import build_config
 from attntrain.errors import UserError
 from attntrain.io import writing
 from attntrain.runlist import list_runs
 from attntrain.runs import PREVIOUS, Stage
 from attntrain.train.checkpoint import RunDir
 from attntrain.train.trainer import Trainer
-from tests.conftest import head_sentences, shared_data, tiny_raw
-from tests.test_faults import cli, refused
-
-
-def write_config(path: Path, raw: dict) -> Path:
-    path.write_text(yaml.safe_dump(raw))
-    return path
+from tests.conftest import ewt_slice, head_sentences, shared_data, tiny_raw
+from tests.test_faults import cli, refused, write_config
 
 
 def records(run_dir: Path, kind: str | None = None) -> list[dict]:
@@ -40,20 +33,10 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def ewt_copy(root: Path, train_sentences: int = 400) -> Path:
-    """A data root of its own (tests edit its files): EWT slices of 400 / 120 / 120 sentences."""
-    folder = root / "ud_en_ewt"
-    folder.mkdir(parents=True)
-    src = shared_data() / "ud_en_ewt"
-    for split, count in (("train", train_sentences), ("dev", 120), ("test", 120)):
-        head_sentences(src / f"en_ewt-ud-{split}.conllu", folder / f"en_ewt-ud-{split}.conllu", count)
-    return root
-
-
 @pytest.fixture
 def finished(tmp_path) -> tuple[Path, Path]:
     """(config file, run directory) of a finished tiny tagging run on a data root the test may edit."""
-    root = ewt_copy(tmp_path / "data")
+    root = ewt_slice(tmp_path / "data")
     config = write_config(tmp_path / "tiny.yaml", tiny_raw(root, tmp_path / "runs", "tiny", max_steps=6,
                                                            eval_every=3))
     assert cli("fit", str(config)).returncode == 0
@@ -65,7 +48,7 @@ def finished(tmp_path) -> tuple[Path, Path]:
 def test_overwrite_with_unreadable_data_keeps_the_old_run(finished, tmp_path):
     config, run = finished
     before = snapshot(run)
-    broken = ewt_copy(tmp_path / "broken")
+    broken = ewt_slice(tmp_path / "broken")
     (broken / "ud_en_ewt" / "en_ewt-ud-train.conllu").write_text("1\tonly-one-column\n\n", encoding="utf-8")
     result = cli("fit", str(config), "--overwrite", "--set", f"data.root={broken}")
     refused(result, 2, "en_ewt-ud-train.conllu")
@@ -82,7 +65,7 @@ def test_overwrite_replaces_the_run_once_the_new_one_is_built(finished):
 
 
 def test_failed_fresh_fit_leaves_no_run_folder(tmp_path):
-    broken = ewt_copy(tmp_path / "broken")
+    broken = ewt_slice(tmp_path / "broken")
     (broken / "ud_en_ewt" / "en_ewt-ud-train.conllu").write_text("1\tonly-one-column\n\n", encoding="utf-8")
     config = write_config(tmp_path / "c.yaml", tiny_raw(broken, tmp_path / "runs", "fresh"))
     refused(cli("fit", str(config)), 2, "en_ewt-ud-train.conllu")
@@ -288,3 +271,9 @@ def test_predict_takes_the_checkpoint_it_advises(tagging_run):
     assert len(result.stdout.split()) >= 4
     refused(cli("predict", str(tagging_run), "x", "--checkpoint", str(tagging_run / "nope.safetensors")), 2,
             "nope.safetensors")
+
+
+def test_validate_checks_a_config_as_fit_folds_would_run_it():
+    result = cli("validate", "configs/own/sst2_text.yaml", "--folds", "10")
+    assert result.returncode == 0 and ": ok" in result.stdout, result.stderr[-2000:]
+    refused(cli("validate", "configs/own/sst2_text.yaml", "--folds", "1"), 2, "--folds")

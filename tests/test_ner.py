@@ -14,7 +14,7 @@ from attntrain.config import build_config
 from attntrain.data.targets.spans import allowed_transitions, entities, format_spans, is_valid, span_scores
 from attntrain.errors import UserError
 from attntrain.model.crf import LinearChainCRF, viterbi
-from attntrain.runs import eval_run, fit, predict
+from attntrain.runs import eval_run, predict
 from tests.conftest import cli_env, head_sentences, shared_data
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
