@@ -208,7 +208,8 @@ def init(
     data: Path = typer.Argument(..., help="Your data: a CSV/TSV/JSONL/Parquet/CoNLL(-U)/BIO file, a .txt of "
                                 "'<label> <text>' lines, or a folder (wavs, images, pos.txt/neg.txt, name.pos/name.neg, "
                                 "parallel text, node + edge tables, a saved Hugging Face dataset)"),
-    target: str = typer.Option(..., "--target", help="The field to predict (a label, a tag list or a target text)"),
+    target: Optional[str] = typer.Option(None, "--target", help="The field to predict (a label, a tag list or a target "
+                                         "text); default: a folder's label, or the one field named label, tags, upos, ..."),
     input_field: Optional[str] = typer.Option(None, "--input", help="The input field (default: guessed)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the config (default: print it)"),
 ):

@@ -49,6 +49,20 @@ def guess_mode(rows: list[dict], target: str) -> str:
     return "sequence"
 
 
+TARGET_NAMES = ("label", "labels", "tags", "ner_tags", "upos", "pos_tags", "target", "class", "category")
+
+
+def guess_target(rows: list[dict], fmt: str) -> str:
+    """The field to predict when --target is not given: a media folder's label, else a field named like one."""
+    if fmt in ("audiofolder", "imagefolder"):
+        return "label"
+    fields = [k for k in (rows[0] if rows else {}) if not k.startswith("_")]
+    named = [k for k in fields if k.lower() in TARGET_NAMES]
+    if len(named) != 1:
+        raise UserError(f"--target: name the field to predict (fields: {', '.join(fields) or 'none'})")
+    return named[0]
+
+
 def guess_input(rows: list[dict], target: str, fmt: str) -> str:
     if fmt in ("audiofolder", "imagefolder"):
         return "path"
@@ -111,7 +125,7 @@ def header(data: Path, target: str, out: Path | None, fmt: str, mode: str, field
             "# edit freely; `attntrain validate` checks it. Fields seen: " + ", ".join(fields)]
 
 
-def starter_config(data: str | Path, target: str, input_field: str | None = None, out: Path | None = None) -> str:
+def starter_config(data: str | Path, target: str | None, input_field: str | None = None, out: Path | None = None) -> str:
     """The text of a commented config for `data` predicting `target`, sized to what it holds."""
     data = Path(data)
     if not data.exists():
@@ -120,15 +134,16 @@ def starter_config(data: str | Path, target: str, input_field: str | None = None
     if graph is not None:
         from attntrain.init_graph import graph_config
 
-        return graph_config(*graph, target, input_field, out)
+        return graph_config(*graph, target or "label", input_field, out)
     source = detect(data)
     fmt = source["format"]
     if fmt == "parallel":
-        if target not in source["languages"]:
+        if target is None or target not in source["languages"]:
             raise UserError(f"--target: parallel text in {', '.join(source['languages'])}; name one of them")
         source["languages"] = sorted(source["languages"], key=lambda lang: lang == target)  # input first
     rows_by_split = read_rows(source)
     train = rows_by_split.get("train") or rows_by_split.get("all") or next(iter(rows_by_split.values()))
+    target = target or guess_target(train, fmt)
     mode = guess_mode(train[:500], target)
     field = input_field or guess_input(train, target, fmt)
     kind = {"audiofolder": "audio", "imagefolder": "image"}.get(fmt, "text")

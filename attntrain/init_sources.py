@@ -22,12 +22,26 @@ EDGE_WORDS = ("edge", "link", "cite", "arc")  # a table whose name holds one of 
 LANGUAGE = re.compile(r"[a-z]{2,3}")  # a file suffix that names a language (de, en, fr, ...)
 LABEL_IS_EXTENSION = r".*\.(?P<label>[^.]+)$"  # name.pos / name.neg: the extension is the label
 SPLITS = ("train", "dev", "test")  # the order files: lists them in
+SPLIT_WORD = re.compile(r"(?<![a-z])(train|dev|validation|valid|val|test)(?![a-z])")  # en_ewt-ud-train, wnut17train
+DOCS = re.compile(r"(readme|license|licence|copying|citation|changelog|notice|sha\d*sums?|md5sums?)([._-].*)?$", re.I)
+
+
+def data_files(folder: Path, recursive: bool = True) -> list[Path]:
+    """The files of FOLDER that may hold data: not hidden, not a README, LICENSE, checksum list or .md."""
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return [p for p in sorted(found) if p.is_file() and not p.name.startswith(".")
+            and not DOCS.match(p.name) and p.suffix.lower() != ".md"]
+
+
+def data_suffix(path: Path) -> str:
+    """The suffix that names the format, under a .gz: train.jsonl.gz -> .jsonl."""
+    return path.with_suffix("").suffix if path.suffix == ".gz" else path.suffix
 
 
 def find_graph(data: Path) -> tuple[Path, Path] | None:
     """(node table, edge table) when DATA is a folder of two tables, or a table with an edge table beside it."""
     folder = data if data.is_dir() else data.parent
-    tables = [p for p in sorted(folder.iterdir()) if p.is_file() and TABLE_SUFFIXES.get(p.suffix) in TABLES]
+    tables = [p for p in data_files(folder, recursive=False) if TABLE_SUFFIXES.get(data_suffix(p)) in TABLES]
     edges = [p for p in tables if any(word in p.stem.lower() for word in EDGE_WORDS)]
     nodes = [p for p in tables if p not in edges]
     if data.is_file():
@@ -41,13 +55,15 @@ def detect(data: Path) -> dict:
 
 
 def split_of(path: Path) -> str | None:
-    return SPLIT_ALIASES.get(path.name.split(".")[0].lower())
+    """The split a file's name gives: train.csv, en_ewt-ud-dev.conllu, emerging.test.annotated, wnut17train.conll."""
+    found = SPLIT_WORD.search(path.name.lower())
+    return SPLIT_ALIASES[found.group(1)] if found else None
 
 
 def folder_source(folder: Path) -> dict:
     if (folder / "dataset_dict.json").is_file() or (folder / "dataset_info.json").is_file():
         return {"format": "hf", "path": str(folder)}
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
+    files = data_files(folder)
     for fmt, suffixes in MEDIA.items():
         if any(p.suffix.lower() in suffixes for p in files):
             return {"format": fmt, "path": str(folder)}
@@ -60,9 +76,9 @@ def folder_source(folder: Path) -> dict:
             return {"format": "text", "files": {split: str(parts[split] / "*.txt") for split in SPLITS if split in parts}}
         return {"format": "text", "path": str(folder / "*.txt")}
     stems = {p.name.split(".")[0] for p in files}
-    if len(stems) == 1 and len(files) >= 2 and not any(p.suffix in TABLE_SUFFIXES for p in files):
+    if len(stems) == 1 and len(files) >= 2 and not any(data_suffix(p) in TABLE_SUFFIXES for p in files):
         return {"format": "text", "path": str(folder / f"{stems.pop()}.*"), "name_pattern": LABEL_IS_EXTENSION}
-    known = [p for p in files if p.parent == folder and p.suffix in (*TABLE_SUFFIXES, ".txt")]
+    known = [p for p in files if p.parent == folder and data_suffix(p) in (*TABLE_SUFFIXES, ".txt")]
     if known:
         return file_source(next((p for p in known if split_of(p) == "train"), known[0]))
     raise UserError(f"{folder}: cannot tell the format of this folder (no audio, images, .txt classes, parallel "
@@ -96,8 +112,7 @@ def line_count(path: Path) -> int | None:
 
 
 def file_source(path: Path) -> dict:
-    suffix = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-    suffix = suffix.removesuffix(".gz")
+    suffix = data_suffix(path)
     siblings = [p for p in path.parent.iterdir() if p.is_file() and p.name.split(".")[0] == path.name.split(".")[0]]
     if suffix.lstrip(".") and LANGUAGE.fullmatch(suffix.lstrip(".")) and suffix not in TABLE_SUFFIXES:
         found = parallel_source(path.parent, [p for p in path.parent.iterdir() if p.is_file()])
@@ -119,9 +134,17 @@ def file_source(path: Path) -> dict:
 
 
 def per_split(path: Path, source: dict) -> dict:
-    """files per split when the names say so (train/dev/test), else one path split by ratio."""
-    siblings = [p for p in path.parent.glob(f"*{path.suffix}") if split_of(p)]
-    found = {split_of(p): str(p) for p in sorted(siblings)}
+    """files per split when the names say so (train/dev/test), else one path split by ratio.
+
+    A sibling of the same suffix is preferred; a split only found under another suffix (WNUT-17's
+    `emerging.test.annotated` beside `emerging.dev.conll`) is taken when it is the only file of that split.
+    """
+    siblings = [p for p in data_files(path.parent, recursive=False) if split_of(p)]
+    found: dict[str, str] = {}
+    for p in sorted(siblings, key=lambda p: data_suffix(p) != data_suffix(path)):
+        others = [q for q in siblings if split_of(q) == split_of(p)]
+        if data_suffix(p) == data_suffix(path) or len(others) == 1:
+            found.setdefault(split_of(p), str(p))
     files = {split: found[split] for split in SPLITS if split in found}
     if "train" in files and split_of(path):
         return {**source, "files": files}

@@ -157,3 +157,51 @@ def test_name_pos_name_neg_take_the_label_from_the_extension(own):
     source = starter_config(folder, "label").split("source: ")[1].splitlines()[0]
     rows = read_source(DataConfig(source=yaml.safe_load(source)))["all"]
     assert Counter(r["label"] for r in rows).keys() == {"pos", "neg"}
+
+
+def test_a_treebank_folder_as_distributed_reads_its_split_files_past_license_and_readme(own):
+    """UD's own layout: en_ewt-ud-{train,dev,test}.conllu beside LICENSE.txt and README.md (init used to stop
+    at the LICENSE.txt)."""
+    folder = own / "UD_English-EWT"
+    folder.mkdir(exist_ok=True)
+    for split, count in (("train", 120), ("dev", 40), ("test", 40)):
+        head_sentences(shared_data() / "ud_en_ewt" / f"en_ewt-ud-{split}.conllu",
+                       folder / f"en_ewt-ud-{split}.conllu", count)
+    (folder / "LICENSE.txt").write_text("Attribution-ShareAlike 4.0 International\n\nsome license words\n")
+    (folder / "README.md").write_text("# Summary\n")
+    files = yaml.safe_load(starter_config(folder, "upos"))["data"]["source"]["files"]
+    assert files == {split: str(folder / f"en_ewt-ud-{split}.conllu") for split in ("train", "dev", "test")}
+
+
+def test_wnut_names_split_words_inside_names_and_another_suffix_for_test(own):
+    """wnut17train.conll, emerging.dev.conll, emerging.test.annotated: all three splits, not dev alone."""
+    folder = own / "wnut"
+    folder.mkdir(exist_ok=True)
+    src = shared_data() / "wnut17"
+    for name, count in (("wnut17train.conll", 3000), ("emerging.dev.conll", 800), ("emerging.test.annotated", 800)):
+        head_lines(src / name, folder / name, count)
+    raw = yaml.safe_load(starter_config(folder, None))  # --target guessed: the one tag column
+    assert raw["data"]["source"]["files"] == {"train": str(folder / "wnut17train.conll"),
+                                              "dev": str(folder / "emerging.dev.conll"),
+                                              "test": str(folder / "emerging.test.annotated")}
+    assert raw["data"]["target"]["field"] == "tags" and "split" not in raw["data"]
+
+
+def test_gzipped_tables_and_a_guessed_target(own):
+    """IMDB as shipped: train.jsonl.gz / test.jsonl.gz; dev is held out of train; --target is its label field."""
+    import gzip
+
+    folder = own / "imdb_gz"
+    folder.mkdir(exist_ok=True)
+    for split in ("train", "test"):
+        with gzip.open(shared_data() / "imdb" / f"{split}.jsonl.gz", "rt", encoding="utf-8") as f:
+            lines = [next(f) for _ in range(200)]
+        with gzip.open(folder / f"{split}.jsonl.gz", "wt", encoding="utf-8") as f:
+            f.writelines(lines)
+    raw = yaml.safe_load(starter_config(folder, None))
+    assert raw["data"]["source"] == {"format": "jsonl", "files": {"train": str(folder / "train.jsonl.gz"),
+                                                                  "test": str(folder / "test.jsonl.gz")}}
+    assert raw["data"]["target"]["field"] == "label" and raw["data"]["split"] == {"dev": 0.1, "seed": 0}
+    (folder / "notes.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(UserError, match=r"--target: name the field to predict \(fields: a, b\)"):
+        starter_config(folder / "notes.csv", None)
