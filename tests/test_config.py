@@ -98,11 +98,13 @@ def test_schedule_fractions_land_on_the_steps_of_the_published_runs(name, warmup
     import math
 
     from attntrain.data import build_task
-    from attntrain.train.schedule import resolve
+    from attntrain.train.schedule import budget, resolve
 
     cfg = load_config(str(Path(__file__).parents[1] / "configs" / f"{name}.yaml"))
     task = build_task(cfg)
     task.prepare()
-    total = math.ceil(len(task.batches("train", shuffle=True, epoch=0)) / cfg.train.accumulate) * cfg.train.max_epochs
-    schedule = resolve(cfg.train, total)
+    per_epoch = math.ceil(len(task.batches("train", shuffle=True, epoch=0)) / cfg.train.accumulate)
+    run = budget(cfg.train, per_epoch)
+    assert run.limit == "max_epochs"  # the recipe's min_steps (for smaller sets) leaves its own run as it was
+    schedule = resolve(cfg.train, run.total)
     assert (schedule.warmup, schedule.eval_every) == (warmup, every)
