@@ -25,7 +25,7 @@ FORMATS = ("csv", "tsv", "jsonl", "parquet", "text", "labeled_lines", "parallel"
            "imagefolder", "idx", "hf", "graph")
 # data.input.kind / .tokenizer: attntrain.data.inputs.kinds.INPUT_KINDS / TOKENIZERS
 INPUT_KINDS = ("text", "audio", "image", "graph")
-TOKENIZERS = ("whitespace", "english", "words", "bert")
+TOKENIZERS = ("whitespace", "english", "words", "bert", "learned", "auto")
 # data.task: attntrain.data.TASKS (the Planetoid graph, the presets of attntrain.data.tasks.presets.PRESETS, translation)
 TASKS = ("planetoid", "ud_pos", "wnut17", "imdb", "mnist", "fsdd", "sst2", "translation")
 # data.label: attntrain.data.tasks.presets.LABEL_CHOICES, the presets that predict one of several labels (the value picks

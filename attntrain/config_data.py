@@ -84,7 +84,9 @@ class InputConfig(Section):
 
     field: Union[str, list[str]] = "text"  # input field (text, tokens, audio/image path, node features); graph: or a list
     kind: str = "text"  # text | audio | image | graph (attntrain/data/inputs/kinds.py)
-    tokenizer: str = "english"  # text given as a string: english (UD/PTB-like regex) | words | whitespace | bert
+    # raw text -> tokens: english (UD/PTB-like regex) | words | whitespace | bert | learned (the train split's own
+    # token boundaries; its inputs must be token lists) | auto (learned when train holds token lists, else english)
+    tokenizer: str = "auto"
     html_breaks: bool = False  # text holds HTML line breaks (<br />, as scraped reviews do): read them as spaces
 
     _kind = choice_of(choices.INPUT_KINDS, "kind")
