@@ -30,7 +30,9 @@ from attntrain.data.inputs.text import _TOKEN as _ENGLISH
 _ATOM = re.compile(r"\w+|[^\w\s]")  # runs of word characters, each other character alone
 _NUMBER = re.compile(r"\d+(?:[,.]\d+)+")  # 1,200 and 5.00 (the English regex cuts at the comma)
 _WORD = re.compile(r"\w")
+_WORDS_ONLY = re.compile(r"\w+")
 MAX_FORM = 40  # longest known form tried as a piece (characters)
+MEMO_SIZE = 100_000  # chunks whose cut is remembered
 
 
 def _is_word(char: str) -> bool:
@@ -76,6 +78,7 @@ class LearnedTokenizer:
         self.cost = {form: math.log(total / count) for form, count in forms.items()}
         self.pair_cost = {joined: math.log(total / pair[2]) for joined, pair in pairs.items()}
         self.longest = min(MAX_FORM, max(map(len, [*forms, *pairs]), default=1))
+        self.memo: dict[str, list[str]] = {}
 
     @classmethod
     def learn(cls, sentences: Iterable[list[str]]) -> "LearnedTokenizer":
@@ -101,10 +104,23 @@ class LearnedTokenizer:
         return cls(state["forms"], state["pairs"], state["split_marks"])
 
     def split(self, line: str) -> list[str]:
-        return [token for chunk in line.split() for token in self._chunk(chunk)]
+        out = []
+        for chunk in line.split():
+            tokens = self.memo.get(chunk)
+            if tokens is None:
+                tokens = self._chunk(chunk)
+                if len(self.memo) < MEMO_SIZE:  # words repeat: most chunks of a long text are cut once
+                    self.memo[chunk] = tokens
+            out.extend(tokens)
+        return out
 
     def _chunk(self, chunk: str) -> list[str]:
         lowered, size = chunk.lower(), len(chunk)
+        if _WORDS_ONLY.fullmatch(chunk):  # no cut inside but a learned pair's
+            pair = self.pairs.get(lowered)
+            if pair is None or self.cost.get(lowered, self.unknown_cost) <= self.pair_cost[lowered]:
+                return [chunk]
+            return [chunk[:len(pair[0])], chunk[len(pair[0]):]]
         unknown = self._unknown_spans(chunk)
         cuts = sorted({0, size} | {i for span in unknown for i in span}
                       | {i for i in range(1, size) if not (_is_word(chunk[i - 1]) and _is_word(chunk[i]))})
