@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from attntrain.choices import METRICS, TASK_LABELS
+from attntrain.choices import GRAPH_FORMATS, METRICS, TASK_LABELS
 from attntrain.config import Config, load_config
 from attntrain.errors import UserError
 from attntrain.registry import suggest
@@ -50,7 +50,7 @@ def check_fields(cfg, source: str = "config") -> None:
     from attntrain.data.sources.peek import graph_fields, source_fields
 
     data = cfg.data
-    if data.source is None:
+    if data.source is None or data.source.format == "planetoid":  # Planetoid files have no field names
         return
     inputs = data.input.field if isinstance(data.input.field, list) else [data.input.field]
     used = [*(("data.input.field", name) for name in inputs), ("data.target.field", data.target.field)]
@@ -81,7 +81,7 @@ def check_pretrain(cfg, source: str = "config") -> None:
     expanded = cfg.model_copy(deep=True)
     expand_preset(expanded)
     data = expanded.data
-    kind = "graph" if data.task == "planetoid" or data.source is not None and data.source.format == "graph" \
+    kind = "graph" if data.task == "planetoid" or data.source is not None and data.source.format in GRAPH_FORMATS \
         else data.input.kind
     if kind not in ("text", "audio", "image"):
         raise UserError(f"{source}: model.head.kind: pretraining has objectives for text, audio and image inputs, "
@@ -94,7 +94,7 @@ def check_pretrain(cfg, source: str = "config") -> None:
 def check_graph(cfg, source: str = "config") -> None:
     """A graph's nodes are its positions: each gets a label, so only the tagging head fits."""
     data = cfg.data
-    graph = data.source.format == "graph" if data.source is not None else data.task == "planetoid"
+    graph = data.source.format in GRAPH_FORMATS if data.source is not None else data.task == "planetoid"
     if graph and cfg.model.head.kind != "tagging":
         raise UserError(f"{source}: model.head.kind: a graph run labels every node; use tagging "
                         f"(got '{cfg.model.head.kind}')")

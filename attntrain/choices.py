@@ -20,12 +20,13 @@ POSITIONS = ("sinusoidal", "learned", "rotary", "none")
 # model.head.kind: attntrain.model.heads.HEADS
 HEADS = ("tagging", "sequence", "seq2seq", "pretrain")  # pretrain: `attntrain pretrain`
 
-# data.source.format: attntrain.data.sources.readers.FORMATS (its readers, then hf and graph)
+# data.source.format: attntrain.data.sources.readers.FORMATS (its readers, then hf, graph and planetoid)
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "text", "labeled_lines", "parallel", "conll", "conllu", "audiofolder",
-           "imagefolder", "idx", "hf", "graph")
+           "imagefolder", "idx", "hf", "graph", "planetoid")
+GRAPH_FORMATS = ("graph", "planetoid")  # one graph (input kind graph): node + edge tables, Planetoid's ind.* files
 # data.input.kind / .tokenizer: attntrain.data.inputs.kinds.INPUT_KINDS / TOKENIZERS
 INPUT_KINDS = ("text", "audio", "image", "graph")
-TOKENIZERS = ("whitespace", "english", "words", "bert")
+TOKENIZERS = ("whitespace", "english", "words", "bert", "learned", "auto")
 # data.task: attntrain.data.TASKS (the Planetoid graph, the presets of attntrain.data.tasks.presets.PRESETS, translation)
 TASKS = ("planetoid", "ud_pos", "wnut17", "imdb", "mnist", "fsdd", "sst2", "translation")
 # data.label: attntrain.data.tasks.presets.LABEL_CHOICES, the presets that predict one of several labels (the value picks

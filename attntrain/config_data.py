@@ -41,7 +41,7 @@ class SourceConfig(Section):
     path: Optional[str] = None  # everything in one file / folder / glob (split by data.split), or an hf save_to_disk folder
     columns: Optional[list[str]] = None  # conll: names of the whitespace/tab columns (default [tokens, tags]); labeled_lines: [label, text]
     languages: list[str] = []  # parallel: the two file suffixes, e.g. [de, en]; they become the field names
-    name: Optional[str] = None  # hf: dataset name, read from the local Hugging Face cache
+    name: Optional[str] = None  # hf: dataset name, read from the local Hugging Face cache; planetoid: the name in ind.NAME.x
     config: Optional[str] = None  # hf: dataset configuration name
     add_train: Optional[SourceConfig] = None  # more training rows from another source (same field names); rows whose input equals a dev/test input are dropped
     ptb_escapes: bool = False  # add_train text: lowercase and write ( ) / as -lrb- -rrb- \\/ to match PTB-tokenised files
@@ -70,11 +70,13 @@ class SourceConfig(Section):
                                  "do); remove it")
         if self.files and self.path:
             raise ValueError("files and path: give one (files: a file per split; path: everything, split later)")
+        if self.format == "planetoid" and not (self.path and self.name):
+            raise ValueError("format planetoid: give path (the folder of the ind.NAME.* files) and name (e.g. cora)")
         return self
 
 
 # which formats read each optional source setting (ptb_escapes: rows of add_train, which may be any table)
-SOURCE_OPTIONS = {"columns": ("conll", "labeled_lines"), "languages": ("parallel",), "name": ("hf",),
+SOURCE_OPTIONS = {"columns": ("conll", "labeled_lines"), "languages": ("parallel",), "name": ("hf", "planetoid"),
                   "config": ("hf",), "name_pattern": ("text", "audiofolder", "imagefolder")}
 SourceConfig.model_rebuild()
 
@@ -84,7 +86,9 @@ class InputConfig(Section):
 
     field: Union[str, list[str]] = "text"  # input field (text, tokens, audio/image path, node features); graph: or a list
     kind: str = "text"  # text | audio | image | graph (attntrain/data/inputs/kinds.py)
-    tokenizer: str = "english"  # text given as a string: english (UD/PTB-like regex) | words | whitespace | bert
+    # raw text -> tokens: english (UD/PTB-like regex) | words | whitespace | bert | learned (the train split's own
+    # token boundaries; its inputs must be token lists) | auto (learned when train holds token lists, else english)
+    tokenizer: str = "auto"
     html_breaks: bool = False  # text holds HTML line breaks (<br />, as scraped reviews do): read them as spaces
 
     _kind = choice_of(choices.INPUT_KINDS, "kind")
@@ -196,7 +200,7 @@ class DataConfig(Section):
             return self
         if self.source.ptb_escapes:
             raise ValueError("source.ptb_escapes: respells add_train rows only (set it inside source.add_train)")
-        if (self.source.format == "graph") != (self.input.kind == "graph"):
-            raise ValueError("source.format graph goes with input.kind graph (node features), and only with it "
+        if (self.source.format in choices.GRAPH_FORMATS) != (self.input.kind == "graph"):
+            raise ValueError("source.format graph / planetoid goes with input.kind graph (node features), and only with it "
                              f"(got format {self.source.format}, kind {self.input.kind})")
         return self

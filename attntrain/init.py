@@ -154,7 +154,7 @@ def starter_config(data: str | Path, target: str | None, input_field: str | None
     lines = header(data, target, out, fmt, mode, fields) + [
         "data:",
         f"  source: {_yaml_value(source)}",
-        f"  input: {{field: {field}, kind: {kind}}}" + ("   # tokenizer: english | words | whitespace | bert"
+        f"  input: {{field: {field}, kind: {kind}}}" + ("   # tokenizer: auto | english | words | whitespace | bert | learned"
                                                      if kind == "text" else ""),
         target_line(target, profile)]
     lines += [split] if split else []

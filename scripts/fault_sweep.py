@@ -15,6 +15,7 @@ import argparse
 import gzip
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -42,6 +43,7 @@ class Case:
     code: int = 2
     prefix: Callable[["Sweep"], list[str] | None] | None = None  # e.g. a mount namespace; None result = skip
     stdin: bytes | None = None
+    stdout: list[str] = field(default_factory=list)  # what the output must hold (a prediction's tokens)
 
 
 class Sweep:
@@ -72,6 +74,7 @@ class Sweep:
         for wav in (self.shared / "fsdd" / "recordings").glob("*_theo_*.wav"):
             self.copy(wav, self.data / "fsdd" / "recordings" / wav.name)
         self.copy(self.shared / "cora" / "cora_planetoid.npz", self.data / "cora" / "cora_planetoid.npz")
+        self.copy(self.shared / "cora" / "planetoid", self.data / "cora" / "planetoid")
         for path in (self.shared / "multi30k" / "raw").glob("*.gz"):
             with gzip.open(path, "rt", encoding="utf-8") as f:
                 lines = [next(f) for _ in range(150)]
@@ -383,6 +386,67 @@ def busy_port(s: Sweep) -> list[str]:
     return ["serve", str(s.tmp / "runs" / "trained"), "--port", str(holder.getsockname()[1])]
 
 
+def quoted_newline_csv(s: Sweep, row_nine: str) -> list[str]:
+    """Real SST-2 rows; row 5 holds a quoted value over three lines, so row 9 starts on physical line 12."""
+    rows = [f'"{text}",{label}' for label, text in sst2_rows(s, 11)]
+    rows[4] = '"a long review\nover three\nlines, with a comma",positive'
+    rows[8] = row_nine
+    return own(s, {"train.csv": "text,label\n" + "\n".join(rows) + "\n"}, {"format": "csv"})
+
+
+def same_size_edit(s: Sweep) -> list[str]:
+    """A table fitted once (cached), then one label in its middle (~150 KB from either end) blanked with the
+    same number of bytes and the modification time put back: the second fit must read the file again."""
+    rows = sst2_rows(s, 3000)
+    args = own(s, {"train.csv": csv_of(rows)}, {"format": "csv"})
+    first = run_cli(args)
+    if first.returncode:
+        raise SystemExit(f"the first fit failed:\n{first.stderr}")
+    path = Path(yaml.safe_load(Path(args[1]).read_text())["data"]["source"]["files"]["train"])
+    stat, data = path.stat(), path.read_bytes()
+    middle = data.index(b"\n", len(data) // 2) + 1  # the row at the middle of the file
+    end = data.index(b"\n", middle)
+    label = data.rindex(b",", middle, end)
+    blank = b',"' + b" " * (end - label - 3) + b'"'  # as many bytes as ",positive" / ",negative"
+    path.write_bytes(data[:label] + blank + data[end:])
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    yaml_edit(Path(args[1]), lambda c: c.update(name="again"))
+    return args
+
+
+def planetoid_folder(s: Sweep, damage: Callable[[Path], object]) -> list[str]:
+    """format planetoid on a copy of Cora's ind.* files, damaged."""
+    folder = s.data_copy("cora") / "planetoid"
+    damage(folder)
+    raw = s.raw()
+    raw["data"] = {"source": {"format": "planetoid", "path": str(folder), "name": "cora"}, "input": {"kind": "graph"}}
+    raw["model"]["head"] = {"kind": "tagging"}
+    return ["fit", str(s.config(raw))]
+
+
+class Exploit:
+    """A pickle whose loading would run `touch <marker>`."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def french_run(s: Sweep) -> list[str]:
+    """A tiny tagger trained on French token lists (BIO file): predict cuts l'homme as the data does."""
+    sentences = [["l'", "homme", "mange", "."], ["j'", "aime", "l'", "eau", "."], ["qu'", "il", "voit", "l'", "enfant", "."]]
+    text = "".join("".join(f"{token}\t{'B-x' if token == 'homme' else 'O'}\n" for token in sentence) + "\n"
+                   for sentence in sentences * 4)
+    args = own(s, {"train.bio": text}, {"format": "conll"}, head="tagging")
+    done = run_cli(args)
+    if done.returncode:
+        raise SystemExit(f"training the French run failed:\n{done.stderr}")
+    run = Path(yaml.safe_load(Path(args[1]).read_text())["runs_dir"]) / "own"
+    return ["predict", str(run), "--format", "jsonl", "L'homme qu'il voit."]
+
+
 def big_line(s: Sweep) -> list[str]:
     path = s.tmp / "big.txt"
     path.write_text("The cat sat on the mat . " * 42000 + "\n")  # 1.05 MB, 294,000 words
@@ -516,6 +580,23 @@ CASES = [
     Case("own", "validate: graph node id not in the data", lambda s: graph_tables(s, "data.graph.node_id=node"),
          ["data.graph.node_id: no field 'node'"]),
     Case("own", "validate: negative split seed", lambda s: set_key(s, "data.split.seed", -1), ["data.split.seed"]),
+    Case("own", "ragged row 9 after a quoted newline in row 5", lambda s: quoted_newline_csv(
+        s, '"a ragged row",positive,extra'), ["train.csv:12: 3 fields, but the header has 2"]),
+    Case("own", "empty label in row 9 after a quoted newline", lambda s: quoted_newline_csv(
+        s, '"a row without its label",'), ["train.csv:12: no label: field 'label' is empty"]),
+    Case("own", "same-size table edit, time put back", same_size_edit,
+         ["train.csv:", "no label: field 'label' is only spaces"]),
+    Case("own", "Planetoid pickle calling os.system", lambda s: planetoid_folder(s, lambda f: write(
+        f / "ind.cora.graph", pickle.dumps(Exploit(s.tmp / "exploited"), protocol=2))),
+        ["ind.cora.graph: not a Planetoid pickle (refused posix.system"]),
+    Case("own", "Planetoid file missing", lambda s: planetoid_folder(s, lambda f: (f / "ind.cora.ty").unlink()),
+         ["Planetoid file not found:", "ind.cora.ty"]),
+    Case("own", "Planetoid ind files read", lambda s: planetoid_folder(s, lambda f: None), [], code=0),
+    Case("own", "tokenizer learned on text data", lambda s: own(s, {"train.csv": csv_of(sst2_rows(s))}, {
+        "format": "csv"}, data={"input": {"field": "text", "tokenizer": "learned"}}),
+         ["train.csv:2: data.input.tokenizer learned", "holds text"]),
+    Case("own", "predict: French clitics as the training tokens", french_run, [], code=0,
+         stdout=['"tokens": ["L\'", "homme", "qu\'", "il", "voit", "."]']),
     # ---- run directory ----
     Case("run", "best truncated", lambda s: run_file(s, lambda r: truncate(r / "best.safetensors")),
          ["best.safetensors", "--checkpoint"]),
@@ -631,7 +712,8 @@ def main() -> int:
             seconds = time.perf_counter() - t0
             errors = [line for line in result.stderr.splitlines() if line.startswith(("error:", "Error:"))]
             ok = (result.returncode == case.code and "Traceback" not in result.stderr
-                  and all(n in result.stderr for n in case.needles) and (case.code == 0 or len(errors) == 1))
+                  and all(n in result.stderr for n in case.needles) and (case.code == 0 or len(errors) == 1)
+                  and all(n in result.stdout for n in case.stdout))
             if case.name.startswith("1 MB line") and ok:
                 ok = len(result.stdout.splitlines()) == 1 and len(result.stdout.split()) == 294000
             tried += 1

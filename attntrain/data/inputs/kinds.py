@@ -41,7 +41,16 @@ TOKENIZERS = {
     "english": tokenize_english,  # close to UD / PTB: "don't" -> "do n't"
     "words": _WORDS.findall,
     "bert": lambda line: _hf_pre_tokenizer("bert")(line),  # Hugging Face tokenizers' BertPreTokenizer
+    # the train split's own token boundaries (attntrain.data.inputs.learned), kept by TextInput; english until
+    # learned (auto: when the train inputs are text, or a run made before this existed)
+    "learned": tokenize_english,
+    "auto": tokenize_english,
 }
+LEARNED = ("learned", "auto")
+
+
+class _NotTokens(Exception):
+    """A train input that is text, not a token list: nothing to learn token boundaries from."""
 
 
 def tokenize(line: str, how: str) -> list[str]:
@@ -68,23 +77,51 @@ class TextInput:
         self.field, self.tokenizer = data_cfg.input.field, data_cfg.input.tokenizer
         self.html_breaks = data_cfg.input.html_breaks
         self.text = TextVocab(embed_cfg)
+        self.learned = None  # a LearnedTokenizer (tokenizer learned / auto on token data), saved with the run
 
     def tokens(self, value: Any, where: str = "input") -> list[str]:
         if isinstance(value, str):
-            return tokenize(_HTML_BREAK.sub(" ", value) if self.html_breaks else value, self.tokenizer)
+            text = _HTML_BREAK.sub(" ", value) if self.html_breaks else value
+            return self.learned.split(text) if self.learned is not None else tokenize(text, self.tokenizer)
         if isinstance(value, (list, tuple)) and all(isinstance(t, str) for t in value):
             return list(value)
         got = "null" if value is None else type(value).__name__
         raise UserError(f"{where}: field '{self.field}' must be text or a list of tokens, got {got}")
 
     def prepare(self, train: list[dict], state: dict | None) -> None:
+        from attntrain.data.inputs.learned import LearnedTokenizer
+
         if state is not None:
             self.text.load(state)
+            learned = state.get("learned_tokenizer")  # absent in runs made before it, and on text data
+            self.learned = LearnedTokenizer.from_state(learned) if learned is not None else None
         else:
+            self.learned = self._learn(train) if self.tokenizer in LEARNED else None
             self.text.build(self.tokens(field_value(r, self.field, "train"), r.get("_where", "train")) for r in train)
 
+    def _learn(self, train: list[dict]):
+        """The train split's token boundaries, when its inputs are token lists (auto: None when they are text)."""
+        from attntrain.data.inputs.learned import LearnedTokenizer
+
+        def token_lists():
+            for row in train:
+                value = field_value(row, self.field, "train")
+                if not isinstance(value, (list, tuple)):
+                    raise _NotTokens(row.get("_where", "train"))
+                yield value
+
+        try:
+            return LearnedTokenizer.learn(token_lists())
+        except _NotTokens as found:
+            if self.tokenizer == "auto":
+                return None
+            raise UserError(f"{found}: data.input.tokenizer learned learns the token boundaries of data already "
+                            f"split into tokens, but field '{self.field}' holds text; use english, words, "
+                            "whitespace or bert") from None
+
     def state(self) -> dict:
-        return self.text.state()
+        learned = {"learned_tokenizer": self.learned.state()} if self.learned is not None else {}
+        return {**self.text.state(), **learned}
 
     def info(self) -> dict:
         return self.text.info()

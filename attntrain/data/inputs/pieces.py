@@ -155,5 +155,8 @@ def piece_input(cfg) -> PieceInput | None:
     name = checkpoint_name(cfg.model.init)
     if name is None or cfg.data.input.kind != "text":
         return None
+    if cfg.data.input.tokenizer == "learned":
+        raise UserError("data.input.tokenizer learned: a run from a pretrained checkpoint (model.init hf:...) "
+                        "reads raw text with english, words, whitespace or bert")
     words = TextInput(cfg.data, cfg.model.embed).tokens
     return PieceInput(cfg.data, cfg.model.embed, name, tagging=cfg.model.head.kind == "tagging", words=words)

@@ -36,13 +36,14 @@ def rows_digest(rows: Iterable[dict], fields: Sequence[str]) -> str:
     return digest.hexdigest()[:20]
 
 
-DIGEST_BYTES = 65_536  # content digest of a file: its first and last this many bytes (all of a smaller file)
+DIGEST_CHUNK = 1 << 20  # bytes read at a time for a file's content digest
 
 
 def file_identity(path: Path, *, digest: bool = True) -> list:
     """What says a file's rows changed: its path as named (a symlink's own name can carry a label) and resolved,
-    size, modification time and (`digest`, for a file) a hash of its first and last 64 KiB, so a same-size edit
-    whose modification time was restored is seen too (within those bytes)."""
+    size, modification time and (`digest`, for a file) a hash of its whole content, so a same-size edit whose
+    modification time was restored is seen too. Media files go without (`digest=False`): reading every one on
+    each start costs ~10% of a cached load and grows with the bytes, where the load reads its cache lazily."""
     stat = path.stat()
     identity = [str(path.absolute()), str(path.resolve()), stat.st_size, stat.st_mtime_ns]
     if digest and path.is_file():
@@ -51,14 +52,12 @@ def file_identity(path: Path, *, digest: bool = True) -> list:
 
 
 def content_digest(path: Path, size: int) -> str:
-    """sha256 of a file's first and last DIGEST_BYTES (the whole file when it is at most twice that)."""
-    digest = hashlib.sha256()
+    """BLAKE2b of a file's whole content (42 ms for IMDB's 26 MB, 1% of its cached load; measured 2026-12-07)."""
+    digest = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
-        digest.update(f.read(DIGEST_BYTES))
-        if size > 2 * DIGEST_BYTES:
-            f.seek(size - DIGEST_BYTES)
-        digest.update(f.read())
-    return digest.hexdigest()[:20]
+        while chunk := f.read(DIGEST_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def dataset_identity(dataset) -> list:
@@ -256,8 +255,9 @@ class TableLines:
     Computed from the files' row counts when asked for, so no per-row string is kept.
     """
 
-    def __init__(self, files: list[tuple[str, int, int | None]]):
-        self.files = files  # (path, rows, line of the first row or None for files without lines)
+    def __init__(self, files: list[tuple[str, int, int | np.ndarray | None]]):
+        # (path, rows, line of the first row, or each row's line (quoted line breaks), or None: no lines)
+        self.files = files
         self.starts = np.cumsum([0] + [count for _, count, _ in files])
 
     def __call__(self, position: int) -> str:
@@ -270,7 +270,10 @@ class TableLines:
         out = []
         for number, index in zip(numbers.tolist(), (positions - self.starts[numbers]).tolist()):
             path, _, first = self.files[number]
-            out.append(f"{path}:{index + first}" if first is not None else f"{path}: row {index}")
+            if first is None:
+                out.append(f"{path}: row {index}")
+            else:
+                out.append(f"{path}:{first[index] if isinstance(first, np.ndarray) else index + first}")
         return out
 
 

@@ -177,47 +177,12 @@ def sha256sums(entry: dict, source: Path | None, folder: Path) -> bytes:
     return "".join(f"{file_sha256(folder / path)}  {path}\n" for path in paths).encode()
 
 
-class SparseMatrix:
-    """Stand-in for the pickled scipy CSR matrices (keeps scipy out of the dependencies)."""
-
-    def dense(self) -> np.ndarray:
-        out = np.zeros(self._shape, dtype=self.data.dtype)
-        out[np.repeat(np.arange(self._shape[0]), np.diff(self.indptr)), self.indices] = self.data
-        return out
-
-
-class PlanetoidUnpickler(pickle.Unpickler):
-    """Loads only what the Planetoid pickles contain, so a tampered download cannot run code."""
-
-    ALLOWED = {("collections", "defaultdict"), ("__builtin__", "list"), ("numpy", "ndarray"),
-               ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct")}
-
-    def find_class(self, module, name):
-        if (module, name) == ("scipy.sparse.csr", "csr_matrix"):
-            return SparseMatrix
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a Planetoid file")
-        if module == "numpy.core.multiarray":  # renamed numpy._core in numpy 2
-            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
-        return super().find_class(module, name)
-
-
 def cora_npz(entry: dict, source: Path | None, folder: Path) -> bytes:
     """cora_planetoid.npz from the Planetoid files, by the GCN procedure in the cora README."""
-    def load(part: str):
-        with open(folder / "planetoid" / f"ind.cora.{part}", "rb") as f:
-            return PlanetoidUnpickler(f, encoding="latin1").load()
+    from attntrain.data.sources.planetoid import read_planetoid
 
-    test_index = np.loadtxt(folder / "planetoid" / "ind.cora.test.index", dtype=np.int64)
-    test_sorted = np.sort(test_index)
-    features = np.vstack([load("allx").dense(), load("tx").dense()])
-    labels = np.vstack([load("ally"), load("ty")])
-    features[test_index], labels[test_index] = features[test_sorted], labels[test_sorted]
-    pairs = {(node, other) for node, neighbors in load("graph").items() for other in neighbors if node != other}
-    edges = sorted(pairs | {(other, node) for node, other in pairs})
-    arrays = {"features": features.astype(np.uint8), "labels": labels.argmax(1).astype(np.int64),
-              "edge_index": np.array(edges, dtype=np.int64).T, "train_idx": np.arange(140),
-              "val_idx": np.arange(140, 640), "test_idx": test_sorted}
+    arrays = read_planetoid(folder / "planetoid", "cora")
+    arrays["features"] = arrays["features"].astype(np.uint8)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for key, array in arrays.items():

@@ -23,6 +23,7 @@ from typing import Callable, Iterator
 
 from attntrain.data.sources.files import (MEDIA, SPLIT_ALIASES, WHERE, Rows, RowStream, base_folder, file_groups,
                                           iter_text_lines, read_text_lines)
+from attntrain.choices import GRAPH_FORMATS
 from attntrain.data.sources.tables import read_table
 from attntrain.errors import UserError
 
@@ -270,7 +271,7 @@ READERS: dict[str, Callable] = {
     "text": read_text_classes, "labeled_lines": read_labeled_lines, "parallel": read_parallel, "conll": read_columns, "conllu": read_conllu_rows,
     "audiofolder": read_folder, "imagefolder": read_folder, "idx": read_idx_files,
 }
-FORMATS = (*READERS, "hf", "graph")  # graph: node + edge tables, read by attntrain.data.tasks.graph_tables
+FORMATS = (*READERS, "hf", *GRAPH_FORMATS)  # graphs: read by attntrain.data.tasks.graph / graph_tables
 
 
 def read_source(data_cfg, source=None) -> dict[str, Rows]:
@@ -279,8 +280,8 @@ def read_source(data_cfg, source=None) -> dict[str, Rows]:
     base = base_folder(data_cfg)
     if source.format == "hf":
         return read_hf(source, base)
-    if source.format == "graph":
-        raise UserError("data.source.format graph: a node table and an edge table are one graph task, not rows "
+    if source.format in GRAPH_FORMATS:
+        raise UserError(f"data.source.format {source.format}: a graph is one graph task, not rows "
                         "(needs data.input.kind graph)")
     if source.format not in READERS:
         raise UserError(f"data.source.format: unknown '{source.format}'; valid: {', '.join(FORMATS)}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from attntrain.data.sources.files import base_folder, file_groups
 from attntrain.data.sources.readers import READERS, load_hf, parallel_files, parallel_languages, parallel_pairs, read_source
-from attntrain.data.sources.tables import FIRST_LINE, load_table
+from attntrain.data.sources.tables import load_table, row_lines
 from attntrain.errors import UserError
 
 ROWS_VERSION = 2  # bump when a streamed reader's rows change, so row files cached by older code are not read
@@ -70,7 +70,7 @@ def table_view(files: list[Path], fmt: str):
         table = load_table(path, fmt)
         if table is not None:
             tables.append(table)
-            lines.append((str(path), len(table), FIRST_LINE.get(fmt)))
+            lines.append((str(path), len(table), row_lines(path, fmt, len(table))))
     if not tables:
         return ArrowRows(datasets.Dataset.from_dict({}))
     try:

@@ -23,12 +23,45 @@ def table_rows(path: Path, fmt: str) -> Rows:
     from attntrain.data.sources.arrow import TableLines
 
     rows = table.to_list()
-    for row, where in zip(rows, TableLines([(str(path), len(rows), FIRST_LINE.get(fmt))]).many(range(len(rows)))):
+    for row, where in zip(rows, TableLines([(str(path), len(rows), row_lines(path, fmt, len(rows)))]).many(
+            range(len(rows)))):
         row[WHERE] = where
     return rows
 
 
 FIRST_LINE = {"csv": 2, "tsv": 2, "jsonl": 1}  # line of a table file's first row (after a header); parquet has none
+
+
+def row_lines(path: Path, fmt: str, rows: int):
+    """Where a table file's rows start: the first row's line when they follow one per line (one count of the
+    file's line breaks says so), else each row's physical line (a quoted value holding a line break, blank
+    lines), found with the standard library's csv reader; None for parquet, or when that count disagrees
+    with the library's (rows are then named by index rather than by a wrong line)."""
+    import csv
+    import gzip
+    import io
+
+    import numpy as np
+
+    first = FIRST_LINE.get(fmt)
+    if first is None:
+        return None
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        data = f.read()
+    lines = data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+    if lines == rows + first - 1:
+        return first
+    text = data.decode("utf-8-sig", errors="replace")
+    if fmt == "jsonl":
+        starts = [number for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    else:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",")
+        starts, start = [], 1
+        for record in reader:
+            if record and start > 1:  # the header is line 1; blank lines hold no row
+                starts.append(start)
+            start = reader.line_num + 1
+    return np.array(starts, dtype=np.int64) if len(starts) == rows else None
 
 
 def load_table(path: Path, fmt: str):

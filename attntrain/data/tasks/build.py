@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from attntrain.choices import GRAPH_FORMATS
 from attntrain.data.tasks.generic import DataTask
 from attntrain.data.tasks.graph import GraphTask
 from attntrain.data.tasks.presets import PRESETS, expand_preset
@@ -19,7 +20,7 @@ def build_task(cfg) -> Task:
     """The task for cfg.data: source (own data or a preset) x input kind x target, or a graph."""
     expand_preset(cfg)
     if cfg.data.source is not None:
-        if cfg.data.source.format == "graph":  # one graph, one example: the nodes are the positions
+        if cfg.data.source.format in GRAPH_FORMATS:  # one graph, one example: the nodes are the positions
             return GraphTask(cfg)
         if cfg.model.head.kind == "pretrain":  # self-supervised: the input masked is its own target
             return PretrainTask(cfg)

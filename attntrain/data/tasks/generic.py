@@ -291,8 +291,12 @@ class DataTask(CachedSplits, Task):
         field = self.cfg.data.input.field
         if self.input != "text":
             return [self._media_input(line.strip()) for line in lines]
-        how = "whitespace" if pretokenized else self.cfg.data.input.tokenizer
-        return [{field: tokenize(line, how)} for line in lines]
+        if pretokenized:
+            return [{field: tokenize(line, "whitespace")} for line in lines]
+        learned = getattr(self.input_kind, "learned", None)  # the train split's token boundaries, saved with the run
+        if learned is not None:
+            return [{field: learned.split(line)} for line in lines]
+        return [{field: tokenize(line, self.cfg.data.input.tokenizer)} for line in lines]
 
     def _media_input(self, text: str) -> dict:
         """A file path, or a number that is no file: that example of the test split (`predict 7`)."""

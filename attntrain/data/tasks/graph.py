@@ -5,8 +5,10 @@ The whole graph is one example (B = 1, T = number of nodes). Every split sees al
 by the loss and the metrics. Attention is restricted to edges (+ self loops) unless
 `data.graph_mask: none`, which lets every node attend to every node.
 
-One task, two ways to fill the same arrays (`GraphArrays`): a Planetoid .npz (`data.task: planetoid`,
-below) or a node table + an edge table (`data.source.format: graph`, attntrain.data.tasks.graph_tables).
+One task, three ways to fill the same arrays (`GraphArrays`): a Planetoid .npz (`data.task: planetoid`,
+below), Planetoid's original ind.* files (the task without its npz, or `data.source.format: planetoid`,
+attntrain.data.sources.planetoid) or a node table + an edge table (`data.source.format: graph`,
+attntrain.data.tasks.graph_tables).
 Everything after loading (label ids, splits, feature scaling, edges, predict) is shared.
 
 # N nodes, F features per node, E edges
@@ -15,6 +17,7 @@ Everything after loading (label ids, splits, feature scaling, edges, predict) is
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -24,6 +27,8 @@ from attntrain.data.batching import IGNORE
 from attntrain.data.tasks.splits import fold_split, ratio_split
 from attntrain.data.tasks.graph_tables import GraphArrays, table_arrays  # GraphArrays re-exported: data.graph.GraphArrays
 from attntrain.data.inputs.kinds import GraphInput
+from attntrain.data.sources.files import base_folder
+from attntrain.data.sources.planetoid import read_planetoid
 from attntrain.data.sources.root import dataset_dir
 from attntrain.data.targets.labels import sorted_labels, unknown_label
 from attntrain.data.tasks.base import Task
@@ -65,12 +70,26 @@ def load_planetoid(path) -> dict[str, np.ndarray]:
 
 
 def planetoid_arrays(cfg) -> GraphArrays:
-    """<dataset>/<dataset>_planetoid.npz under the data root; class names for cora, ids as text otherwise
-    (a negative label: an unlabelled node)."""
-    path = dataset_dir(cfg.data.root, cfg.data.dataset) / f"{cfg.data.dataset}_planetoid.npz"
-    arrays = load_planetoid(path)
+    """<dataset>/<dataset>_planetoid.npz under the data root, else the original <dataset>/planetoid/ind.<dataset>.*
+    files beside it; or (data.source.format planetoid) the ind.<name>.* files in source.path. Class names for
+    cora, ids as text otherwise (a negative label: an unlabelled node)."""
+    source = cfg.data.source
+    if source is not None:
+        folder = Path(source.path).expanduser()
+        folder = folder if folder.is_absolute() else base_folder(cfg.data) / folder
+        name, path = source.name, folder / f"ind.{source.name}.*"
+        arrays = read_planetoid(folder, name)
+    else:
+        name = cfg.data.dataset
+        path = dataset_dir(cfg.data.root, name) / f"{name}_planetoid.npz"
+        original = path.parent / "planetoid"
+        if not path.is_file() and (original / f"ind.{name}.x").is_file():
+            path = original / f"ind.{name}.*"
+            arrays = read_planetoid(original, name)
+        else:
+            arrays = load_planetoid(path)
     labels = arrays["labels"].tolist()
-    classes = CORA_CLASSES if cfg.data.dataset == "cora" else [str(i) for i in range(max(labels) + 1)]
+    classes = CORA_CLASSES if name == "cora" else [str(i) for i in range(max(labels) + 1)]
     return GraphArrays(features=torch.from_numpy(arrays["features"].astype(np.float32)),
                        edges=torch.from_numpy(arrays["edge_index"]).long(), ids=list(range(len(labels))),
                        labels=[classes[i] if i >= 0 else None for i in labels], origin=str(path), classes=classes,
@@ -111,7 +130,7 @@ class GraphTask(Task):
     # ---- loading ---------------------------------------------------------------------------------
     def arrays(self) -> GraphArrays:
         if self._arrays is None:
-            if self.cfg.data.source is None:
+            if self.cfg.data.source is None or self.cfg.data.source.format == "planetoid":
                 self._arrays = planetoid_arrays(self.cfg)
             else:
                 self._arrays = table_arrays(self.cfg.data)
