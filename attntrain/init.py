@@ -196,7 +196,8 @@ def model_lines(profile: Profile) -> list[str]:
                 f"  head: {{kind: tagging, crf: {'true' if spans else 'false'}}}"
                 + ("     # span tags (B-/I-): a linear-chain CRF keeps spans valid" if spans else "")]
     return ["model:", "  embed: {dropout: 0.1}",
-            encoder_line(ModelSize(256, 3, 512, 4, 0.1, size.why)),
+            encoder_line(ModelSize(256, 3, 512, 4, 0.1, f"{profile.train_examples:,} training pairs: the Multi30k "
+                                   "recipe (3 + 3 layers, 256 wide)")),
             "  head:", "    kind: seq2seq", "    label_smoothing: 0.1",
             "    decoder: {num_layers: 3, ffn_dim: 512, dropout: 0.1, tie_embeddings: all, beam_size: 5}"]
 
