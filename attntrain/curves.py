@@ -3,7 +3,7 @@ training set (data.train_fraction) as ordinary runs, runs/<name>/<config label>/
 metric of each run's best-dev checkpoint is drawn against the number of labelled training examples.
 
 Budget rule: a recipe sized for the whole training set gives a small fraction very few updates (4 SST-2
-epochs of 1% are ~16 steps), so every run trains at least `train.min_steps` = a quarter (MIN_STEPS_SHARE)
+epochs of 1% are ~24 steps), so every run trains at least `train.min_steps` = a quarter (MIN_STEPS_SHARE)
 of the steps the config takes on its whole training set, or `--min-steps N`. Runs whose own recipe is longer
 keep it; warm-up, evaluation and averaging are fractions of the run, so they follow. train.max_steps, when a
 config sets it, still decides (min_steps never overrides it).
