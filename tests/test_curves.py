@@ -144,5 +144,17 @@ def test_bad_fraction_on_the_command_line_is_one_line_and_exit_2():
     done = subprocess.run([sys.executable, "-m", "attntrain", "curves", "configs/sst2.yaml", "--train-fractions",
                            "0.01", "2"], capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=120)
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["error: --train-fractions: 2 is outside (0, 1]; a fraction of the "
-                                                "training set is above 0 and at most 1 (1 = all of it)"]
+    said = ("error: --train-fractions: 2 is outside (0, 1]; a fraction of the training set is above 0 and at most 1 "
+            "(1 = all of it)")
+    assert done.stderr.strip().splitlines() == [said]
+
+
+def test_curves_with_seeds_draws_each_seed_on_its_own_subset_with_a_std(ewt_root, tmp_path):
+    configs = write_configs(ewt_root, tmp_path)[:1]
+    json_path, _, _ = run_curves(configs, [0.1], name="seeded", seeds=2, min_steps=2)
+    (point,) = json.loads(json_path.read_text())["lines"][0]["points"]
+    assert point["seeds"] == 2 and point["examples"] == 40 and point["test_std"] is not None
+    run = tmp_path / "runs" / "seeded" / "transformer" / "frac-0.1"
+    subsets = [json.loads((run / f"seed-{k}" / "task.json").read_text())["data_fingerprint"]["train_subset"]
+               for k in (3, 4)]
+    assert subsets == [[40, "data.train_fraction 0.1 of 400, seed 3"], [40, "data.train_fraction 0.1 of 400, seed 4"]]
