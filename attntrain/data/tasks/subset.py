@@ -1,8 +1,8 @@
 """Nested, seeded training subsets (`data.train_fraction` / `data.train_examples`).
 
-One permutation of the training examples per `data.subset_seed` (default: the run seed); a subset is its first n examples, so with
-the same seed the 1% subset lies inside the 3% one, which lies inside the 10% one (a data-efficiency
-curve then adds examples instead of drawing a new sample at each point). Only train is cut: dev and test
+One permutation of the training examples per `data.subset_seed` (default: the run seed); a subset is its
+first n examples, so with the same seed the 1% subset lies inside the 3% one, which lies inside the 10% one
+(a data-efficiency curve then adds examples instead of drawing a new sample at each point). Only train is cut: dev and test
 stay whole. `data.train_limit` (the first N examples) applies before, so it narrows what is sampled from.
 """
 
@@ -22,7 +22,7 @@ class Subset:
 
     key: str  # the setting that asked for it: data.train_fraction | data.train_examples
     value: float  # its value
-    seed: int  # data.subset_seed
+    seed: int  # data.subset_seed, else the run seed
     total: int  # training examples before the cut
     indices: list[int]  # kept positions, ascending (the first n of the seeded permutation)
 
