@@ -140,6 +140,8 @@ def curves_csv(lines: list[Line]) -> str:
 
 def draw(lines: list[Line], metric: str, out: Path, *, title: str) -> Path:
     """Test metric against labelled training examples (log x), one line per config, std bars over seeds."""
+    from matplotlib.ticker import NullFormatter
+
     from attntrain.plots import new_figure, save_figure
 
     figure = new_figure(FIGURE_SIZE)
@@ -150,6 +152,9 @@ def draw(lines: list[Line], metric: str, out: Path, *, title: str) -> Path:
         axes.errorbar([p["examples"] for p in points], [p["test"] for p in points],
                       yerr=stds if any(stds) else None, marker="o", capsize=3, label=line.label)
     axes.set_xscale("log")
+    ticks = sorted({p["examples"] for line in lines for p in line.points if p["examples"]})
+    axes.set_xticks(ticks, [f"{count:,}" for count in ticks])  # the measured sizes, not powers of ten
+    axes.xaxis.set_minor_formatter(NullFormatter())
     axes.set(xlabel="labelled training examples (log scale)", ylabel=f"test {metric}", title=title)
     axes.grid(alpha=0.3, which="both")
     axes.legend()
