@@ -176,6 +176,26 @@ def compare(
 
 
 @app.command()
+def curves(
+    configs: List[str] = typer.Argument(..., help="YAML configs (one line each); fractions may follow them"),
+    train_fractions: List[str] = typer.Option(..., help="Fractions of train: 0.01 0.03 0.1 0.3 1 (or 0.01,0.1)"),
+    seeds: int = typer.Option(1, min=1, help="Seeds per point (each its own nested subset); error bars = std"),
+    name: str = typer.Option("curves", help="Runs go to runs/NAME/<config name>/frac-<f>/"),
+    set_: Optional[List[str]] = SetOption,
+    min_steps: Optional[int] = typer.Option(None, min=1, help="Updates per run at least (default: 1/4 of the full-data run's)"),
+):
+    """Data efficiency: train each config on nested subsets of train; test metric against examples (json, csv, png)."""
+    from attntrain.curves import parse_fractions, run_curves
+
+    # click options take one value: numbers after --train-fractions arrive as arguments
+    numbers = [c for c in configs if not c.endswith((".yaml", ".yml")) and c.replace(".", "", 1).isdigit()]
+    fractions = parse_fractions(train_fractions + numbers)
+    paths = run_curves([c for c in configs if c not in numbers], fractions, name=name, seeds=seeds,
+                       overrides=set_ or [], min_steps=min_steps)
+    typer.echo("wrote " + ", ".join(map(str, paths)))
+
+
+@app.command()
 def attention(
     run_dir: Path = typer.Argument(..., help="Run directory of a transformer run"),
     text: str = typer.Argument(..., help="Input to draw the attention weights for"),

@@ -182,6 +182,9 @@ class DataConfig(Section):
     eval_max_tokens: int = Field(8000, ge=1)  # evaluation batch size in (padded) tokens
     max_len: int = Field(256, ge=1)  # longer sequences are truncated (training) or split (never dropped)
     train_limit: Optional[int] = Field(None, ge=1)  # use only the first N training examples
+    train_fraction: Optional[float] = Field(None, gt=0, le=1)  # train on a seeded random fraction of the training examples; smaller fractions are subsets of larger ones (same data.subset_seed)
+    train_examples: Optional[int] = Field(None, ge=1)  # or on this many (the same nested order); graphs: labelled train nodes
+    subset_seed: Optional[int] = Field(None, ge=0)  # seed of the training-subset order (null: the run's seed, so `--seeds` also draws other subsets)
     eval_limit: Optional[int] = Field(None, ge=1)  # use only the first N dev/test examples
     graph_mask: Literal["edges", "none"] = "edges"  # graphs: attend along edges (+ self loops) or to all nodes
     label: str = "default"  # which label to predict when a dataset has several (fsdd: digit | speaker)
@@ -192,6 +195,12 @@ class DataConfig(Section):
     audio: AudioConfig = AudioConfig()
 
     _task = choice_of(choices.TASKS, "task")
+
+    @model_validator(mode="after")
+    def _one_subset_size(self):
+        if self.train_fraction is not None and self.train_examples is not None:
+            raise ValueError("train_fraction and train_examples: give one (both size the training subset)")
+        return self
 
     @model_validator(mode="after")
     def _graph_source_has_graph_input(self):

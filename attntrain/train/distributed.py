@@ -284,13 +284,15 @@ def compute_on_main(meter) -> dict:
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
-BATCHING_KEYS = ("seed", "data.max_tokens", "train.accumulate", "data.train_limit", "data.max_len")
+BATCHING_KEYS = ("seed", "data.max_tokens", "train.accumulate", "data.train_limit", "data.max_len",
+                 "data.train_fraction", "data.train_examples", "data.subset_seed")
 
 
 def batching(cfg) -> dict:
     """The settings that fix what a saved data position (epoch, batch) means; the process count is not one."""
     return {"seed": cfg.seed, "data.max_tokens": cfg.data.max_tokens, "train.accumulate": cfg.train.accumulate,
-            "data.train_limit": cfg.data.train_limit, "data.max_len": cfg.data.max_len}
+            "data.train_limit": cfg.data.train_limit, "data.max_len": cfg.data.max_len,
+            **{f"data.{key}": getattr(cfg.data, key) for key in ("train_fraction", "train_examples", "subset_seed")}}
 
 
 def check_batching(saved: dict | None, cfg) -> None:

@@ -19,6 +19,7 @@ from attntrain.errors import UserError
 KEY = "data_fingerprint"  # its key in task.json, beside the task's own state
 SAMPLE = 2048  # examples hashed per split
 CHUNK = 64  # examples per batch while hashing
+SUBSET = "train_subset"  # beside the splits: the training subset kept ([examples, key value of total, seed])
 
 
 def split_fingerprint(task, split: str) -> list:
@@ -47,7 +48,10 @@ def split_fingerprint(task, split: str) -> list:
 
 def data_fingerprint(task) -> dict[str, list]:
     with torch.random.fork_rng(devices=[]):  # whatever encoding draws never moves the run's random stream
-        return {split: split_fingerprint(task, split) for split in task.splits}
+        prints = {split: split_fingerprint(task, split) for split in task.splits}
+    if task.train_subset is not None:  # data.train_fraction / train_examples: [kept, which subset]
+        prints[SUBSET] = task.train_subset.fingerprint()
+    return prints
 
 
 def task_state(state: dict) -> tuple[dict, dict | None]:

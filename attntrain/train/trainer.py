@@ -315,6 +315,8 @@ class Trainer:
                 log(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
                     f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%; "
                     f"budget {budget.describe()}")
+                if self.task.train_subset is not None:
+                    log(f"training subset: {self.task.train_subset.describe()}; dev and test whole")
             for warning in self.schedule.warnings:
                 log(f"warning: {warning}")
             stopped = "finished"

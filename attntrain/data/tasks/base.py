@@ -13,6 +13,7 @@ import torch
 
 from attntrain.data.sources.arrow import ArrowExamples
 from attntrain.data.batching import padding_fraction, token_batches
+from attntrain.data.tasks.subset import Subset, train_subset
 from attntrain.errors import UserError
 
 
@@ -28,6 +29,7 @@ class Task:
         self.cfg = cfg
         self._encoded: dict[str, list[dict]] = {}
         self._last_batches: tuple = (None, None, [])  # (settings, encoded split, the batches made from them)
+        self.train_subset: Subset | None = None  # data.train_fraction / train_examples: what train keeps
 
     # ---- to implement ------------------------------------------------------------------------
     def prepare(self, state: dict | None = None) -> None:
@@ -93,7 +95,21 @@ class Task:
             raise UserError(f"unknown split '{name}'; this task has {', '.join(self.splits)}")
         raw = self.read_split(name)
         limit = self.cfg.data.train_limit if name == "train" else self.cfg.data.eval_limit
-        return raw[:limit] if limit is not None else raw
+        raw = raw[:limit] if limit is not None else raw
+        return self.cut_train(raw) if name == "train" else raw
+
+    def cut_train(self, rows):
+        """The training rows kept by data.train_fraction / data.train_examples (all of them when unset)."""
+        self.train_subset = train_subset(len(rows), self.cfg)
+        if self.train_subset is None:
+            return rows
+        kept = rows.select(self.train_subset.indices) if hasattr(rows, "select") else [
+            rows[i] for i in self.train_subset.indices]
+        self.check_subset(kept)
+        return kept
+
+    def check_subset(self, rows) -> None:
+        """Classification tasks refuse a subset with a single class (tasks override it)."""
 
     def split(self, name: str) -> list[dict]:
         """Encoded examples of a split, encoded once: a list kept in memory, or (ArrowExamples) an Arrow

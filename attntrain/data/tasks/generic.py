@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from attntrain.data.sources.arrow import ArrowRows
+from attntrain.data.tasks.subset import too_few_classes
 from attntrain.data.inputs.kinds import INPUT_KINDS, field_value, tokenize
 from attntrain.data.inputs.pieces import piece_input
 from attntrain.data.sources.files import SPLIT_ALIASES, WHERE
@@ -243,6 +244,17 @@ class DataTask(CachedSplits, Task):
         if self.target.head == "tagging":
             self._check_tagged(rows, name)
         return rows
+
+    def check_subset(self, rows: Rows) -> None:
+        """A training subset for a classifier must keep two classes at least."""
+        if self.target.head != "sequence":
+            return
+        field = self.cfg.data.target.field
+        if isinstance(rows, ArrowRows) and field in rows.dataset.column_names:
+            labels = set(rows.dataset.unique(field))  # one pass over a column, no row dicts
+        else:
+            labels = {str(row.get(field)) for row in rows}
+        too_few_classes(self.train_subset, labels)
 
     def split(self, name: str) -> list[dict]:
         if name not in self._encoded and name != "train" and name not in self._checked:

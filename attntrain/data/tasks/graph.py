@@ -25,6 +25,7 @@ import torch
 
 from attntrain.data.batching import IGNORE
 from attntrain.data.tasks.splits import fold_split, ratio_split
+from attntrain.data.tasks.subset import too_few_classes
 from attntrain.data.tasks.graph_tables import GraphArrays, table_arrays  # GraphArrays re-exported: data.graph.GraphArrays
 from attntrain.data.inputs.kinds import GraphInput
 from attntrain.data.sources.files import base_folder
@@ -137,7 +138,14 @@ class GraphTask(Task):
         return self._arrays
 
     def node_splits(self) -> dict[str, list[int]]:
-        """split -> node positions: as the data gives them, else a seeded split of the labelled nodes."""
+        """split -> node positions: as the data gives them, else a seeded split of the labelled nodes; train
+        cut to data.train_fraction / train_examples (of its labelled nodes)."""
+        splits = self._whole_splits()
+        if splits.get("train"):
+            splits = {**splits, "train": self.cut_train(splits["train"])}
+        return splits
+
+    def _whole_splits(self) -> dict[str, list[int]]:
         arrays = self.arrays()
         if arrays.splits is not None:
             return arrays.splits
@@ -171,6 +179,8 @@ class GraphTask(Task):
                 if arrays.labels[node] not in ids:
                     raise UserError(unknown_label(arrays.node(node), "label", arrays.labels[node], self.classes,
                                                   None))
+        if state is None and self.train_subset is not None:
+            too_few_classes(self.train_subset, {arrays.labels[i] for i in splits["train"]})
         if state is None and len({arrays.labels[i] for i in splits["train"]}) < 2:
             raise UserError(f"{arrays.origin}: every one of the {len(splits['train'])} training nodes has label "
                             f"'{arrays.labels[splits['train'][0]]}' (field '{self.cfg.data.target.field}'); a "
