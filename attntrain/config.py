@@ -70,7 +70,9 @@ class TrainConfig(Section):
     accumulate: int = Field(1, ge=1)  # batches per optimizer step
     max_nonfinite: int = Field(10, ge=1)  # a step with a NaN/inf loss or gradient norm is skipped; stop (exit 3) after N in a row
     ema: Optional[float] = Field(None, gt=0.0, lt=1.0)  # evaluate/keep an exponential moving average of the weights (decay per step, e.g. 0.999)
-    ema_horizon: Optional[float] = Field(None, gt=0.0, le=1.0)  # the same average, its span as a fraction of the run (decay 1 - 1/(horizon x steps))
+    # the same average, its span as a fraction of the run (decay 1 - 1/(horizon x steps)); the span grows as ~1/9 of
+    # the steps so far (a ramp), so ~0.11 is the longest a run reaches: a larger value warns at start and acts as that
+    ema_horizon: Optional[float] = Field(None, gt=0.0, le=1.0)
     eval_every: float = Field(500, gt=0)  # evaluate on dev every N optimizer steps; < 1: a fraction of the run (and at the end)
     log_every: int = Field(50, ge=1)  # write a train record to metrics.jsonl every N steps
     metric: str = "accuracy"  # dev metric that picks the best checkpoint

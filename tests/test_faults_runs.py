@@ -149,6 +149,18 @@ def test_few_steps_are_warned_about(tiny_config):
     assert not resolve(tiny_config(max_steps=12).train, 12).warnings  # an explicit step budget is meant
 
 
+def test_an_ema_horizon_the_ramp_cannot_reach_is_warned_about(tiny_config):
+    """The average's span grows as ~1/9 of the steps so far: 0.3 and 0.1125 of a 1,624-step run are the same
+    average at every step (so 0.3 warns), while 0.05 is honoured at the end."""
+    from attntrain.train.schedule import ema_decay, resolve
+
+    long, ramp_end, short = (resolve(tiny_config(max_steps=1624, ema_horizon=h).train, 1624) for h in (0.3, 0.1125, 0.05))
+    assert any("reaches only ~182" in w and "ema_horizon" in w for w in long.warnings)
+    assert not ramp_end.warnings and not short.warnings
+    assert all(ema_decay(long.ema, s) == ema_decay(ramp_end.ema, s) for s in range(1625))
+    assert ema_decay(short.ema, 1600) == short.ema < (1 + 1600) / (10 + 1600)
+
+
 def test_nan_dev_loss_is_never_kept_as_best(tiny_config, monkeypatch):
     import attntrain.train.trainer as trainer_module
 

@@ -63,7 +63,23 @@ def resolve(train_cfg, total: int) -> Schedule:
         ema = 1.0 - 1.0 / max(t.ema_horizon * total, 1.0)
     else:
         ema = t.ema
-    if ema is not None and 1.0 / (1.0 - ema) > total:
-        warnings.append(f"the weight average spans ~{1.0 / (1.0 - ema):.0f} steps but the run has {total}: "
-                        "it stays close to the initial weights; set train.ema_horizon as a fraction (e.g. 0.1)")
+    if ema is not None and 1.0 / (1.0 - ema) > 1.1 * reachable_span(total):  # 10% over: the ramp ends the run
+        warnings.append(f"the weight average is set to span ~{1.0 / (1.0 - ema):,.0f} steps, but its span grows as "
+                        f"~1/{RAMP - 1} of the steps so far and reaches only ~{reachable_span(total):,.0f} by the end of "
+                        f"this {total:,}-step run; any train.ema_horizon above ~{reachable_span(total) / total:.2f} "
+                        "acts the same here")
     return Schedule(total, warmup, every, ema, warnings)
+
+
+RAMP = 10  # the average's decay at step s is at most (1 + s) / (RAMP + s)
+
+
+def ema_decay(target: float, step: int) -> float:
+    """The weight average's decay at STEP: the target, but at most (1 + s) / (10 + s), so early on the average
+    follows the weights and its span, 1 / (1 - decay), grows as (10 + s) / 9 steps: ~11% of the steps so far."""
+    return min(target, (1 + step) / (RAMP + step))
+
+
+def reachable_span(total: int) -> float:
+    """The longest span the weight average reaches in a run of TOTAL steps (the ramp's, at the last step)."""
+    return (RAMP + total) / (RAMP - 1)

@@ -25,7 +25,7 @@ from attntrain.model.hf_import import configure, load_init
 from attntrain.model.vectors import load_vectors
 from attntrain.train import distributed, warm_start
 from attntrain.train.fingerprint import KEY as FINGERPRINT, check_same_data, data_fingerprint, task_state
-from attntrain.train.schedule import Budget, budget as resolve_budget, resolve as resolve_schedule
+from attntrain.train.schedule import Budget, budget as resolve_budget, ema_decay, resolve as resolve_schedule
 from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, read_run_json, reading, resume_hint,
                                         save_checkpoint, save_weights)
 from attntrain.train.progress import (FitResult, Progress, StopFlag, check_not_finished, diverged_message, log,
@@ -227,8 +227,7 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
-            # Early on the average follows the weights closely (decay ramps up to train.ema).
-            decay = min(self.schedule.ema, (1 + self.progress.step) / (10 + self.progress.step))
+            decay = ema_decay(self.schedule.ema, self.progress.step)  # ramps up to train.ema / ema_horizon
             with torch.no_grad():
                 torch._foreach_lerp_(self.ema, self._params, 1.0 - decay)
         return total_loss, tokens, True
