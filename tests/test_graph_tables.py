@@ -192,8 +192,8 @@ def test_split_column_and_labels_are_checked(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"input": {"field": "features", "kind": "text"}}, "source.format graph goes with input.kind graph"),
-    ({"source": {"format": "csv", "path": "x.csv"}}, "source.format graph goes with input.kind graph"),
+    ({"input": {"field": "features", "kind": "text"}}, "source.format graph / planetoid goes with input.kind graph"),
+    ({"source": {"format": "csv", "path": "x.csv"}}, "source.format graph / planetoid goes with input.kind graph"),
     ({"input": {"field": ["a", "b"], "kind": "text"}}, "a list of fields is read by kind graph only"),
 ])
 def test_config_pairs_graph_source_and_graph_input(tmp_path, change, message):
