@@ -31,7 +31,7 @@ def test_every_shipped_config_validates(path):
     cfg = load_config(path)
     assert cfg.name == path.stem or cfg.name
     first = path.read_text().splitlines()[0]
-    runs = (f"attntrain {command} {path.relative_to(REPO)}" for command in ("fit", "pretrain"))
+    runs = (f"attntrain {command} {path.relative_to(REPO)}" for command in ("fit", "pretrain", "tune"))
     assert first.startswith("# ") and any(run in first for run in runs), \
         f"{path.name} must open with the command that runs it"
 
