@@ -62,13 +62,12 @@ def parse_fractions(values: list[str]) -> list[float]:
 def full_data_steps(config: str | Path, overrides: list[str]) -> int:
     """Optimizer steps the config takes on its whole training set (reads and batches the data once)."""
     from attntrain.data import build_task
-    from attntrain.train.schedule import budget
+    from attntrain.train.schedule import budget, steps_per_epoch
 
     cfg = load_config(config, [*overrides, "data.train_fraction=null", "data.train_examples=null"])
     task = build_task(cfg)
     task.prepare(None)
-    per_epoch = math.ceil(len(task.batches("train", shuffle=True, epoch=0)) / cfg.train.accumulate)
-    return budget(cfg.train, per_epoch).total
+    return budget(cfg.train, steps_per_epoch(task, cfg.train)).total
 
 
 def plan_curves(configs: list[str], fractions: list[float], *, name: str, seeds: int = 1,

@@ -95,16 +95,13 @@ def test_name_defaults_to_file_stem(tmp_path):
 @pytest.mark.parametrize("name,warmup,every", [("pos_ewt", 300, 250), ("pos_ewt_quick", 50, 100)])
 def test_schedule_fractions_land_on_the_steps_of_the_published_runs(name, warmup, every):
     """The shipped fractions resolve, on the real EWT training split, to the absolute steps the README runs used."""
-    import math
-
     from attntrain.data import build_task
-    from attntrain.train.schedule import budget, resolve
+    from attntrain.train.schedule import budget, resolve, steps_per_epoch
 
     cfg = load_config(str(Path(__file__).parents[1] / "configs" / f"{name}.yaml"))
     task = build_task(cfg)
     task.prepare()
-    per_epoch = math.ceil(len(task.batches("train", shuffle=True, epoch=0)) / cfg.train.accumulate)
-    run = budget(cfg.train, per_epoch)
+    run = budget(cfg.train, steps_per_epoch(task, cfg.train))
     assert run.limit == "max_epochs"  # the recipe's min_steps (for smaller sets) leaves its own run as it was
     schedule = resolve(cfg.train, run.total)
     assert (schedule.warmup, schedule.eval_every) == (warmup, every)

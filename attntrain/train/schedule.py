@@ -29,6 +29,11 @@ class Budget:
         return f"{self.total:,} steps ({epochs:.3g} epochs of {self.per_epoch:,} steps; set by train.{self.limit})"
 
 
+def steps_per_epoch(task, train_cfg) -> int:
+    """Optimizer steps in one pass over the task's training split (batches / train.accumulate)."""
+    return math.ceil(len(task.batches("train", shuffle=True, epoch=0)) / train_cfg.accumulate)
+
+
 def budget(train_cfg, per_epoch: int) -> Budget:
     """train.max_steps overrides train.max_epochs; train.min_steps adds epochs until the run has that many steps."""
     t = train_cfg

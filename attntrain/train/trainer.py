@@ -25,7 +25,8 @@ from attntrain.model.hf_import import configure, load_init
 from attntrain.model.vectors import load_vectors
 from attntrain.train import distributed, warm_start
 from attntrain.train.fingerprint import KEY as FINGERPRINT, check_same_data, data_fingerprint, task_state
-from attntrain.train.schedule import Budget, budget as resolve_budget, ema_decay, resolve as resolve_schedule
+from attntrain.train.schedule import (Budget, budget as resolve_budget, ema_decay, resolve as resolve_schedule,
+                                      steps_per_epoch)
 from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, read_run_json, reading, resume_hint,
                                         save_checkpoint, save_weights)
 from attntrain.train.progress import (FitResult, Progress, StopFlag, check_not_finished, diverged_message, log,
@@ -167,7 +168,7 @@ class Trainer:
     # ---- loop --------------------------------------------------------------------------------
     def budget(self) -> Budget:
         """The run's length: max_steps overrides max_epochs; min_steps extends a short run (schedule.budget)."""
-        per_epoch = math.ceil(len(self.task.batches("train", shuffle=True, epoch=0)) / self.cfg.train.accumulate)
+        per_epoch = steps_per_epoch(self.task, self.cfg.train)
         return resolve_budget(self.cfg.train, per_epoch)
 
     def total_steps(self) -> int:
