@@ -20,7 +20,7 @@ from attntrain.runlist import list_runs
 from attntrain.runs import PREVIOUS, Stage
 from attntrain.train.checkpoint import RunDir
 from attntrain.train.trainer import Trainer
-from tests.conftest import ewt_slice, head_sentences, shared_data, tiny_raw
+from tests.conftest import REPO, ewt_slice, head_sentences, shared_data, tiny_raw
 from tests.test_faults import cli, refused, write_config
 
 
@@ -159,6 +159,19 @@ def test_an_ema_horizon_the_ramp_cannot_reach_is_warned_about(tiny_config):
     assert not ramp_end.warnings and not short.warnings
     assert all(ema_decay(long.ema, s) == ema_decay(ramp_end.ema, s) for s in range(1625))
     assert ema_decay(short.ema, 1600) == short.ema < (1 + 1600) / (10 + 1600)
+
+
+@pytest.mark.parametrize("name,steps,before", [("sst2", 1624, 0.30788), ("sst2_pretrained", 1624, 0.30788),
+                                               ("imdb", 1312, 0.3811)])
+def test_the_recipes_new_ema_horizon_is_the_average_their_figures_were_made_with(name, steps, before):
+    """docs/tasks.md: the recipes' 0.1125 acts as their old setting did, step for step, over their own runs."""
+    from attntrain.config import load_config
+    from attntrain.train.schedule import ema_decay, resolve
+
+    train = load_config(str(REPO / "configs" / f"{name}.yaml")).train
+    now = resolve(train, steps)
+    old = resolve(train.model_copy(update={"ema_horizon": before}), steps)
+    assert not now.warnings and all(ema_decay(now.ema, s) == ema_decay(old.ema, s) for s in range(steps + 1))
 
 
 def test_nan_dev_loss_is_never_kept_as_best(tiny_config, monkeypatch):
