@@ -15,7 +15,7 @@ from pathlib import Path
 
 from attntrain.errors import UserError
 from attntrain.init_sources import detect, find_graph
-from attntrain.sizing import ModelSize, Profile, data_lines, encoder_line, model_size, train_lines
+from attntrain.sizing import SMALL_TEXT, ModelSize, Profile, data_lines, encoder_line, model_size, train_lines
 
 SAMPLE = 2000  # inputs measured for lengths (a seeded sample)
 
@@ -184,8 +184,10 @@ def model_lines(profile: Profile) -> list[str]:
         return ["model:", f"  embed: {{dropout: 0.1{position}}}", encoder_line(narrow),
                 "  head: {kind: sequence, pooling: mean}"]
     if profile.mode == "sequence":
+        chars = (", char_dim: 48" if profile.train_examples < SMALL_TEXT else "")
         return ["model:",
-                f"  embed: {{word_dim: {size.width}, word_dropout: 0.1, ngram: 3, dropout: {size.dropout}}}",
+                f"  embed: {{word_dim: {size.width}, word_dropout: 0.1{chars}, ngram: 3, dropout: {size.dropout}}}"
+                + (f"   # < {SMALL_TEXT:,} examples: characters for the many words train never shows" if chars else ""),
                 encoder_line(size) + "; or kind: cnn / rnn",
                 f"  head: {{kind: sequence, pooling: mean, dropout: {size.dropout}}}"]
     if profile.mode == "tagging":

@@ -10,7 +10,10 @@ see why and change it. The rules are deliberately few:
   the 4 passes of a recipe tuned on a 67,000-phrase set would be ~380).
 - evaluation every 5% of the run (10% under 400 steps), patience 8 evaluations (40% of the run),
   warm-up 5% of the run.
-- model: width 128 under 2,000 examples, 256 above; 4 layers from 50,000 examples on.
+- model: width 128 under 2,000 examples, 256 above; 4 layers from 50,000 examples on; a text set under
+  10,000 examples labelled as a whole also reads characters (3,000 SST-2 sentences: dev 77.01 +- 0.24 with a
+  character CNN, 75.92 +- 0.49 without, 2 seeds each): there 42% of the test word types (10% of its tokens)
+  never occur in train.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 
 SEEN_FLOOR = 60_000  # examples a run sees at least (the SST-2 recipe sees ~6,500 x 4 passes + phrases)
 MIN_PASSES, MAX_PASSES = 10, 100
+SMALL_TEXT = 10_000  # text sets labelled as a whole below this many examples get character features
 
 
 @dataclass

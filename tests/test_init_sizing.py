@@ -15,7 +15,7 @@ import yaml
 
 from attntrain.config import load_config
 from attntrain.errors import UserError
-from attntrain.init import starter_config
+from attntrain.init import model_lines, starter_config
 from attntrain.sizing import Profile, budget, data_lines, metric_lines
 from attntrain.train.checkpoint import RunDir
 from attntrain.train.trainer import Trainer
@@ -141,6 +141,16 @@ def test_the_budget_grows_with_a_smaller_set():
     assert budget(Profile("text", "sequence", 100))[0] == 100  # at most 100 passes
     lines = data_lines(Profile("text", "sequence", 3_000, lengths=[10] * 50 + [30] * 50))
     assert lines[0].split()[1] == "800" and "20 tokens" in lines[0]  # 32 x (20 + 2 ends) = 704, rounded up to 100
+
+
+def test_a_small_text_set_labelled_as_a_whole_also_reads_characters():
+    def embed(count: int, mode: str = "sequence") -> dict:
+        text = "\n".join(model_lines(Profile("text", mode, count, labels=Counter(a=1, b=1))))
+        return yaml.safe_load(text)["model"]["embed"]
+
+    assert embed(3_000)["char_dim"] == 48  # 42% of sst2_3k's test word types never occur in its train
+    assert "char_dim" not in embed(50_000)  # a large set sees its words; characters would only cost time
+    assert embed(50_000, "tagging")["char_dim"] == 48  # taggers always read characters
 
 
 def test_an_unbalanced_label_set_is_scored_by_macro_f1():
