@@ -8,6 +8,7 @@ out-of-range values become one `UserError` naming the key path (and the nearest 
 from __future__ import annotations
 
 import copy
+import types
 import typing
 import io
 from pathlib import Path
@@ -175,12 +176,14 @@ def _is_section(annotation: Any) -> bool:
 def _section_class(cls: type[BaseModel], key: str) -> Optional[type[BaseModel]]:
     """The section class of a field holding a section, or null (data.source)."""
     ann = cls.model_fields[key].annotation
-    return next((arm for arm in (ann, *typing.get_args(ann)) if _is_section(arm)), None)
+    arms = typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else ()
+    return next((arm for arm in (ann, *arms) if _is_section(arm)), None)
 
 
 def _listed_section(cls: type[BaseModel], key: str) -> Optional[type[BaseModel]]:
     """The section class of a field holding a list of sections, or null (data.source.add_train)."""
-    for arm in typing.get_args(cls.model_fields[key].annotation):
+    ann = cls.model_fields[key].annotation
+    for arm in typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else ():
         if typing.get_origin(arm) is list and _is_section(typing.get_args(arm)[0]):
             return typing.get_args(arm)[0]
     return None
