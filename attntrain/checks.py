@@ -80,6 +80,9 @@ def check_added_sources(cfg, source: str = "config") -> None:
     from attntrain.data.tasks.added import rekeyed, source_key, source_view
 
     data = cfg.data
+    if data.source.add_train and cfg.model.head.kind == "seq2seq":
+        raise UserError(f"{source}: data.source.add_train: a seq2seq run reads its sentence pairs from data.source "
+                        "alone; name more files in data.source.files.train instead")
     for index, extra in enumerate(data.source.add_train or []):
         key, field = source_key(index), extra.field or data.input.field
         try:

@@ -232,6 +232,8 @@ class DataConfig(Section):
         for option in ADDED_ONLY:
             if getattr(self.source, option) not in (None, False):
                 raise ValueError(f"source.{option}: read for add_train rows only (set it inside source.add_train)")
+        if self.source.add_train and self.source.format in choices.GRAPH_FORMATS:
+            raise ValueError(f"source.add_train: a graph ({self.source.format}) is one graph, not rows to add to")
         for index, extra in enumerate(self.source.add_train or []):
             if extra.add_train:
                 raise ValueError(f"source.add_train[{index}].add_train: list every added source in "

@@ -193,6 +193,25 @@ def test_bad_sources_name_their_index_and_key(root, tmp_path):
         build_config(main_field, "test")
 
 
+def test_tasks_that_would_ignore_added_rows_refuse_them(root, tmp_path):
+    """A graph and a seq2seq run read data.source alone: add_train there is refused, never silently unread."""
+    from attntrain.checks import check_config
+
+    graph = raw_config(root, tmp_path, SOURCES[:1], head="tagging")
+    graph["data"]["source"] = {"format": "graph", "files": {"nodes": "n.csv", "edges": "e.csv"},
+                               "add_train": SOURCES[:1]}
+    graph["data"]["input"] = {"field": ["x"], "kind": "graph"}
+    with pytest.raises(UserError, match="source.add_train: a graph"):
+        build_config(graph, "test")
+    pairs = raw_config(root, tmp_path, SOURCES[:1], head="seq2seq")
+    pairs["data"]["source"] = {"format": "parallel", "languages": ["de", "en"], "files": {"train": "train"},
+                               "add_train": SOURCES[:1]}
+    pairs["data"]["input"], pairs["data"]["target"] = {"field": "de"}, {"field": "en"}
+    pairs["train"]["metric"] = "bleu"
+    with pytest.raises(UserError, match="data.source.add_train: a seq2seq run reads its sentence pairs"):
+        check_config(build_config(pairs, "test"), "test")
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "attntrain", *args], cwd=REPO, env=cli_env(), capture_output=True,
                           text=True, timeout=600)
