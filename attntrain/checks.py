@@ -70,6 +70,31 @@ def check_fields(cfg, source: str = "config") -> None:
             if name not in fields:
                 raise UserError(f"{source}: {key}: no field '{name}'{suggest(name, fields)} in {where} "
                                 f"(its fields: {', '.join(fields)})")
+    check_added_sources(cfg, source)
+
+
+def check_added_sources(cfg, source: str = "config") -> None:
+    """Each data.source.add_train source: its dataset folder and files exist, and its rows hold its input field."""
+    from attntrain.data.sources.files import base_folder, file_groups
+    from attntrain.data.sources.peek import source_fields
+    from attntrain.data.tasks.added import rekeyed, source_key, source_view
+
+    data = cfg.data
+    if data.source.add_train and cfg.model.head.kind == "seq2seq":
+        raise UserError(f"{source}: data.source.add_train: a seq2seq run reads its sentence pairs from data.source "
+                        "alone; name more files in data.source.files.train instead")
+    for index, extra in enumerate(data.source.add_train or []):
+        key, field = source_key(index), extra.field or data.input.field
+        try:
+            view = source_view(data, index, extra)
+            if extra.format != "hf":
+                file_groups(extra, base_folder(view))
+        except UserError as error:
+            raise UserError(f"{source}: {rekeyed(str(error), key)}") from None
+        for _, where, fields in source_fields(view):
+            if field not in fields:
+                raise UserError(f"{source}: {key}.field: no field '{field}'{suggest(field, fields)} in {where} "
+                                f"(its fields: {', '.join(fields)})")
 
 
 def check_pretrain(cfg, source: str = "config") -> None:

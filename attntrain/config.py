@@ -8,6 +8,8 @@ out-of-range values become one `UserError` naming the key path (and the nearest 
 from __future__ import annotations
 
 import copy
+import types
+import typing
 import io
 from pathlib import Path
 from typing import Any, Literal, Optional
@@ -167,10 +169,24 @@ class Config(Section):
 # Loading
 
 
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def _section_class(cls: type[BaseModel], key: str) -> Optional[type[BaseModel]]:
-    field = cls.model_fields[key]
-    ann = field.annotation
-    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    """The section class of a field holding a section, or null (data.source)."""
+    ann = cls.model_fields[key].annotation
+    arms = typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else ()
+    return next((arm for arm in (ann, *arms) if _is_section(arm)), None)
+
+
+def _listed_section(cls: type[BaseModel], key: str) -> Optional[type[BaseModel]]:
+    """The section class of a field holding a list of sections, or null (data.source.add_train)."""
+    ann = cls.model_fields[key].annotation
+    for arm in typing.get_args(ann) if typing.get_origin(ann) in (typing.Union, types.UnionType) else ():
+        if typing.get_origin(arm) is list and _is_section(typing.get_args(arm)[0]):
+            return typing.get_args(arm)[0]
+    return None
 
 
 def _check_keys(raw: Any, cls: type[BaseModel], path: str, source: str) -> None:
@@ -188,12 +204,16 @@ def _check_keys(raw: Any, cls: type[BaseModel], path: str, source: str) -> None:
         sub = _section_class(cls, key)
         if sub is not None and value is not None:
             _check_keys(value, sub, full, source)
+        listed = _listed_section(cls, key)
+        if listed is not None and isinstance(value, (dict, list)):
+            for index, item in enumerate(value if isinstance(value, list) else [value]):
+                _check_keys(item, listed, f"{full}[{index}]", source)
 
 
 def _format_validation(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "config"
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".") or "config"
         msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
         shown = "" if isinstance(got, dict) or e["type"] == "missing" else f" (got {got!r})"

@@ -43,7 +43,11 @@ class SourceConfig(Section):
     languages: list[str] = []  # parallel: the two file suffixes, e.g. [de, en]; they become the field names
     name: Optional[str] = None  # hf: dataset name, read from the local Hugging Face cache; planetoid: the name in ind.NAME.x
     config: Optional[str] = None  # hf: dataset configuration name
-    add_train: Optional[SourceConfig] = None  # more training rows from another source (same field names); rows whose input equals a dev/test input are dropped
+    # more training rows: one source or a list of them, each in any format, joined to train after the dev/test
+    # split; rows whose input equals a dev/test input are dropped (attntrain/data/tasks/added.py)
+    add_train: Optional[list[SourceConfig]] = None
+    field: Optional[str] = None  # add_train: this source's input field when not data.input.field (renamed to it)
+    dataset: Optional[str] = None  # add_train: folder under the data root for this source's relative files (default data.dataset)
     ptb_escapes: bool = False  # add_train text: lowercase and write ( ) / as -lrb- -rrb- \\/ to match PTB-tokenised files
     name_pattern: Optional[str] = None  # folders and text files: a regex over each file name whose named groups become fields, e.g. (?P<digit>\d)_(?P<speaker>\w+)_
 
@@ -60,6 +64,12 @@ class SourceConfig(Section):
                 raise ValueError(f"'{value}' is not a regular expression ({e})") from None
         return value
 
+
+    @field_validator("add_train", mode="before")
+    @classmethod
+    def _one_source_or_a_list(cls, value):
+        """One source (as configs before lists wrote it) is a list of one."""
+        return [value] if isinstance(value, (dict, SourceConfig)) else value
 
     @model_validator(mode="after")
     def _options_the_format_reads(self):
@@ -78,6 +88,7 @@ class SourceConfig(Section):
 # which formats read each optional source setting (ptb_escapes: rows of add_train, which may be any table)
 SOURCE_OPTIONS = {"columns": ("conll", "labeled_lines"), "languages": ("parallel",), "name": ("hf", "planetoid"),
                   "config": ("hf",), "name_pattern": ("text", "audiofolder", "imagefolder")}
+ADDED_ONLY = ("ptb_escapes", "field", "dataset")  # source settings only an add_train source reads
 SourceConfig.model_rebuild()
 
 
@@ -86,8 +97,9 @@ class InputConfig(Section):
 
     field: Union[str, list[str]] = "text"  # input field (text, tokens, audio/image path, node features); graph: or a list
     kind: str = "text"  # text | audio | image | graph (attntrain/data/inputs/kinds.py)
-    # raw text -> tokens: english (UD/PTB-like regex) | words | whitespace | bert | learned (the train split's own
-    # token boundaries; its inputs must be token lists) | auto (learned when train holds token lists, else english)
+    # raw text -> tokens (token lists are kept as they are): english (UD/PTB-like regex) | words | whitespace | bert |
+    # learned (the token boundaries of train's token-list inputs; train's text inputs too are cut by them) |
+    # auto (learned when every train input is a token list, else english)
     tokenizer: str = "auto"
     html_breaks: bool = False  # text holds HTML line breaks (<br />, as scraped reviews do): read them as spaces
 
@@ -207,9 +219,23 @@ class DataConfig(Section):
         """A node table only makes sense as graph input, and graph input only comes from node tables."""
         if self.source is None:
             return self
-        if self.source.ptb_escapes:
-            raise ValueError("source.ptb_escapes: respells add_train rows only (set it inside source.add_train)")
         if (self.source.format in choices.GRAPH_FORMATS) != (self.input.kind == "graph"):
             raise ValueError("source.format graph / planetoid goes with input.kind graph (node features), and only with it "
                              f"(got format {self.source.format}, kind {self.input.kind})")
+        return self
+
+    @model_validator(mode="after")
+    def _added_sources_only(self):
+        """field / dataset / ptb_escapes belong to add_train sources; an added source adds no sources itself."""
+        if self.source is None:
+            return self
+        for option in ADDED_ONLY:
+            if getattr(self.source, option) not in (None, False):
+                raise ValueError(f"source.{option}: read for add_train rows only (set it inside source.add_train)")
+        if self.source.add_train and self.source.format in choices.GRAPH_FORMATS:
+            raise ValueError(f"source.add_train: a graph ({self.source.format}) is one graph, not rows to add to")
+        for index, extra in enumerate(self.source.add_train or []):
+            if extra.add_train:
+                raise ValueError(f"source.add_train[{index}].add_train: list every added source in "
+                                 "source.add_train itself")
         return self

@@ -117,14 +117,15 @@ def _bounds(field) -> str:
     return f", {', '.join(found)}" if found else ""
 
 
-def _section_of(annotation) -> tuple[type[BaseModel], bool] | None:
-    """(section class, keyed) when a field holds a section, directly, optionally or as a mapping's values."""
+def _section_of(annotation) -> tuple[type[BaseModel], str] | None:
+    """(section class, what its key path adds) when a field holds a section, directly, optionally, as a mapping's
+    values (`.<key>`) or as a list's items (`[i]`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
+        return annotation, ""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is dict:
-        found = _section_of(args[1])
-        return (found[0], True) if found else None
+    if origin in (dict, list):
+        found = _section_of(args[-1])
+        return (found[0], ".<key>" if origin is dict else "[i]") if found else None
     for arg in args if origin in (typing.Union, types.UnionType) else ():
         if (found := _section_of(arg)) is not None:
             return found
@@ -152,8 +153,8 @@ def _reference_sections(cls: type[BaseModel], path: str, seen: dict) -> list[str
         description = comments.get(name) or field.description or ""
         found = _section_of(field.annotation)
         if found is not None:
-            section, keyed = found
-            child = f"{path}.{name}".lstrip(".") + (".<key>" if keyed else "")
+            section, suffix = found
+            child = f"{path}.{name}".lstrip(".") + suffix
             if section in seen:
                 description += f" (the keys of `{seen[section]}`)"
             else:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from attntrain.data.inputs.text import tokenize
 from attntrain.data.sources.root import data_root
-from attntrain.data.tasks.generic import ptb_spelling
+from attntrain.data.tasks.added import ptb_spelling
 
 HTML_BREAK = re.compile(r"<br\s*/?>")
 PTB_BACK = {"-lrb-": "(", "-rrb-": ")", "\\/": "/"}

@@ -100,24 +100,36 @@ class TextInput:
             self.text.build(self.tokens(field_value(r, self.field, "train"), r.get("_where", "train")) for r in train)
 
     def _learn(self, train: list[dict]):
-        """The train split's token boundaries, when its inputs are token lists (auto: None when they are text)."""
+        """The train split's token boundaries, from its inputs that are token lists.
+
+        auto: learned only when every input is a token list, else None (the text is cut by english). learned:
+        from the token lists, which then cut the inputs that are text (train joined from several sources,
+        data.source.add_train); an error when no input is a token list."""
         from attntrain.data.inputs.learned import LearnedTokenizer
 
+        first_text, lists = None, 0
+
         def token_lists():
+            nonlocal first_text, lists
             for row in train:
                 value = field_value(row, self.field, "train")
-                if not isinstance(value, (list, tuple)):
+                if isinstance(value, (list, tuple)):
+                    lists += 1
+                    yield value
+                elif self.tokenizer == "auto":
                     raise _NotTokens(row.get("_where", "train"))
-                yield value
+                elif first_text is None:
+                    first_text = row.get("_where", "train")
 
         try:
-            return LearnedTokenizer.learn(token_lists())
-        except _NotTokens as found:
-            if self.tokenizer == "auto":
-                return None
-            raise UserError(f"{found}: data.input.tokenizer learned learns the token boundaries of data already "
+            learned = LearnedTokenizer.learn(token_lists())
+        except _NotTokens:
+            return None
+        if not lists and first_text is not None:
+            raise UserError(f"{first_text}: data.input.tokenizer learned learns the token boundaries of data already "
                             f"split into tokens, but field '{self.field}' holds text; use english, words, "
-                            "whitespace or bert") from None
+                            "whitespace or bert")
+        return learned
 
     def state(self) -> dict:
         learned = {"learned_tokenizer": self.learned.state()} if self.learned is not None else {}

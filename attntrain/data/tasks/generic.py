@@ -30,11 +30,11 @@ from attntrain.data.tasks.subset import too_few_classes
 from attntrain.data.inputs.kinds import INPUT_KINDS, field_value, tokenize
 from attntrain.data.inputs.pieces import piece_input
 from attntrain.data.sources.files import SPLIT_ALIASES, WHERE
-from attntrain.data.sources.readers import read_source
 from attntrain.data.sources.rows import source_rows
 from attntrain.data.targets.spans import entities, format_spans
 from attntrain.data.targets.kinds import TARGETS
 from attntrain.data.inputs.text import truncate
+from attntrain.data.tasks.added import AddedSource, join_added, read_added
 from attntrain.data.tasks.base import Task
 from attntrain.data.tasks.encoded import MEDIA_INPUTS, CachedSplits
 from attntrain.data.tasks.splits import fold_split, ratio_split
@@ -44,12 +44,7 @@ from attntrain.registry import lookup
 SHOWN = "_shown"  # how predict prints an input that is not its own text (a test-set example chosen by index)
 
 
-def ptb_spelling(text: str) -> str:
-    """Text as PTB-tokenised files spell it: lowercased, ( ) as -lrb- -rrb-, / as \\/ (GLUE SST-2 -> Kim 2014 files)."""
-    return text.strip().lower().replace("(", "-lrb-").replace(")", "-rrb-").replace("/", "\\/")
-
-
-Rows = ArrowRows | list[dict]  # a split's rows: a view of Arrow, or a list (train with add_train rows)
+Rows = ArrowRows | list[dict]  # a split's rows: a view of Arrow, or a list (train joined with add_train rows)
 
 
 def pick(rows: Rows, indices: list[int]) -> Rows:
@@ -72,6 +67,8 @@ class DataTask(CachedSplits, Task):
         self._rows: dict[str, Rows] | None = None
         self._split_index: dict[str, list[int]] | None = None
         self._splits: tuple = (None, None)  # (the split index they were made with, split -> rows)
+        self._added: list[AddedSource] | None = None  # data.source.add_train's rows, read once
+        self.added_train: dict | None = None  # what they gave: rows, dropped_dev_test, per-source counts
         self._decoded: dict[str, Any] = {}  # split -> its decoded audio / image Arrow table (see _decode_media)
         self._checked: set[str] = set()  # dev / test splits whose labels have been checked against train's
         self.predict_batch_size = 16 if self.input in MEDIA_INPUTS else 32
@@ -92,24 +89,19 @@ class DataTask(CachedSplits, Task):
     # ---- rows ----------------------------------------------------------------------------------
     def _read(self) -> dict[str, Rows]:
         if self._rows is None:
-            rows = source_rows(self.cfg.data)
-            if self.cfg.data.source.add_train is not None and "train" in rows:
-                rows["train"] = list(rows["train"]) + self._added_train(rows)  # rows rewritten in Python: a list
-            self._rows = rows
+            self._rows = source_rows(self.cfg.data)
         return self._rows
 
-    def _added_train(self, rows: dict[str, Rows]) -> list[dict]:
-        """data.source.add_train's rows (e.g. SST-2's phrases), less any whose input is a dev or test input."""
-        extra = self.cfg.data.source.add_train
-        added = [row for part in read_source(self.cfg.data, extra).values() for row in part]
-        field = self.cfg.data.input.field
-        if extra.ptb_escapes:
-            for row in added:
-                row[field] = ptb_spelling(str(field_value(row, field, row.get(WHERE, "add_train"))))
-        held_out = {tuple(self._tokens(row)) for split in ("dev", "test") for row in rows.get(split, [])}
-        kept = [row for row in added if tuple(self._tokens(row)) not in held_out]
-        self.added_train = {"rows": len(kept), "dropped_dev_test": len(added) - len(kept)}
-        return kept
+    def _join_added(self, splits: dict[str, Rows]) -> dict[str, Rows]:
+        """data.source.add_train's rows (e.g. SST-2's phrases; attntrain/data/tasks/added.py) joined to the split
+        train, less any whose input is a dev or test input; the sources are read once."""
+        if not self.cfg.data.source.add_train or "train" not in splits:
+            return splits
+        if self._added is None:
+            target = None if self.target.head == "pretrain" else self.cfg.data.target.field
+            self._added = read_added(self.cfg.data, target_field=target)
+        train, self.added_train = join_added(splits, self._added, self._tokens)
+        return {**splits, "train": train}
 
     def _tokens(self, row: dict) -> list:
         value = self._input_value(row, row.get(WHERE, "row"))
@@ -120,7 +112,7 @@ class DataTask(CachedSplits, Task):
         (made once per split index: a saved index given to `prepare` makes them again)."""
         if self._splits[1] is None or self._splits[0] is not self._split_index:
             splits = self._make_splits()
-            self._splits = (self._split_index, splits)
+            self._splits = (self._split_index, self._join_added(splits))
         return self._splits[1]
 
     def _make_splits(self) -> dict[str, Rows]:
