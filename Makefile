@@ -7,7 +7,7 @@ LENGTH_ARGS ?=
 DECODE_ARGS ?=
 PIPELINE_ARGS ?=
 
-.PHONY: venv demo test docs bench bench-decode bench-pipeline bench-length bench-startup bench-additive bench-data fit clean
+.PHONY: venv demo test docs bench bench-decode bench-pipeline bench-length bench-startup bench-additive bench-data fit vectors clean
 
 # torch first, pinned to the CPU wheel on local disk: a bare `torch` requirement would pull a CUDA build.
 $(BIN)/attntrain: pyproject.toml
@@ -28,6 +28,11 @@ fit: venv  ## make fit CONFIG=configs/pos_ewt.yaml
 test: venv  ## the layers contract (import-linter, pyproject.toml), then the tests
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+vectors: venv  ## word2vec on the shipped training text (IMDB, EWT, WNUT-17, Multi30k, SST-2 train) for configs/*_vectors.yaml
+	$(BIN)/pip install -q -e '.[vectors]'
+	$(BIN)/python scripts/train_vectors.py --corpus imdb ewt wnut multi30k sst2 --spelling plain --dim 128 \
+		--skipgram --threads 2 --out runs/vectors/english_sg_128.vec.gz
 
 docs: venv  ## the docs site: pages under docs/, mkdocs build --strict into site/ (installs the docs extra)
 	$(BIN)/pip install -q -e '.[docs]'
