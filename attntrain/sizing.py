@@ -4,7 +4,9 @@ Every choice comes back as a YAML line with a comment naming the figure that led
 see why and change it. The rules are deliberately few:
 
 - batch: ~32 examples on a set under 10,000, 64 under 100,000, else 128 (small sets need many updates,
-  not large batches); data.max_tokens = that many examples of the mean length.
+  not large batches); data.max_tokens = that many examples of the mean length (images: of their 16 patches,
+  exactly; before 2026-12-07 no max_tokens was written for images, so 250 images made a batch and the budget's
+  passes were 8x what the comment said).
 - budget: at least 60,000 examples seen and at least 10 passes, at most 100 passes; `train.min_steps`
   holds the update count whatever the batches turn out to be (3,000 sentences -> 20 passes, ~1,900 steps;
   the 4 passes of a recipe tuned on a 67,000-phrase set would be ~380).
@@ -58,10 +60,13 @@ def data_lines(profile: Profile) -> list[str]:
         return []
     mean = sum(profile.lengths) / len(profile.lengths)
     batch = batch_examples(profile.train_examples)
+    if profile.kind == "image":  # every image is the same number of patches: the batch is exact, no max_len
+        return [f"  max_tokens: {batch * profile.lengths[0]}        # {batch} images of {profile.lengths[0]} patches "
+                f"per batch: {profile.train_examples:,} training examples"]
     longest = percentile(profile.lengths, 0.99)
     max_len = min(512, max(16, round_up(longest + 2, 16)))
     tokens = max(256, round_up(batch * (mean + 2), 100), max_len)
-    unit = {"audio": "frames", "image": "patches"}.get(profile.kind, "tokens")
+    unit = "frames" if profile.kind == "audio" else "tokens"
     return [f"  max_tokens: {tokens}        # ~{batch} examples of {mean:.0f} {unit} (mean) per batch: "
             f"{profile.train_examples:,} training examples",
             f"  max_len: {max_len}           # 99% of inputs have <= {longest} {unit}"]

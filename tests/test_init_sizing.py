@@ -18,6 +18,7 @@ from attntrain.errors import UserError
 from attntrain.init import model_lines, starter_config
 from attntrain.sizing import Profile, budget, data_lines, metric_lines
 from attntrain.train.checkpoint import RunDir
+from attntrain.train.schedule import steps_per_epoch
 from attntrain.train.trainer import Trainer
 from tests.conftest import REPO, cli_env, head_sentences, shared_data
 
@@ -110,7 +111,11 @@ def test_init_writes_a_sized_config_that_trains_as_written(own, tmp_path, name, 
         assert "# " in text.split("max_epochs:")[1].splitlines()[0]  # the figure behind the choice
     cfg = load_config(out, [f"runs_dir={tmp_path / 'runs'}", "train.max_steps=3", "train.threads=1",
                             "train.progress=false", "data.eval_limit=40"])
-    result = Trainer(cfg, RunDir(cfg.run_dir()), resume=False).fit()
+    trainer = Trainer(cfg, RunDir(cfg.run_dir()), resume=False)
+    if "min_steps" in train:  # the batches init sized the budget by are the batches the run makes
+        planned, made = train["min_steps"] / train["max_epochs"], steps_per_epoch(trainer.task, cfg.train)
+        assert planned / 2 <= made <= planned * 2, (planned, made)
+    result = trainer.fit()
     assert result.step == 3 and set(result.metrics) == {"dev", "test"}
 
 
