@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from attntrain.errors import UserError
+
 from attntrain.config import build_config
 from attntrain.data import build_task
 from attntrain.data.sources.arrow import ArrowRows
@@ -207,3 +209,16 @@ def test_rows_streamed_to_arrow_keep_every_field_and_type_or_say_which_row(tmp_p
     with pytest.raises(UserError, match=r"rows from meta.jsonl:2 on: field 'a' holds values of another type"):
         write_arrow(tmp_path / "c.arrow", None, rows({"a": 1}, {"a": 1.5}), batch_rows=1)  # never truncated to 1
     assert not list(tmp_path.glob("[bc].arrow*"))  # nothing half-written left behind
+
+
+def test_a_saved_split_index_beyond_the_rows_is_one_error_not_other_rows(root):
+    source = {"format": "csv", "path": str(root / "all.csv")}
+    task = build_task(data_config(root, source, split={"dev": 0.2, "test": 0.1, "seed": 5}))
+    task.prepare()
+    state = task.state()
+    count = sum(len(v) for v in state["split_index"].values())
+    state["split_index"]["dev"] = state["split_index"]["dev"] + [count]  # as a run whose split counted more rows
+    again = build_task(data_config(root, source, split={"dev": 0.2, "test": 0.1, "seed": 5}))
+    with pytest.raises(UserError, match=f"saved split indexes row {count:,}"):
+        again.prepare(state)
+        again.read_split("dev")

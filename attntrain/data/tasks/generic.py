@@ -115,16 +115,27 @@ class DataTask(CachedSplits, Task):
             self._splits = (self._split_index, self._join_added(splits))
         return self._splits[1]
 
+    def _saved_index_fits(self, count: int) -> None:
+        """A split index saved with a run must index the rows read now (a run from before add_train rows joined
+        after the split counted them too): out of range is one error, never a split of other rows."""
+        largest = max((i for indices in (self._split_index or {}).values() for i in indices), default=-1)
+        if largest >= count:
+            raise UserError(f"the run's saved split indexes row {largest:,}, but the data now has {count:,} rows to "
+                            "split (data changed, or a run made before data.source.add_train rows joined train after "
+                            "the split); start a new run on this data")
+
     def _make_splits(self) -> dict[str, Rows]:
         rows, settings = self._read(), self.cfg.data.split
         if "all" not in rows:
             if "dev" not in rows and settings.dev > 0:  # hold out dev from train
+                self._saved_index_fits(len(rows["train"]))
                 index = self._split_index or ratio_split(len(rows["train"]), settings.dev, 0.0, settings.seed)
                 self._split_index = index
                 train = rows["train"]
                 return {**rows, "train": pick(train, index["train"]), "dev": pick(train, index["dev"])}
             return rows
         everything = rows["all"]
+        self._saved_index_fits(len(everything))
         if settings.column:
             return {name: pick(everything, index) for name, index in self._column_split(everything).items()}
         if self._split_index is None and settings.folds > 1:
