@@ -128,6 +128,7 @@ class TuneConfig(Section):
     seed: int = 0  # seed of the sampler
     startup_trials: int = Field(5, ge=0)  # trials sampled at random (and never pruned against) before TPE and the pruner act
     warmup_evals: int = Field(3, ge=0)  # dev evaluations of a trial before it may be pruned
+    first_trial: Literal["config", "sampled"] = "config"  # config: a new study's trial 0 is the config as written (its values of the space's keys, where they lie in it), so the best dev is never below it; sampled: drawn like the rest
 
     @field_validator("space")
     @classmethod

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from attntrain.errors import UserError
 from attntrain.init_sources import detect, find_graph
-from attntrain.sizing import SMALL_TEXT, ModelSize, Profile, data_lines, encoder_line, model_size, train_lines
+from attntrain.sizing import (SMALL_TEXT, ModelSize, Profile, data_lines, encoder_line, long_text, model_size,
+                              train_lines)
 
 SAMPLE = 2000  # inputs measured for lengths (a seeded sample)
 
@@ -183,6 +184,11 @@ def model_lines(profile: Profile) -> list[str]:
                                 f"{profile.train_examples:,} training {profile.kind} inputs: the FSDD / MNIST recipe width")
         return ["model:", f"  embed: {{dropout: 0.1{position}}}", encoder_line(narrow),
                 "  head: {kind: sequence, pooling: mean}"]
+    if profile.mode == "sequence" and long_text(profile):
+        return ["model:",
+                f"  embed: {{word_dim: {size.width}, min_freq: 3, word_dropout: 0.1, ngram: 3, dropout: 0.3}}",
+                encoder_line(size) + "; or kind: cnn / rnn",
+                "  head: {kind: sequence, pooling: mean, dropout: 0.3}"]
     if profile.mode == "sequence":
         chars = (", char_dim: 48" if profile.train_examples < SMALL_TEXT else "")
         return ["model:",
@@ -206,6 +212,9 @@ def model_lines(profile: Profile) -> list[str]:
 
 def recipe_lines(profile: Profile) -> list[str]:
     """Optimiser settings of the mode's recipe (the shipped configs' values)."""
+    if long_text(profile):
+        return ["  lr: 2.0e-3             # the IMDB recipe's (a narrow model takes a larger step)", "  weight_decay: 0.05",
+                "  ema_horizon: 0.1"]
     if profile.mode == "sequence" and profile.kind == "text":
         return ["  lr: 5.0e-4", "  weight_decay: 0.1", "  ema_horizon: 0.1       # keep an average of the weights "
                 "over the last ~10% of the steps"]

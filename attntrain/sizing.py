@@ -16,6 +16,10 @@ see why and change it. The rules are deliberately few:
   10,000 examples labelled as a whole also reads characters (3,000 SST-2 sentences: dev 77.01 +- 0.24 with a
   character CNN, 75.92 +- 0.49 without, 2 seeds each): there 42% of the test word types (10% of its tokens)
   never occur in train.
+- long texts labelled as a whole (over 128 words on average): the IMDB recipe's shape, 1 layer 64 wide with the
+  3-gram front end and its lr, and at most 25M tokens seen (before 2026-12-08 a 22,500-review set got
+  10 passes of a 2-layer, 256-wide model: ~60M tokens through ~16x the preset's width squared, tens of times
+  its compute, for what 4 passes of the narrow model reach); inputs over max_len keep their start and end.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from dataclasses import dataclass, field
 SEEN_FLOOR = 60_000  # examples a run sees at least (the SST-2 recipe sees ~6,500 x 4 passes + phrases)
 MIN_PASSES, MAX_PASSES = 10, 100
 SMALL_TEXT = 10_000  # text sets labelled as a whole below this many examples get character features
+LONG_TEXT = 128  # mean words per input above which a text labelled as a whole gets the long-input recipe
+TOKENS_SEEN_CAP = 25_000_000  # tokens (frames) a run sees at most: long inputs carry more per example
+MIN_PASSES_LONG = 3
 
 
 @dataclass
@@ -44,6 +51,26 @@ class Profile:
 def percentile(values: list[int], share: float) -> int:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0
+
+
+def mean_length(profile: Profile) -> float:
+    return sum(profile.lengths) / len(profile.lengths) if profile.lengths else 0.0
+
+
+def max_len_of(profile: Profile) -> int:
+    return min(512, max(16, round_up(percentile(profile.lengths, 0.99) + 2, 16)))
+
+
+def long_text(profile: Profile) -> bool:
+    return profile.kind == "text" and profile.mode == "sequence" and mean_length(profile) > LONG_TEXT
+
+
+def tokens_per_pass(profile: Profile) -> int:
+    """Tokens of one pass over train, each input cut at the max_len init writes."""
+    if not profile.lengths or profile.kind == "image":
+        return 0
+    cut = max_len_of(profile)
+    return int(profile.train_examples * sum(min(n + 2, cut) for n in profile.lengths) / len(profile.lengths))
 
 
 def batch_examples(count: int) -> int:
@@ -64,32 +91,51 @@ def data_lines(profile: Profile) -> list[str]:
         return [f"  max_tokens: {batch * profile.lengths[0]}        # {batch} images of {profile.lengths[0]} patches "
                 f"per batch: {profile.train_examples:,} training examples"]
     longest = percentile(profile.lengths, 0.99)
-    max_len = min(512, max(16, round_up(longest + 2, 16)))
-    tokens = max(256, round_up(batch * (mean + 2), 100), max_len)
+    max_len = max_len_of(profile)
+    tokens = max(256, round_up(batch * (min(mean, max_len) + 2), 100), max_len)
     unit = "frames" if profile.kind == "audio" else "tokens"
-    return [f"  max_tokens: {tokens}        # ~{batch} examples of {mean:.0f} {unit} (mean) per batch: "
-            f"{profile.train_examples:,} training examples",
-            f"  max_len: {max_len}           # 99% of inputs have <= {longest} {unit}"]
+    lines = [f"  max_tokens: {tokens}        # ~{batch} examples of {mean:.0f} {unit} (mean) per batch: "
+             f"{profile.train_examples:,} training examples"]
+    if longest + 2 > max_len:
+        return lines + [f"  max_len: {max_len}           # 1% of inputs have over {longest} {unit}; attention costs "
+                        "the square of the length",
+                        "  truncate: head_tail   # a longer input keeps its first third and last two thirds"]
+    return lines + [f"  max_len: {max_len}           # 99% of inputs have <= {longest} {unit}"]
 
 
 def steps_per_pass(profile: Profile) -> int:
     return max(1, math.ceil(profile.train_examples / batch_examples(profile.train_examples)))
 
 
-def budget(profile: Profile) -> tuple[int, int]:
-    """(passes, optimizer steps) of the run."""
+def passes_of(profile: Profile) -> tuple[int, bool]:
+    """Passes over train, and whether the cap on tokens seen set them (long inputs)."""
     count = max(1, profile.train_examples)
     passes = min(MAX_PASSES, max(MIN_PASSES, math.ceil(SEEN_FLOOR / count)))
+    per_pass = tokens_per_pass(profile)
+    capped = max(MIN_PASSES_LONG, TOKENS_SEEN_CAP // per_pass) if per_pass else passes
+    return min(passes, capped), capped < passes
+
+
+def budget(profile: Profile) -> tuple[int, int]:
+    """(passes, optimizer steps) of the run."""
+    passes, _ = passes_of(profile)
     return passes, passes * steps_per_pass(profile)
+
+
+def passes_why(profile: Profile) -> str:
+    passes, capped = passes_of(profile)
+    text = f"{profile.train_examples:,} examples x {passes} passes = {passes * profile.train_examples:,} seen"
+    if capped:
+        return (text + f" (long inputs: ~{tokens_per_pass(profile) / 1e6:.1f}M tokens a pass, at most "
+                f"{TOKENS_SEEN_CAP // 10**6}M tokens seen and at least {MIN_PASSES_LONG} passes)")
+    return text + f" (at least {SEEN_FLOOR:,} and {MIN_PASSES} passes, at most {MAX_PASSES})"
 
 
 def train_lines(profile: Profile) -> list[str]:
     """max_epochs, min_steps, warm-up, evaluation, patience and metric lines (under `train:`)."""
     passes, steps = budget(profile)
-    seen = passes * profile.train_examples
     every = 0.05 if steps >= 400 and profile.mode != "seq2seq" else 0.1  # seq2seq: each evaluation decodes dev
-    lines = [f"  max_epochs: {passes}        # {profile.train_examples:,} examples x {passes} passes = "
-             f"{seen:,} seen (at least {SEEN_FLOOR:,} and {MIN_PASSES} passes, at most {MAX_PASSES})",
+    lines = [f"  max_epochs: {passes}        # {passes_why(profile)}",
              f"  min_steps: {steps}        # ~{steps_per_pass(profile)} batches per pass x {passes}: "
              "a small set still gets this many updates",
              f"  warmup: 0.05           # 5% of the run: ~{round(0.05 * steps)} of ~{steps:,} steps",
@@ -126,6 +172,9 @@ class ModelSize:
 
 def model_size(profile: Profile) -> ModelSize:
     count = profile.train_examples
+    if long_text(profile):
+        return ModelSize(64, 1, 128, 4, 0.2, f"inputs of {mean_length(profile):.0f} words on average (> {LONG_TEXT}): "
+                         "the IMDB recipe, 1 layer 64 wide after the 3-gram front end")
     if count < 2_000:
         return ModelSize(128, 2, 256, 4, 0.3, f"{count:,} training examples (< 2,000): a narrow model")
     if count < 50_000:

@@ -95,6 +95,39 @@ def suggest(trial, key: str, spec: SearchRange) -> Any:
     return trial.suggest_float(key, spec.low, spec.high, step=spec.step, log=spec.log)
 
 
+def in_space(spec: SearchRange, value: Any) -> bool:
+    if spec.choices is not None:
+        return value in spec.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return spec.low <= value <= spec.high and (not spec.is_int() or float(value).is_integer())
+
+
+def config_values(cfg: Config) -> tuple[dict[str, Any], list[str]]:
+    """The config's own values of the space's keys that lie in the space, and the keys whose value does not."""
+    inside, outside = {}, []
+    for dotted, spec in cfg.tune.space.items():
+        node: Any = cfg
+        for key in dotted.split("."):
+            node = getattr(node, key)
+        value = node.model_dump(mode="json") if hasattr(node, "model_dump") else node
+        if in_space(spec, value):
+            inside[dotted] = int(value) if spec.choices is None and spec.is_int() else value
+        else:
+            outside.append(f"{dotted}={value!r}")
+    return inside, outside
+
+
+def enqueue_config(study, cfg: Config) -> str:
+    """A new study's first trial: the config as written (tune.first_trial: config). One line on what was queued."""
+    if cfg.tune.first_trial != "config" or study.trials:
+        return ""
+    inside, outside = config_values(cfg)
+    study.enqueue_trial(inside)
+    left = f"; outside the space, so sampled: {', '.join(outside)}" if outside else ""
+    return f"tune: trial 0 is the config as written ({len(inside)} of {len(cfg.tune.space)} keys{left})"
+
+
 def with_values(raw: dict, values: dict[str, Any]) -> dict:
     """A copy of a raw config with dotted keys set (the keys were checked when tune.space was loaded)."""
     raw = copy.deepcopy(raw)
@@ -189,6 +222,10 @@ def tune(config: Path, *, trials: int, jobs: int = 1, timeout: float | None = No
     search = Search(config, list(overrides), folds)
     url = storage_url(search.parent, storage)
     study = open_study(search.base, url, worker)
+    if not worker and (line := enqueue_config(study, search.base)):
+        from attntrain.train.progress import log
+
+        log(line)
     workers = [start_worker(config, share, timeout, url, folds, overrides, index)
                for index, share in enumerate(shares(trials, jobs)[1:], 1)] if jobs > 1 else []
     try:

@@ -15,6 +15,7 @@ Layouts (each a folder under --out; the configs in configs/own/ read them):
   mnist_png/{train,test}/<digit>/*.png     an imagefolder of grayscale PNGs (--per-class images per digit)
   mnist_png_rgb/...                        the same digits as RGB PNGs (a colour tint per image)
   ewt_jsonl/{train,dev,test}.jsonl         {"tokens": [...], "upos": [...]} per sentence
+  imdb_jsonl/{train,test}.jsonl            {"text": "<the review as written>", "label": "pos" | "neg"}, no dev
   cora_tables/{nodes,edges}.csv            Cora as tables: id,features,label,split (features: 1433 numbers
                                            separated by spaces; split: the Planetoid split, empty for the
                                            other nodes) and source,target (both directions)
@@ -169,6 +170,17 @@ def ewt_jsonl(out: Path, src: Path, *, limit: int | None = None) -> None:
             encoding="utf-8")
 
 
+def imdb_jsonl(out: Path, src: Path, *, limit: int | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        with gzip.open(src / "imdb" / f"{split}.jsonl.gz", "rt", encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f]  # all negative reviews, then all positive
+        if limit is not None:  # both labels: the first limit/2 of each
+            rows = [r for label in (0, 1) for r in [r for r in rows if r["label"] == label][:(limit + 1) // 2]]
+        (out / f"{split}.jsonl").write_text("".join(json.dumps({"text": r["text"], "label": "pos" if r["label"] else "neg"},
+                                                               ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
 def cora_tables(out: Path, src: Path, *, limit: int | None = None, fmt: str = "csv", names: bool = True) -> None:
     """The Planetoid .npz as a node table and an edge table (the whole graph: `limit` is ignored).
 
@@ -200,7 +212,7 @@ def cora_tables(out: Path, src: Path, *, limit: int | None = None, fmt: str = "c
 
 
 LAYOUTS = {"sst2_csv": sst2_csv, "sst2_text": sst2_text, "sst2_3k": sst2_3k, "sst2_hf": sst2_hf, "multi30k_text": multi30k_text,
-           "fsdd_audio": fsdd_audio, "mnist_png": mnist_png, "mnist_png_rgb": mnist_png_rgb, "ewt_jsonl": ewt_jsonl,
+           "imdb_jsonl": imdb_jsonl, "fsdd_audio": fsdd_audio, "mnist_png": mnist_png, "mnist_png_rgb": mnist_png_rgb, "ewt_jsonl": ewt_jsonl,
            "cora_tables": cora_tables}
 
 

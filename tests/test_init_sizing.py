@@ -16,7 +16,7 @@ import yaml
 from attntrain.config import load_config
 from attntrain.errors import UserError
 from attntrain.init import model_lines, starter_config
-from attntrain.sizing import Profile, budget, data_lines, metric_lines
+from attntrain.sizing import Profile, budget, data_lines, metric_lines, train_lines
 from attntrain.train.checkpoint import RunDir
 from attntrain.train.schedule import steps_per_epoch
 from attntrain.train.trainer import Trainer
@@ -78,6 +78,8 @@ SOURCES = [
     ("image folder", lambda own: examples.write("mnist_png", own, limit=12), "label", "dev only"),
     ("graph tables", lambda own: examples.write("cora_tables", own), "label", "column"),
     ("saved HF dataset", lambda own: examples.write("sst2_hf", own, limit=150), "label", "given"),
+    ("jsonl of long reviews", lambda own: examples.write("imdb_jsonl", own, limit=150) / "train.jsonl", "label",
+     "dev only"),
 ]
 
 
@@ -156,6 +158,26 @@ def test_a_small_text_set_labelled_as_a_whole_also_reads_characters():
     assert embed(3_000)["char_dim"] == 48  # 42% of sst2_3k's test word types never occur in its train
     assert "char_dim" not in embed(50_000)  # a large set sees its words; characters would only cost time
     assert embed(50_000, "tagging")["char_dim"] == 48  # taggers always read characters
+
+
+def test_long_texts_labelled_as_a_whole_get_the_narrow_recipe_and_a_budget_in_tokens():
+    """IMDB-like reviews (232 words on average): before, 10 passes of a 2-layer, 256-wide model."""
+    reviews = Profile("text", "sequence", 22_500, lengths=[120] * 50 + [344] * 49 + [2000],
+                      labels=Counter(pos=1, neg=1))
+    raw = yaml.safe_load("\n".join(["data:"] + data_lines(reviews) + model_lines(reviews)))
+    assert raw["model"]["encoder"]["num_layers"] == 1 and raw["model"]["encoder"]["width"] == 64
+    assert raw["data"]["max_len"] == 512 and raw["data"]["truncate"] == "head_tail"  # the 2,000-word review is cut
+    passes, steps = budget(reviews)
+    assert passes == 4  # ~5.5M tokens a pass (inputs cut at 512): 25M tokens at most, not 10 passes
+    assert "long inputs" in train_lines(reviews)[0]
+    sentences = Profile("text", "sequence", 22_500, lengths=[20] * 100, labels=Counter(pos=1, neg=1))
+    assert budget(sentences)[0] == 10 and "long inputs" not in train_lines(sentences)[0]
+    assert yaml.safe_load("\n".join(model_lines(sentences)))["model"]["encoder"]["num_layers"] == 2
+    assert "truncate" not in "\n".join(data_lines(sentences))
+    huge = Profile("text", "sequence", 100_000, lengths=[3000] * 10)  # 51M tokens a pass: still 3 passes
+    assert budget(huge)[0] == 3
+    few = Profile("text", "sequence", 500, lengths=[3000] * 10)  # 256k tokens a pass: the example floor rules
+    assert budget(few)[0] == 97  # 120 passes for 60,000 seen, at most 100, at most 25M / 256k = 97 in tokens
 
 
 def test_an_unbalanced_label_set_is_scored_by_macro_f1():

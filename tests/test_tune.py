@@ -138,3 +138,26 @@ def test_the_search_space_names_real_keys_and_one_kind_of_range(tmp_path):
         build_config({"tune": {"space": {"train.lr": {"low": 0, "high": 1e-2, "log": True}}}}, "x.yaml")
     space = build_config({"tune": {"space": {"model.encoder.num_layers": {"low": 1, "high": 4}}}}, "x").tune.space
     assert space["model.encoder.num_layers"].is_int()
+
+
+def test_a_new_studys_first_trial_is_the_config_as_written(tmp_path, sentences):
+    """tune.first_trial: config queues the config's own values, so the search's best dev is never below it."""
+    from attntrain.tune import enqueue_config, suggest
+
+    path = tune_config(tmp_path, sentences)
+    raw = yaml.safe_load(path.read_text())
+    raw["train"]["lr"] = 3.0e-3
+    raw["model"]["encoder"]["dropout"] = 0.25
+    raw["tune"]["space"]["train.weight_decay"] = {"low": 0.2, "high": 0.3}  # the config's 0.01 lies outside
+    cfg = build_config(raw, "search.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    line = enqueue_config(study, cfg)
+    assert "2 of 3 keys" in line and "train.weight_decay=0.01" in line
+    study.optimize(lambda t: sum(float(suggest(t, k, s)) for k, s in cfg.tune.space.items()), n_trials=2)
+    first, second = study.trials[0].params, study.trials[1].params
+    assert first["train.lr"] == 3.0e-3 and first["model.encoder.dropout"] == 0.25
+    assert 0.2 <= first["train.weight_decay"] <= 0.3  # sampled, as the line said
+    assert second != first
+    assert enqueue_config(study, cfg) == ""  # a study with trials gets nothing queued
+    raw["tune"]["first_trial"] = "sampled"
+    assert enqueue_config(optuna.create_study(), build_config(raw, "search.yaml")) == ""
