@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from attntrain.compare import summarize_run
@@ -105,6 +106,28 @@ def test_resume_on_changed_data_is_refused_unless_allowed(finished, tmp_path):
     assert records(run, "stop")[-1]["step"] == 8
     saved = json.loads((run / "task.json").read_text())["data_fingerprint"]
     assert saved["train"][0] == 300  # the data it now trains on
+
+
+def test_a_change_in_a_list_valued_field_is_seen_and_an_old_fingerprint_still_resumes(tmp_path):
+    """Lists in an example (raw words, nested ids) are hashed since `"hash": 2`; before, only tensors and scalars."""
+    from types import SimpleNamespace
+
+    from attntrain.train.fingerprint import check_same_data, data_fingerprint
+
+    def task(words):
+        rows = [{"ids": torch.tensor([i, i + 1]), "label": i % 2, "words": list(words[i])} for i in range(len(words))]
+        return SimpleNamespace(splits=["train"], split=lambda name: rows, train_subset=None)
+
+    before = task([["a", "b"], ["c", "d"]])
+    after = task([["a", "b"], ["c", "X"]])  # only the list differs
+    saved = data_fingerprint(before)
+    assert saved["hash"] == 2
+    with pytest.raises(UserError, match="same number of examples, other content"):
+        check_same_data(saved, after, tmp_path, allow_change=False)
+    check_same_data(saved, before, tmp_path, allow_change=False)  # the same data passes
+    old = data_fingerprint(before, lists=False)
+    old.pop("hash", None)  # as a run saved before lists were hashed
+    check_same_data(old, after, tmp_path, allow_change=False)  # checked the old way: not refused for the new hash
 
 
 # ---- budgets and why a run stopped ------------------------------------------------------------------
