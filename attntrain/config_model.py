@@ -3,7 +3,7 @@ holds the rest and the loading. Typed, each field with a default and a comment."
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -144,6 +144,7 @@ class HeadConfig(Section):
     pooling: Literal["cls", "mean", "attention"] = "mean"  # sequence: [CLS] vector, mean, or attention pooling
     decode: Literal["auto", "argmax", "constrained"] = "auto"  # tagging: auto = constrained for span tags (BIO), else argmax
     crf: bool = False  # tagging: a linear-chain CRF output layer (trained by the forward algorithm, Viterbi decoding)
+    outside_bias: Union[float, Literal["dev"]] = 0.0  # span tags (B-/I-): added to the O tag's log-probability (CRF: emission) when decoding; < 0 finds more spans (recall for precision). dev: chosen after training from -3..1 by the dev metric (one pass over dev; saved as decoding.json in the run, used by eval, predict, serve). Decoding only, so `attntrain eval RUN --set model.head.outside_bias=-1` tries a value on a trained run
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout before the output layer
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # cross-entropy label smoothing
     decoder: DecoderConfig = DecoderConfig()  # kind seq2seq: the decoder and its search

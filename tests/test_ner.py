@@ -179,6 +179,42 @@ def test_plain_and_constrained_heads_train(wnut_root, tmp_path):
     assert other["tokens"] == own["tokens"]
 
 
+def test_the_outside_bias_trades_precision_for_recall_in_every_decoding():
+    from attntrain.model.heads import TaggingHead
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 9, len(TAGS), generator=gen)
+    logits[..., 0] += 2.0  # O is the likely tag, as in real data
+    mask = torch.ones(16, 9, dtype=torch.bool)
+    for decode, crf in (("argmax", False), ("constrained", False), ("constrained", True)):
+        head = TaggingHead(8, len(TAGS), dropout=0.0, label_smoothing=0.0, tags=TAGS, scheme="iob2", decode=decode,
+                           crf=crf)
+        spans = []
+        for bias in (3.0, 0.0, -3.0):
+            head.set_outside_bias(bias)
+            spans.append(int((head.decode(logits, mask) != 0).sum()))
+        assert spans[0] < spans[1] < spans[2], (decode, crf, spans)
+    plain = TaggingHead(8, 3, dropout=0.0, label_smoothing=0.0, tags=["NOUN", "VERB", "O"], scheme="none")
+    plain.set_outside_bias(-5.0)  # no span tags: nothing to bias, even with a tag named O
+    assert plain.outside is None
+
+
+def test_outside_bias_dev_is_chosen_on_dev_saved_and_used_by_eval(wnut_root, tmp_path):
+    raw = wnut_raw(wnut_root, tmp_path / "runs", name="biased", outside_bias="dev")
+    raw["train"]["max_steps"] = 60
+    cfg = build_config(raw, "test")
+    result = fit_config(cfg)
+    run = cfg.run_dir()
+    [record] = [json.loads(line) for line in (run / "metrics.jsonl").open() if '"decoding"' in line]
+    chosen, scores = record["outside_bias"], record["dev"]
+    assert len(scores) == 8 and scores[str(chosen)] == max(scores.values())
+    assert json.loads((run / "decoding.json").read_text()) == {"outside_bias": chosen}
+    assert result.metrics["dev"]["f1"] == pytest.approx(scores[str(chosen)])  # the final figures use the choice
+    assert eval_run(run, "dev")["f1"] == pytest.approx(scores[str(chosen)])  # and so does a later eval
+    unbiased = eval_run(run, "dev", overrides=["model.head.outside_bias=0"])
+    assert unbiased["f1"] == pytest.approx(scores["0.0"])
+
+
 @pytest.mark.parametrize("content,message", [
     ("a\tB-x\nb\tI-\n\n", "tag 'I-' is not valid IOB2"),
     ("a\tB-x\nb\n\n", "expected 2 columns"),

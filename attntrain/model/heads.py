@@ -87,16 +87,27 @@ class TaggingHead(nn.Module):
     """
 
     def __init__(self, width: int, num_labels: int, *, dropout: float, label_smoothing: float,
-                 tags: list[str] | None = None, scheme: str = "none", decode: str = "argmax", crf: bool = False):
+                 tags: list[str] | None = None, scheme: str = "none", decode: str = "argmax", crf: bool = False,
+                 outside_bias: float = 0.0):
         super().__init__()
         self.dropout = Dropout(dropout)
         self.output = nn.Linear(width, num_labels)
         self.label_smoothing = label_smoothing
         self.tags, self.scheme, self.decoding = tags, scheme, decode
+        self.set_outside_bias(outside_bias)
         start, allowed, end = allowed_transitions(tags or [str(i) for i in range(num_labels)], scheme)
         self.crf = LinearChainCRF(num_labels, start, allowed, end) if crf else None
         for name, table in (("start_penalty", start), ("transition_penalty", allowed), ("end_penalty", end)):
             self.register_buffer(name, penalty(table), persistent=False)
+
+    def spans(self) -> bool:
+        """Span tags (B-/I- with an O tag): the ones an O bias applies to."""
+        return self.scheme != "none" and bool(self.tags) and "O" in self.tags
+
+    def set_outside_bias(self, bias: float) -> None:
+        """Added to the O tag's score when decoding span tags (< 0: more, longer spans); training is unchanged."""
+        self.outside_bias = float(bias)
+        self.outside = self.tags.index("O") if bias and self.spans() else None
 
     def prefix(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x, mask
@@ -117,12 +128,15 @@ class TaggingHead(nn.Module):
 
     def decode(self, logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Tag ids (B,T) of the chosen decoding."""
+        scores = logits.float() if self.crf is not None else torch.log_softmax(logits.float(), -1)
+        if self.outside is not None:
+            scores = scores.clone()
+            scores[..., self.outside] += self.outside_bias
         if self.crf is not None:
-            return self.crf.decode(logits, mask)
+            return self.crf.decode(scores, mask)
         if self.decoding == "constrained" and self.scheme != "none":
-            return viterbi(torch.log_softmax(logits.float(), -1), mask, self.transition_penalty,
-                           self.start_penalty, self.end_penalty)
-        return logits.argmax(-1)
+            return viterbi(scores, mask, self.transition_penalty, self.start_penalty, self.end_penalty)
+        return scores.argmax(-1)
 
     def predict(self, logits: torch.Tensor, batch: dict) -> list[list[int]]:
         """Label ids of the real positions of each sequence."""
@@ -230,7 +244,8 @@ def build_tagging_head(cfg, info: dict, width: int) -> TaggingHead:
     scheme = info.get("scheme", "none")
     decode = ("constrained" if scheme != "none" else "argmax") if cfg.decode == "auto" else cfg.decode
     return TaggingHead(width, info["num_labels"], dropout=cfg.dropout, label_smoothing=cfg.label_smoothing,
-                       tags=info.get("labels"), scheme=scheme, decode=decode, crf=cfg.crf)
+                       tags=info.get("labels"), scheme=scheme, decode=decode, crf=cfg.crf,
+                       outside_bias=cfg.outside_bias if cfg.outside_bias != "dev" else 0.0)  # "dev": set after training
 
 
 def build_sequence_head(cfg, info: dict, width: int) -> SequenceHead:

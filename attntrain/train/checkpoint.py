@@ -75,6 +75,11 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.jsonl")
     best = property(lambda self: self.path / "best.safetensors")
     checkpoints = property(lambda self: self.path / "checkpoints")
+    decoding = property(lambda self: self.path / "decoding.json")  # settings chosen on dev after training
+
+    def decoding_settings(self) -> dict:
+        """What `model.head.outside_bias: dev` chose; empty before the run's final evaluation."""
+        return read_run_json(self.decoding) if self.decoding.is_file() else {}
 
     def eval_file(self, split: str) -> Path:
         return self.path / f"eval_{split}.json"

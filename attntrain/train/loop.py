@@ -118,6 +118,37 @@ def evaluate_meter(model, task, split: str, device: torch.device, *, amp=None, p
     return meter
 
 
+OUTSIDE_BIASES = (1.0, 0.5, 0.0, -0.5, -1.0, -1.5, -2.0, -3.0)  # model.head.outside_bias: dev tries these
+
+
+@torch.no_grad()
+def choose_outside_bias(model, task, device: torch.device, metric: str, *, amp=None) -> tuple[float, dict]:
+    """The O-tag bias of a span tagger with the best dev `metric` (ties: the one nearest 0), and every bias's
+    dev figure. One pass over dev; each bias decodes the same scores. Leaves the head set to the choice."""
+    head = model.head
+    was_training = model.training
+    model.eval()
+    kept = []
+    for indices in distributed.shard(task.batches("dev", shuffle=False)):
+        batch = move(task.batch("dev", indices), device)
+        with autocast(device, amp):
+            logits = model(batch)["logits"].float()
+        kept.append((logits, {key: batch[key] for key in ("labels", "mask", "oov") if key in batch}))
+    model.train(was_training)
+    scores = {}
+    for bias in OUTSIDE_BIASES:
+        head.set_outside_bias(bias)
+        meter = head.new_meter()
+        for logits, batch in kept:
+            meter.update(logits, batch)
+        distributed.sync_meter(meter)
+        metrics = distributed.compute_on_main(meter)
+        scores[bias] = metrics[metric if metric in metrics else "f1"]
+    best = max(scores, key=lambda bias: (scores[bias], -abs(bias)))
+    head.set_outside_bias(best)
+    return best, scores
+
+
 def evaluate_split(model, task, split: str, device: torch.device, run_dir, *, amp=None,
                    progress: bool = False) -> dict:
     """The metrics of a whole split; what the meter holds beyond them goes into run_dir (see save_artifacts)."""

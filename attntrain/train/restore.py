@@ -32,6 +32,8 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
     """(cfg, task, model, device) of a finished or interrupted run, ready for evaluation."""
     cfg = run_config(run_dir, overrides)
     run = RunDir(run_dir)
+    if cfg.model.head.outside_bias == "dev":  # the value the run's final evaluation chose on dev (0 before it)
+        cfg.model.head.outside_bias = float(run.decoding_settings().get("outside_bias", 0.0))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dev = resolve_device(device or cfg.train.device)

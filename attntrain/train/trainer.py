@@ -31,8 +31,8 @@ from attntrain.train.checkpoint import (RunDir, load_checkpoint, load_weights, r
                                         save_checkpoint, save_weights)
 from attntrain.train.progress import (FitResult, Progress, StopFlag, check_not_finished, diverged_message, log,
                                       open_tensorboard, seed_everything, stop_reason)
-from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, evaluate, evaluate_split, lr_factor, move,
-                                  peak_memory_mb, resolve_device)
+from attntrain.train.loop import (amp_dtype, autocast, build_optimizer, choose_outside_bias, evaluate, evaluate_split,
+                                  lr_factor, move, peak_memory_mb, resolve_device)
 
 
 class Trainer:
@@ -378,9 +378,22 @@ class Trainer:
         reason = self._record_stop(stopped, budget)
         return FitResult(str(self.run.path), stopped, p.step, p.best, self.final_eval(), reason)
 
+    def _choose_decoding(self) -> None:
+        """model.head.outside_bias: dev: the O bias with the best dev metric, saved as decoding.json (one record)."""
+        head = self.model.head
+        if self.cfg.model.head.outside_bias != "dev" or not getattr(head, "spans", lambda: False)():
+            return
+        metric = self.cfg.train.metric if self.cfg.train.metric_mode == "max" else "f1"
+        bias, scores = choose_outside_bias(self.model, self.task, self.device, metric, amp=self.amp)
+        if distributed.is_main():
+            atomic_write_json(self.run.decoding, {"outside_bias": bias})
+        self._record({"kind": "decoding", "outside_bias": bias, "dev": {str(b): v for b, v in scores.items()}})
+        log(f"model.head.outside_bias: {bias:g} (dev {metric} {scores[bias]:.2f}; 0 gives {scores[0.0]:.2f})")
+
     def final_eval(self) -> dict:
         """Evaluate the best checkpoint on the configured splits, once, and write eval_<split>.json."""
         load_weights(self.model, self.run.best)
+        self._choose_decoding()
         results = {}
         for split in self.cfg.train.eval_splits:
             metrics = evaluate_split(self.model, self.task, split, self.device, self.run.path, amp=self.amp)
