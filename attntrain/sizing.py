@@ -17,7 +17,7 @@ see why and change it. The rules are deliberately few:
   character CNN, 75.92 +- 0.49 without, 2 seeds each): there 42% of the test word types (10% of its tokens)
   never occur in train.
 - long texts labelled as a whole (over 128 words on average): the IMDB recipe's shape, 1 layer 64 wide with the
-  3-gram front end and its lr, and at most 25M tokens seen (before 2026-12-08 a 22,500-review set got
+  3-gram front end and its lr, and at most 25M tokens seen (before 2026-12-07 evening a 22,500-review set got
   10 passes of a 2-layer, 256-wide model: ~60M tokens through ~16x the preset's width squared, tens of times
   its compute, for what 4 passes of the narrow model reach); inputs over max_len keep their start and end.
 """

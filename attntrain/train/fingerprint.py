@@ -6,7 +6,7 @@ evenly over it (the batches the model sees, so any change of rows, labels or enc
 those examples changes it). A change confined to examples outside the sample is not seen: the count and
 the sample keep the check to about a second on the largest shipped split.
 
-Since 2026-12-08 (`"hash": 2` beside the splits) lists and tuples in an example (raw words, nested ids) are
+Since 2026-12-07 evening (`"hash": 2` beside the splits) lists and tuples in an example (raw words, nested ids) are
 hashed too; before, only tensors and scalars were, so a change confined to a list-valued field passed. A run
 saved before that is checked the old way, so its resume is not refused for the new hash alone.
 """
