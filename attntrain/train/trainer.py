@@ -311,6 +311,8 @@ class Trainer:
                           "train_examples": len(self.task.split("train")), "batches_per_epoch": len(batches0),
                           "padding_fraction": self.task.padding("train", batches0), "total_steps": total,
                           "budget": budget.limit}
+                if getattr(self.task, "data_checks", None):  # held-out inputs seen in train, label conflicts
+                    record["data_checks"] = self.task.data_checks
                 self._record(record)
                 log(f"{params:,} parameters on {self.device}; {record['train_examples']} training examples, "
                     f"{len(batches0)} batches/epoch, padding {100 * record['padding_fraction']:.1f}%; "

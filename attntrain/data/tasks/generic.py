@@ -20,6 +20,7 @@ statistics. Only a train split with `data.source.add_train` rows is a Python lis
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from attntrain.data.targets.spans import entities, format_spans
 from attntrain.data.targets.kinds import TARGETS
 from attntrain.data.inputs.text import truncate
 from attntrain.data.tasks.added import AddedSource, join_added, read_added
+from attntrain.data.tasks.overlap import check_overlap, describe as describe_overlap
 from attntrain.data.tasks.base import Task
 from attntrain.data.tasks.encoded import MEDIA_INPUTS, CachedSplits
 from attntrain.data.tasks.splits import fold_split, ratio_split
@@ -72,6 +74,7 @@ class DataTask(CachedSplits, Task):
         self._decoded: dict[str, Any] = {}  # split -> its decoded audio / image Arrow table (see _decode_media)
         self._checked: set[str] = set()  # dev / test splits whose labels have been checked against train's
         self.predict_batch_size = 16 if self.input in MEDIA_INPUTS else 32
+        self.data_checks: list[dict] = []  # held-out inputs seen in train, label conflicts (overlap.py)
 
     @property
     def input_field(self) -> str:
@@ -208,6 +211,14 @@ class DataTask(CachedSplits, Task):
         self.target.prepare(train, state and state["target"])
         if state is None:
             self._check_held_out()
+        if train is not None and self.target.head != "pretrain":  # a fresh run: said once, kept in its start record
+            self._check_overlap()
+
+    def _check_overlap(self) -> None:
+        label = self.cfg.data.target.field if self.target.head == "sequence" else None
+        self.data_checks = check_overlap(self._split_rows(), self.input_field, label, getattr(self.target, "name", str))
+        for finding in self.data_checks:
+            print(describe_overlap(finding), file=sys.stderr, flush=True)
 
     def _check_held_out(self) -> None:
         """Every dev / test label known to train, checked now rather than at the first evaluation (or after the
