@@ -32,7 +32,7 @@ SEEN_FLOOR = 60_000  # examples a run sees at least (the SST-2 recipe sees ~6,50
 MIN_PASSES, MAX_PASSES = 10, 100
 SMALL_TEXT = 10_000  # text sets labelled as a whole below this many examples get character features
 LONG_TEXT = 128  # mean words per input above which a text labelled as a whole gets the long-input recipe
-TOKENS_SEEN_CAP = 25_000_000  # tokens (frames) a run sees at most: long inputs carry more per example
+TOKENS_SEEN_CAP = 25_000_000  # tokens a run on long texts sees at most: each long input carries more per example
 MIN_PASSES_LONG = 3
 
 
@@ -97,9 +97,12 @@ def data_lines(profile: Profile) -> list[str]:
     lines = [f"  max_tokens: {tokens}        # ~{batch} examples of {mean:.0f} {unit} (mean) per batch: "
              f"{profile.train_examples:,} training examples"]
     if longest + 2 > max_len:
-        return lines + [f"  max_len: {max_len}           # 1% of inputs have over {longest} {unit}; attention costs "
-                        "the square of the length",
-                        "  truncate: head_tail   # a longer input keeps its first third and last two thirds"]
+        over = sum(n + 2 > max_len for n in profile.lengths) / len(profile.lengths)
+        line = (f"  max_len: {max_len}           # {100 * over:.1f}% of inputs are longer (1% over {longest} {unit}); "
+                "attention costs the square of the length")
+        if profile.kind == "text" and profile.mode == "sequence":  # data.truncate acts on a whole-input label only
+            return lines + [line, "  truncate: head_tail   # a longer input keeps its first third and last two thirds"]
+        return lines + [line]
     return lines + [f"  max_len: {max_len}           # 99% of inputs have <= {longest} {unit}"]
 
 
@@ -111,7 +114,7 @@ def passes_of(profile: Profile) -> tuple[int, bool]:
     """Passes over train, and whether the cap on tokens seen set them (long inputs)."""
     count = max(1, profile.train_examples)
     passes = min(MAX_PASSES, max(MIN_PASSES, math.ceil(SEEN_FLOOR / count)))
-    per_pass = tokens_per_pass(profile)
+    per_pass = tokens_per_pass(profile) if long_text(profile) else 0  # the cap is the long-text rule's alone
     capped = max(MIN_PASSES_LONG, TOKENS_SEEN_CAP // per_pass) if per_pass else passes
     return min(passes, capped), capped < passes
 

@@ -96,11 +96,15 @@ def suggest(trial, key: str, spec: SearchRange) -> Any:
 
 
 def in_space(spec: SearchRange, value: Any) -> bool:
+    """Whether Optuna could draw `value` from this range or these choices (a step grid included)."""
     if spec.choices is not None:
         return value in spec.choices
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return spec.low <= value <= spec.high and (not spec.is_int() or float(value).is_integer())
+    if not spec.low <= value <= spec.high or (spec.is_int() and not float(value).is_integer()):
+        return False
+    step = spec.step or (1 if spec.is_int() else None)
+    return step is None or math.isclose(round((value - spec.low) / step) * step + spec.low, value, rel_tol=1e-9)
 
 
 def config_values(cfg: Config) -> tuple[dict[str, Any], list[str]]:
@@ -109,7 +113,7 @@ def config_values(cfg: Config) -> tuple[dict[str, Any], list[str]]:
     for dotted, spec in cfg.tune.space.items():
         node: Any = cfg
         for key in dotted.split("."):
-            node = getattr(node, key)
+            node = getattr(node, key, None)  # None: a section the config leaves empty (e.g. data.source of a preset)
         value = node.model_dump(mode="json") if hasattr(node, "model_dump") else node
         if in_space(spec, value):
             inside[dotted] = int(value) if spec.choices is None and spec.is_int() else value
@@ -222,7 +226,7 @@ def tune(config: Path, *, trials: int, jobs: int = 1, timeout: float | None = No
     search = Search(config, list(overrides), folds)
     url = storage_url(search.parent, storage)
     study = open_study(search.base, url, worker)
-    if not worker and (line := enqueue_config(study, search.base)):
+    if trials and not worker and (line := enqueue_config(study, search.base)):  # --trials 0 only reports
         from attntrain.train.progress import log
 
         log(line)

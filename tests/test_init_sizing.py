@@ -167,6 +167,7 @@ def test_long_texts_labelled_as_a_whole_get_the_narrow_recipe_and_a_budget_in_to
     raw = yaml.safe_load("\n".join(["data:"] + data_lines(reviews) + model_lines(reviews)))
     assert raw["model"]["encoder"]["num_layers"] == 1 and raw["model"]["encoder"]["width"] == 64
     assert raw["data"]["max_len"] == 512 and raw["data"]["truncate"] == "head_tail"  # the 2,000-word review is cut
+    assert "1.0% of inputs are longer" in data_lines(reviews)[1]
     passes, steps = budget(reviews)
     assert passes == 4  # ~5.5M tokens a pass (inputs cut at 512): 25M tokens at most, not 10 passes
     assert "long inputs" in train_lines(reviews)[0]
@@ -176,6 +177,10 @@ def test_long_texts_labelled_as_a_whole_get_the_narrow_recipe_and_a_budget_in_to
     assert "truncate" not in "\n".join(data_lines(sentences))
     huge = Profile("text", "sequence", 100_000, lengths=[3000] * 10)  # 51M tokens a pass: still 3 passes
     assert budget(huge)[0] == 3
+    clips = Profile("audio", "sequence", 85_000, lengths=[300] * 10)  # 25.6M frames a pass, but not text: 10 passes
+    assert budget(clips)[0] == 10
+    tagged = Profile("text", "tagging", 100_000, lengths=[600] * 10)  # long sentences to tag: no cap, no truncate
+    assert budget(tagged)[0] == 10 and "truncate" not in "\n".join(data_lines(tagged))
     few = Profile("text", "sequence", 500, lengths=[3000] * 10)  # 256k tokens a pass: the example floor rules
     assert budget(few)[0] == 97  # 120 passes for 60,000 seen, at most 100, at most 25M / 256k = 97 in tokens
 

@@ -199,9 +199,9 @@ def test_the_outside_bias_trades_precision_for_recall_in_every_decoding():
     assert plain.outside is None
 
 
-def test_outside_bias_dev_is_chosen_on_dev_saved_and_used_by_eval(wnut_root, tmp_path):
+def test_outside_bias_dev_is_chosen_on_dev_saved_and_used_by_eval(wnut_root, tmp_path, capfd):
     raw = wnut_raw(wnut_root, tmp_path / "runs", name="biased", outside_bias="dev")
-    raw["train"]["max_steps"] = 60
+    raw["train"].update(max_steps=60, tensorboard=True)  # the decoding record goes to TensorBoard too
     cfg = build_config(raw, "test")
     result = fit_config(cfg)
     run = cfg.run_dir()
@@ -213,6 +213,9 @@ def test_outside_bias_dev_is_chosen_on_dev_saved_and_used_by_eval(wnut_root, tmp
     assert eval_run(run, "dev")["f1"] == pytest.approx(scores[str(chosen)])  # and so does a later eval
     unbiased = eval_run(run, "dev", overrides=["model.head.outside_bias=0"])
     assert unbiased["f1"] == pytest.approx(scores["0.0"])
+    (run / "decoding.json").unlink()  # as a run whose final evaluation never ran: 0, and said
+    assert eval_run(run, "dev")["f1"] == pytest.approx(scores["0.0"])
+    assert "no decoding.json in the run" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("content,message", [

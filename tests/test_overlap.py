@@ -55,6 +55,12 @@ def test_copied_test_rows_and_conflicting_labels_are_said_and_recorded(tmp_path,
     checks = {c["check"]: c for c in start["data_checks"]}
     assert checks["held_out_in_train"]["count"] == 10 and checks["held_out_in_train"]["split"] == "test"
     assert checks["train_label_conflicts"]["count"] == 1
+    limited = config(folder, tmp_path / "runs")
+    limited.data.train_limit = 5  # the rows the run trains on: 5 of the 10 copied sentences
+    task = build_task(limited)
+    task.prepare(None)
+    [found] = task.data_checks
+    assert found["count"] == 5 and found["of"] == 110
 
 
 def test_clean_splits_say_nothing_and_token_lists_compare_as_text():

@@ -157,7 +157,13 @@ def test_a_new_studys_first_trial_is_the_config_as_written(tmp_path, sentences):
     first, second = study.trials[0].params, study.trials[1].params
     assert first["train.lr"] == 3.0e-3 and first["model.encoder.dropout"] == 0.25
     assert 0.2 <= first["train.weight_decay"] <= 0.3  # sampled, as the line said
-    assert second != first
+    assert second["train.lr"] in (1.0e-6, 3.0e-3) and 0.2 <= second["train.weight_decay"] <= 0.3  # drawn
     assert enqueue_config(study, cfg) == ""  # a study with trials gets nothing queued
+    from attntrain.config import SearchRange
+    from attntrain.tune import in_space
+
+    grid = SearchRange(low=0.1, high=0.5, step=0.2)  # 0.1, 0.3, 0.5
+    assert in_space(grid, 0.3) and not in_space(grid, 0.2) and not in_space(grid, 0.7)
+    assert not in_space(SearchRange(low=1, high=4), 2.5) and in_space(SearchRange(low=1, high=4), 3)
     raw["tune"]["first_trial"] = "sampled"
     assert enqueue_config(optuna.create_study(), build_config(raw, "search.yaml")) == ""

@@ -5,6 +5,7 @@ Below the commands (runs, predictor, plots, export), so each of them can load a 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -33,7 +34,12 @@ def load_run(run_dir: str | Path, *, checkpoint: str = "best", device: str | Non
     cfg = run_config(run_dir, overrides)
     run = RunDir(run_dir)
     if cfg.model.head.outside_bias == "dev":  # the value the run's final evaluation chose on dev (0 before it)
-        cfg.model.head.outside_bias = float(run.decoding_settings().get("outside_bias", 0.0))
+        chosen = run.decoding_settings().get("outside_bias")
+        if chosen is None or checkpoint != "best":
+            print("note: model.head.outside_bias: dev: " + ("no decoding.json in the run (its final evaluation has not "
+                  "run), so 0" if chosen is None else f"{chosen:g}, chosen on dev for best.safetensors, not for "
+                  f"{checkpoint}"), file=sys.stderr, flush=True)
+        cfg.model.head.outside_bias = float(chosen or 0.0)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     dev = resolve_device(device or cfg.train.device)

@@ -106,10 +106,10 @@ class Trainer:
             return
         append_jsonl(self.run.metrics, record)
         if self.tensorboard is not None and record["kind"] not in ("start", "stop"):
-            prefix = record["kind"] if record["kind"] == "train" else f"{record['kind']}_{record['split']}"
+            prefix = record["kind"] if "split" not in record else f"{record['kind']}_{record['split']}"
             for key, value in record.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("step", "epoch"):
-                    self.tensorboard.add_scalar(f"{prefix}/{key}", value, record["step"])
+                    self.tensorboard.add_scalar(f"{prefix}/{key}", value, record.get("step", 0))
             self.tensorboard.flush()
 
     # ---- state -------------------------------------------------------------------------------
@@ -389,7 +389,8 @@ class Trainer:
         bias, scores = choose_outside_bias(self.model, self.task, self.device, metric, amp=self.amp)
         if distributed.is_main():
             atomic_write_json(self.run.decoding, {"outside_bias": bias})
-        self._record({"kind": "decoding", "outside_bias": bias, "dev": {str(b): v for b, v in scores.items()}})
+        self._record({"kind": "decoding", "split": "dev", "step": self.progress.step, "outside_bias": bias,
+                      "dev": {str(b): v for b, v in scores.items()}})
         log(f"model.head.outside_bias: {bias:g} (dev {metric} {scores[bias]:.2f}; 0 gives {scores[0.0]:.2f})")
 
     def final_eval(self) -> dict:

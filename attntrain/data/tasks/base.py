@@ -22,7 +22,7 @@ class Task:
 
     input: str = "text"  # input kind, a key of attntrain.model.embed.INPUTS
     splits: tuple[str, ...] = ("train", "dev", "test")
-    data_checks: list = []  # findings of data/tasks/overlap.py when prepared from train (held-out inputs in train, ...)
+    data_checks: tuple | list = ()  # findings of data/tasks/overlap.py when prepared from train (held-out inputs in train, ...)
     predict_batch_size: int = 32  # inputs per forward pass in `predict`
     truncate_eval: bool = False  # apply data.max_len to dev/test too (one label per input); tagging never does
 

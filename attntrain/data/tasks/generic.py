@@ -20,7 +20,6 @@ statistics. Only a train split with `data.source.add_train` rows is a Python lis
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from attntrain.data.targets.spans import entities, format_spans
 from attntrain.data.targets.kinds import TARGETS
 from attntrain.data.inputs.text import truncate
 from attntrain.data.tasks.added import AddedSource, join_added, read_added
-from attntrain.data.tasks.overlap import check_overlap, describe as describe_overlap
+from attntrain.data.tasks.overlap import check_overlap, say
 from attntrain.data.tasks.base import Task
 from attntrain.data.tasks.encoded import MEDIA_INPUTS, CachedSplits
 from attntrain.data.tasks.splits import fold_split, ratio_split
@@ -216,9 +215,8 @@ class DataTask(CachedSplits, Task):
 
     def _check_overlap(self) -> None:
         label = self.cfg.data.target.field if self.target.head == "sequence" else None
-        self.data_checks = check_overlap(self._split_rows(), self.input_field, label, getattr(self.target, "name", str))
-        for finding in self.data_checks:
-            print(describe_overlap(finding), file=sys.stderr, flush=True)
+        rows = {name: self.split_raw(name) for name in self.splits}  # the rows the run uses (limits, subset)
+        self.data_checks = say(check_overlap(rows, self.input_field, label, getattr(self.target, "name", str)))
 
     def _check_held_out(self) -> None:
         """Every dev / test label known to train, checked now rather than at the first evaluation (or after the

@@ -1,7 +1,8 @@
 """Held-out inputs that are training inputs too, and training inputs given two labels: counted when a run
 starts, said in one line each, and kept in the run's start record.
 
-A dev or test input equal to a training input (whitespace normalised, case kept) is scored as if unseen; on a
+The rows compared are the ones the run uses (after `train_limit`, `eval_limit` and a training subset). A dev
+or test input equal to a training input (whitespace normalised, case kept) is scored as if unseen; on a
 person's data that is most often a file copied into two splits or a split made after rows were duplicated, and
 it inflates every held-out figure without a sign. The same input with two labels in train is label noise the
 model cannot fit. Neither stops a run (a few repeats are normal: short phrases, retweets); both are said.
@@ -10,6 +11,7 @@ Text inputs only: audio and image inputs are files, whose equality would need th
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Iterator
 
 from attntrain.data.inputs.kinds import field_value
@@ -96,3 +98,10 @@ def describe(finding: dict) -> str:
     level = "warning" if share >= LOUD else "note"
     return (f"{level}: {count:,} of {total:,} {split} inputs ({100 * share:.1f}%) are training inputs too (e.g. "
             f"{finding['example']}); the {split} figures count them as unseen")
+
+
+def say(findings: list[dict]) -> list[dict]:
+    """Each finding's line on stderr (stdout keeps results); returns the findings."""
+    for finding in findings:
+        print(describe(finding), file=sys.stderr, flush=True)
+    return findings

@@ -11,7 +11,6 @@ example `indices` and `split` name, so hypotheses can be written back in file or
 
 from __future__ import annotations
 
-import sys
 from itertools import chain
 
 import numpy as np
@@ -22,7 +21,7 @@ from attntrain.data.batching import IGNORE, length_mask, pad_stack
 from attntrain.data.sources.rows import source_datasets
 from attntrain.data.inputs.subword import BOS, EOS, PAD, Subwords
 from attntrain.data.tasks.base import Task
-from attntrain.data.tasks.overlap import check_overlap, describe as describe_overlap
+from attntrain.data.tasks.overlap import check_overlap, say
 from attntrain.errors import UserError
 
 
@@ -116,9 +115,8 @@ class Seq2seqTask(Task):
             return
         self.source, self.target = self._learn(self.split_raw("train"))
         self.output_ids = output_vocabulary(self.target, self.split("train").dataset.data.column("target_ids"))
-        self.data_checks = check_overlap({name: self.read_split(name) for name in self.splits}, "source", None)
-        for finding in self.data_checks:  # source sentences of dev / test that are training sources too
-            print(describe_overlap(finding), file=sys.stderr, flush=True)
+        # source sentences of dev / test that are training sources too
+        self.data_checks = say(check_overlap({name: self.split_raw(name) for name in self.splits}, "source", None))
 
     def _learn(self, train: ArrowRows) -> tuple[Subwords, Subwords]:
         """Byte-level BPE from the training pairs (or a seeded sample of data.translation.vocab_sample of them),
