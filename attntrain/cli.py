@@ -215,11 +215,17 @@ def attention(
 
 @app.command()
 def validate(config: Path = typer.Argument(..., help="YAML config"), set_: Optional[List[str]] = SetOption,
-             folds: Optional[int] = typer.Option(None, min=2, help="Check it as `fit --folds K` would run it")):
+             folds: Optional[int] = typer.Option(None, min=2, help="Check it as `fit --folds K` would run it"),
+             data: bool = typer.Option(False, "--data", help="Also read and check the data, build the model and print "
+                                       "the split sizes, parameters and budget (what fit would do; nothing is written)")):
     """Check a config (keys, types, ranges, choices, dataset, label, metric) without training."""
     from attntrain.checks import load_checked
 
     cfg = load_checked(config, (set_ or []) + ([f"data.split.folds={folds}"] if folds else []))
+    if data:
+        from attntrain.runs import preview
+
+        typer.echo(preview(cfg))
     typer.echo(f"{config}: ok (run directory {cfg.run_dir()})")
 
 

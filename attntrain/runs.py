@@ -333,3 +333,26 @@ def format_table(rows: dict[str, dict]) -> str:
              for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def preview(cfg: Config) -> str:
+    """What `fit` would do with a config, without training or writing: the data read and checked (the data
+    checks said on stderr), the model built, the budget and schedule resolved."""
+    import torch
+
+    from attntrain.data import build_task
+    from attntrain.model.build import build_model, count_parameters
+    from attntrain.train.schedule import budget, resolve, steps_per_epoch
+
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    task = build_task(cfg)
+    task.prepare(None)
+    sizes = ", ".join(f"{name} {len(task.split(name)):,}" for name in task.splits)
+    plan = budget(cfg.train, steps_per_epoch(task, cfg.train))
+    schedule = resolve(cfg.train, plan.total)
+    lines = [f"data: {sizes} examples",
+             f"model: {count_parameters(build_model(cfg, task.info())):,} parameters"
+             + (" (vocabulary from train; with model.init the pretrained run's is used)" if cfg.model.init else ""),
+             f"budget: {plan.describe()}; warm-up {schedule.warmup} steps, dev every {schedule.eval_every} steps"]
+    return "\n".join(lines + [f"warning: {w}" for w in schedule.warnings])

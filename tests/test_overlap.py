@@ -81,3 +81,26 @@ def test_the_shipped_sst2_split_has_two_test_sentences_in_train():
     task.prepare(None)
     [found] = [c for c in task.data_checks if c["check"] == "held_out_in_train"]
     assert found["split"] == "test" and found["count"] == 2 and "stsa.binary.train:941" in found["example"]
+
+
+def test_validate_data_reads_checks_and_sizes_without_writing(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import cli_env
+
+    folder = examples.write("sst2_csv", tmp_path / "own", limit=60)
+    train, test = rows_of(folder / "train.csv"), rows_of(folder / "test.csv")
+    write_rows(folder / "test.csv", test + train[1:4])
+    cfg = config(folder, tmp_path / "runs")
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    done = subprocess.run([sys.executable, "-m", "attntrain", "validate", str(path), "--data"], capture_output=True,
+                          text=True, env={**cli_env(), "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "data: train 60, dev 60, test 63 examples" in done.stdout
+    assert "budget: 2 steps" in done.stdout and "parameters" in done.stdout
+    assert "warning: 3 of 63 test inputs (4.8%)" not in done.stderr and "note: 3 of 63 test inputs" in done.stderr
+    assert not (tmp_path / "runs").exists()  # nothing written
