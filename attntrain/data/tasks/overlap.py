@@ -21,12 +21,12 @@ from attntrain.data.sources.files import WHERE
 LOUD = 0.05  # a share of held-out inputs seen in train from which the line says "warning", not "note"
 
 
-def _key(value: Any) -> str | None:
+def _key(value: Any) -> int | None:
+    """The input as a 64-bit hash of its whitespace-normalised text: the training keys of a large set stay small."""
     if value is None:
         return None
-    if isinstance(value, (list, tuple)):
-        return " ".join(str(v) for v in value)
-    return " ".join(str(value).split())
+    text = " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else " ".join(str(value).split())
+    return hash(text)
 
 
 def _values(rows, field: str) -> Iterator[Any]:
@@ -57,8 +57,8 @@ def check_overlap(splits: dict, field: str, label: str | None, name=str) -> list
     train = splits.get("train")
     if train is None or not len(train):
         return []
-    first: dict[str, int] = {}
-    labels: dict[str, Any] = {}
+    first: dict[int, int] = {}
+    labels: dict[int, Any] = {}
     conflicts, conflict_at = 0, None
     train_labels = _values(train, label) if label else iter(())
     for index, value in enumerate(_values(train, field)):
