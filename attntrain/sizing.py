@@ -67,7 +67,7 @@ def long_text(profile: Profile) -> bool:
 
 def tokens_per_pass(profile: Profile) -> int:
     """Tokens of one pass over train, each input cut at the max_len init writes."""
-    if not profile.lengths or profile.kind == "image":
+    if not profile.lengths:
         return 0
     cut = max_len_of(profile)
     return int(profile.train_examples * sum(min(n + 2, cut) for n in profile.lengths) / len(profile.lengths))
@@ -85,7 +85,7 @@ def data_lines(profile: Profile) -> list[str]:
     """data.max_tokens / max_len lines (under `data:`)."""
     if not profile.lengths:
         return []
-    mean = sum(profile.lengths) / len(profile.lengths)
+    mean = mean_length(profile)
     batch = batch_examples(profile.train_examples)
     if profile.kind == "image":  # every image is the same number of patches: the batch is exact, no max_len
         return [f"  max_tokens: {batch * profile.lengths[0]}        # {batch} images of {profile.lengths[0]} patches "

@@ -97,23 +97,31 @@ def evaluate(model, task, split: str, device: torch.device, *, amp=None, progres
     return distributed.compute_on_main(evaluate_meter(model, task, split, device, amp=amp, progress=progress))
 
 
-@torch.no_grad()
+def split_outputs(model, task, split: str, device: torch.device, *, amp=None, progress: bool = False):
+    """(model output, batch) for each of this process's batches of a whole split, in eval mode and without
+    gradients (with several processes each runs every N-th batch); the model's mode is restored at the end."""
+    was_training = model.training
+    model.eval()
+    batches = distributed.shard(task.batches(split, shuffle=False))
+    try:
+        for indices in tqdm(batches, desc=f"eval {split}", leave=False,
+                            disable=not progress or not distributed.is_main(), dynamic_ncols=True):
+            batch = move(task.batch(split, indices), device)
+            with torch.no_grad(), autocast(device, amp):
+                out = model(batch)
+            yield out, batch
+    finally:
+        model.train(was_training)
+
+
 def evaluate_meter(model, task, split: str, device: torch.device, *, amp=None, progress: bool = False):
     """Run a whole split through the model; returns the head's filled meter (metrics, confusion, ...).
 
     With several processes each runs every N-th batch and the meters' counts are summed (exact metrics).
     """
-    was_training = model.training
-    model.eval()
     meter = model.head.new_meter()
-    batches = distributed.shard(task.batches(split, shuffle=False))
-    for indices in tqdm(batches, desc=f"eval {split}", leave=False, disable=not progress or not distributed.is_main(),
-                        dynamic_ncols=True):
-        batch = move(task.batch(split, indices), device)
-        with autocast(device, amp):
-            out = model(batch)
+    for out, batch in split_outputs(model, task, split, device, amp=amp, progress=progress):
         meter.update(out["logits"], batch, out.get("loss"))
-    model.train(was_training)
     distributed.sync_meter(meter)
     return meter
 
@@ -121,20 +129,12 @@ def evaluate_meter(model, task, split: str, device: torch.device, *, amp=None, p
 OUTSIDE_BIASES = (1.0, 0.5, 0.0, -0.5, -1.0, -1.5, -2.0, -3.0)  # model.head.outside_bias: dev tries these
 
 
-@torch.no_grad()
 def choose_outside_bias(model, task, device: torch.device, metric: str, *, amp=None) -> tuple[float, dict]:
     """The O-tag bias of a span tagger with the best dev `metric` (ties: the one nearest 0), and every bias's
     dev figure. One pass over dev; each bias decodes the same scores. Leaves the head set to the choice."""
     head = model.head
-    was_training = model.training
-    model.eval()
-    kept = []
-    for indices in distributed.shard(task.batches("dev", shuffle=False)):
-        batch = move(task.batch("dev", indices), device)
-        with autocast(device, amp):
-            logits = model(batch)["logits"].float()
-        kept.append((logits, {key: batch[key] for key in ("labels", "mask", "oov") if key in batch}))
-    model.train(was_training)
+    kept = [(out["logits"].float(), {key: batch[key] for key in ("labels", "mask", "oov") if key in batch})
+            for out, batch in split_outputs(model, task, "dev", device, amp=amp)]
     scores = {}
     for bias in OUTSIDE_BIASES:
         head.set_outside_bias(bias)
