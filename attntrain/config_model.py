@@ -151,6 +151,12 @@ class HeadConfig(Section):
 
     _kind = choice_of(choices.HEADS, "kind")
 
+    @model_validator(mode="after")
+    def _outside_bias_tags(self):
+        if self.outside_bias != 0.0 and self.kind != "tagging":  # it would be read by nothing
+            raise ValueError(f"outside_bias applies to a tagging head's span tags, not to kind '{self.kind}'")
+        return self
+
 
 class ModelConfig(Section):
     # start from trained weights: a run directory or a .safetensors file (attntrain pretrain / fit), or

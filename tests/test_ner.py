@@ -213,9 +213,23 @@ def test_outside_bias_dev_is_chosen_on_dev_saved_and_used_by_eval(wnut_root, tmp
     assert eval_run(run, "dev")["f1"] == pytest.approx(scores[str(chosen)])  # and so does a later eval
     unbiased = eval_run(run, "dev", overrides=["model.head.outside_bias=0"])
     assert unbiased["f1"] == pytest.approx(scores["0.0"])
+    assert eval_run(run, "dev", checkpoint="last")["f1"] >= 0  # the bias was chosen for best, not last: said
+    assert "chosen on dev for best.safetensors, not for last" in capfd.readouterr().err
     (run / "decoding.json").unlink()  # as a run whose final evaluation never ran: 0, and said
     assert eval_run(run, "dev")["f1"] == pytest.approx(scores["0.0"])
     assert "no decoding.json in the run" in capfd.readouterr().err
+
+
+def test_an_outside_bias_that_nothing_would_read_is_an_error(tmp_path):
+    from attntrain.model.heads import build_tagging_head
+
+    with pytest.raises(UserError, match="outside_bias applies to a tagging head's span tags, not to kind 'sequence'"):
+        build_config({"model": {"head": {"kind": "sequence", "outside_bias": -1}}}, "x.yaml")
+    upos = build_config({"model": {"head": {"kind": "tagging", "outside_bias": "dev"}}}, "x.yaml").model.head
+    with pytest.raises(UserError, match="no span scheme or no O tag"):
+        build_tagging_head(upos, {"num_labels": 3, "labels": ["NOUN", "VERB", "O"], "scheme": "none"}, 8)
+    spans = build_tagging_head(upos, {"num_labels": 3, "labels": TAGS[:3], "scheme": "iob2"}, 8)
+    assert spans.outside is None  # "dev": no bias until the run's final evaluation chooses one
 
 
 @pytest.mark.parametrize("content,message", [

@@ -17,6 +17,7 @@ from torch import nn
 from attntrain.data.batching import IGNORE  # re-exported: model.heads.IGNORE
 from attntrain.data.targets.spans import allowed_transitions
 from attntrain.model.crf import LinearChainCRF, penalty, viterbi
+from attntrain.errors import UserError
 from attntrain.model.dropout import Dropout
 from attntrain.model.pretrain_heads import build_pretrain_head  # the objectives of `attntrain pretrain`
 from attntrain.model.seq2seq import build_seq2seq_head  # the encoder-decoder head
@@ -243,6 +244,9 @@ def build_tagging_head(cfg, info: dict, width: int) -> TaggingHead:
     """cfg: HeadConfig."""
     scheme = info.get("scheme", "none")
     decode = ("constrained" if scheme != "none" else "argmax") if cfg.decode == "auto" else cfg.decode
+    if cfg.outside_bias != 0.0 and (scheme == "none" or "O" not in (info.get("labels") or [])):
+        raise UserError(f"model.head.outside_bias: {cfg.outside_bias} biases the O tag of span tags (B-/I-/O), but "
+                        f"these tags have no span scheme or no O tag (scheme {scheme}); remove it")
     return TaggingHead(width, info["num_labels"], dropout=cfg.dropout, label_smoothing=cfg.label_smoothing,
                        tags=info.get("labels"), scheme=scheme, decode=decode, crf=cfg.crf,
                        outside_bias=cfg.outside_bias if cfg.outside_bias != "dev" else 0.0)  # "dev": set after training
