@@ -7,7 +7,7 @@ LENGTH_ARGS ?=
 DECODE_ARGS ?=
 PIPELINE_ARGS ?=
 
-.PHONY: venv demo test docs bench bench-decode bench-pipeline bench-length bench-startup bench-additive bench-data fit vectors clean
+.PHONY: venv demo test docs bench bench-decode bench-pipeline bench-length bench-startup bench-additive bench-data fit vectors vectors-imdb clean
 
 # torch first, pinned to the CPU wheel on local disk: a bare `torch` requirement would pull a CUDA build.
 $(BIN)/attntrain: pyproject.toml
@@ -33,6 +33,11 @@ vectors: venv  ## word2vec on the shipped training text (IMDB, EWT, WNUT-17, Mul
 	$(BIN)/pip install -q -e '.[vectors]'
 	$(BIN)/python scripts/train_vectors.py --corpus imdb ewt wnut multi30k sst2 --spelling plain --dim 128 \
 		--skipgram --threads 2 --out runs/vectors/english_sg_128.vec.gz
+
+vectors-imdb: venv  ## word2vec on the 25,000 IMDB training reviews only (no labels), for init --vectors on other English text
+	$(BIN)/pip install -q -e '.[vectors]'
+	$(BIN)/python scripts/train_vectors.py --corpus imdb --spelling plain --dim 128 --skipgram --threads 2 \
+		--out runs/vectors/imdb_sg_128.vec.gz
 
 docs: venv  ## the docs site: pages under docs/, mkdocs build --strict into site/ (installs the docs extra)
 	$(BIN)/pip install -q -e '.[docs]'

@@ -238,12 +238,14 @@ def init(
                                          "text); default: a folder's label, or the one field named label, tags, upos, ..."),
     input_field: Optional[str] = typer.Option(None, "--input", help="The input field (default: guessed)"),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the config (default: print it)"),
+    vectors: Optional[Path] = typer.Option(None, "--vectors", help="A word-vector file (word2vec, GloVe, fastText; "
+                                           "gzipped or not) to start a text model's word table from"),
 ):
     """Inspect DATA and write a commented config sized to it (batch, budget, evaluation, model)."""
     from attntrain.init import starter_config
     from attntrain.io import atomic_write_text
 
-    text = starter_config(data, target, input_field, out)
+    text = starter_config(data, target, input_field, out, vectors)
     if out is None:
         typer.echo(text, nl=False)
     else:

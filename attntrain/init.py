@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from attntrain.errors import UserError
@@ -117,22 +118,26 @@ def target_line(target: str, profile: Profile) -> str:
     return f"  target: {{field: {target}}}"
 
 
-def header(data: Path, target: str, out: Path | None, fmt: str, mode: str, fields: list[str]) -> list[str]:
+def header(data: Path, target: str, out: Path | None, fmt: str, mode: str, fields: list[str],
+           vectors: str | Path | None = None) -> list[str]:
     name = out or Path(f"{data.stem or 'data'}.yaml")
     what = {"tagging": "a label per token", "sequence": "one label per input", "seq2seq": "text in, text out"}[mode]
     return [f"# attntrain fit {name}      (written by: attntrain init {data} --target {target}"
-            + (f" --out {out})" if out else ")"),
+            + (f" --vectors {vectors}" if vectors else "") + (f" --out {out})" if out else ")"),
             f"# {fmt} data, {mode} ({what}); sized to the training set below (attntrain/sizing.py).",
             "# edit freely; `attntrain validate` checks it. Fields seen: " + ", ".join(fields)]
 
 
-def starter_config(data: str | Path, target: str | None, input_field: str | None = None, out: Path | None = None) -> str:
+def starter_config(data: str | Path, target: str | None, input_field: str | None = None, out: Path | None = None,
+                   vectors: str | Path | None = None) -> str:
     """The text of a commented config for `data` predicting `target`, sized to what it holds."""
     data = Path(data)
     if not data.exists():
         raise UserError(f"{data}: no such file or folder")
     graph = find_graph(data)
     if graph is not None:
+        if vectors is not None:
+            raise UserError(f"--vectors: {data} is a graph; word vectors start the word table of a text input")
         from attntrain.init_graph import graph_config
 
         return graph_config(*graph, target or "label", input_field, out)
@@ -152,7 +157,12 @@ def starter_config(data: str | Path, target: str | None, input_field: str | None
     profile = Profile(kind=kind, mode=mode, train_examples=int(len(train) * share),
                       lengths=lengths(train, field, kind), labels=labels_of(train, target, mode))
     fields = [k for k in train[0] if not k.startswith("_")]
-    lines = header(data, target, out, fmt, mode, fields) + [
+    words = None
+    if vectors is not None:
+        if kind != "text" or mode == "seq2seq":
+            raise UserError(f"--vectors: for text labelled as a whole or per token; this data is {kind}, {mode}")
+        words = word_vectors(vectors, [r.get(field) for r in train])
+    lines = header(data, target, out, fmt, mode, fields, vectors) + [
         "data:",
         f"  source: {_yaml_value(source)}",
         f"  input: {{field: {field}, kind: {kind}}}" + ("   # tokenizer: auto | english | words | whitespace | bert | learned"
@@ -162,7 +172,7 @@ def starter_config(data: str | Path, target: str | None, input_field: str | None
     lines += media_lines(fmt, train) + (["  translation: {joint_vocab: true, vocab_size: 8000}"]
                                        if mode == "seq2seq" else [])
     lines += data_lines(profile)
-    return "\n".join(lines + model_lines(profile) + ["train:"] + recipe_lines(profile) + train_lines(profile)) + "\n"
+    return "\n".join(lines + model_lines(profile, words) + ["train:"] + recipe_lines(profile) + train_lines(profile)) + "\n"
 
 
 def media_lines(fmt: str, rows: list[dict]) -> list[str]:
@@ -176,7 +186,53 @@ def media_lines(fmt: str, rows: list[dict]) -> list[str]:
             "  patch: 7             # 28x28 -> 16 patches of 7x7"]
 
 
-def model_lines(profile: Profile) -> list[str]:
+@dataclass
+class WordVectors:
+    """A word-vector file init was given (--vectors) and how much of the training text it covers."""
+
+    path: str
+    width: int
+    count: int  # words in the file
+    token_share: float  # share of a sample of training tokens (lower-cased) the file has a vector for
+    type_share: float
+
+    def embed(self) -> str:
+        """The embed keys that start the word table from the file (its width is the table's)."""
+        return f"word_dim: {self.width}, vectors: {_yaml_value(self.path)}, vectors_extend: true"
+
+    def comment(self) -> str:
+        return (f"  # word table from {self.path}: {self.count:,} words, {self.width} wide, covering "
+                f"{100 * self.token_share:.1f}% of the training tokens ({100 * self.type_share:.1f}% of the word types; "
+                "case-folded); vectors_extend: words train lacks keep their vector")
+
+
+def word_vectors(path: str | Path, inputs: list) -> WordVectors:
+    """Read a vector file's width and words once, for the config's embed line and its coverage comment."""
+    from attntrain.data.inputs.vectors import vector_entries
+
+    width, entries = vector_entries(path)
+    known = {word.lower() for word, _ in entries}
+    sample = random.Random(0).sample(inputs, min(SAMPLE, len(inputs)))
+    counts = Counter(word.lower() for value in sample if value
+                     for word in (value if isinstance(value, list) else str(value).split()))
+    tokens = max(sum(counts.values()), 1)
+    return WordVectors(str(path), width, len(known), sum(n for w, n in counts.items() if w in known) / tokens,
+                       sum(1 for w in counts if w in known) / max(len(counts), 1))
+
+
+def model_lines(profile: Profile, vectors: WordVectors | None = None) -> list[str]:
+    """The model section; with vectors, the word table of a text model starts from them."""
+    lines = _model_lines(profile, vectors)
+    if vectors is not None:
+        lines.insert(1, vectors.comment())
+    return lines
+
+
+def _words(width: int, vectors: WordVectors | None) -> str:
+    return vectors.embed() if vectors else f"word_dim: {width}"
+
+
+def _model_lines(profile: Profile, vectors: WordVectors | None) -> list[str]:
     size = model_size(profile)
     if profile.kind in ("audio", "image"):
         position = ", image_position: sinusoidal" if profile.kind == "image" else ""
@@ -186,14 +242,15 @@ def model_lines(profile: Profile) -> list[str]:
                 "  head: {kind: sequence, pooling: mean}"]
     if profile.mode == "sequence" and long_text(profile):
         return ["model:",
-                f"  embed: {{word_dim: {size.width}, min_freq: 3, word_dropout: 0.1, ngram: 3, dropout: 0.3}}",
+                f"  embed: {{{_words(size.width, vectors)}, min_freq: 3, word_dropout: 0.1, ngram: 3, dropout: 0.3}}",
                 encoder_line(size) + "; or kind: cnn / rnn",
                 "  head: {kind: sequence, pooling: mean, dropout: 0.3}"]
     if profile.mode == "sequence":
         chars = (", char_dim: 48" if profile.train_examples < SMALL_TEXT else "")
         return ["model:",
-                f"  embed: {{word_dim: {size.width}, word_dropout: 0.1{chars}, ngram: 3, dropout: {size.dropout}}}"
-                + (f"   # < {SMALL_TEXT:,} examples: characters for the many words train never shows" if chars else ""),
+                f"  embed: {{{_words(size.width, vectors)}, word_dropout: 0.1{chars}, ngram: 3, dropout: {size.dropout}}}"
+                + (f"   # < {SMALL_TEXT:,} examples: characters for the many words train never shows"
+                   + ("" if vectors else "; word vectors (init --vectors FILE) give them more") if chars else ""),
                 encoder_line(size) + "; or kind: cnn / rnn",
                 f"  head: {{kind: sequence, pooling: mean, dropout: {size.dropout}}}"]
     if profile.mode == "tagging":
@@ -201,14 +258,14 @@ def model_lines(profile: Profile) -> list[str]:
         encoder = encoder_line(ModelSize(size.width, size.layers, size.ffn, 8, size.dropout, size.why))
         if spans:  # the WNUT-17 recipe: entities are novel by design, so case pattern, characters and context
             return ["model:",
-                    "  embed: {word_dim: 128, lowercase: true, word_dropout: 0.5, char_dim: 48, char_filters: 128, "
+                    f"  embed: {{{_words(128, vectors)}, lowercase: true, word_dropout: 0.5, char_dim: 48, char_filters: 128, "
                     f"shape_dim: 16, ngram: 3, dropout: {size.dropout}}}   # span tags: word shapes (Xxxx, dd, @x) "
                     "and characters carry entities train never shows",
                     encoder,
                     "  head: {kind: tagging, decode: constrained, outside_bias: dev}   # valid spans only; the O bias "
                     "with the best dev F1 is chosen after training (entity recall is the weak side)"]
         return ["model:",
-                f"  embed: {{word_dim: 128, word_dropout: 0.2, char_dim: 48, char_filters: 128, ngram: 3, dropout: {size.dropout}}}",
+                f"  embed: {{{_words(128, vectors)}, word_dropout: 0.2, char_dim: 48, char_filters: 128, ngram: 3, dropout: {size.dropout}}}",
                 encoder, "  head: {kind: tagging}"]
     return ["model:", "  embed: {dropout: 0.1}",
             encoder_line(ModelSize(256, 3, 512, 4, 0.1, f"{profile.train_examples:,} training pairs: the Multi30k "

@@ -247,3 +247,44 @@ def test_gzipped_tables_and_a_guessed_target(own):
     (folder / "notes.csv").write_text("a,b\n1,2\n")
     with pytest.raises(UserError, match=r"--target: name the field to predict \(fields: a, b\)"):
         starter_config(folder / "notes.csv", None)
+
+
+def test_init_with_word_vectors_starts_the_word_table_from_them(own, tmp_path):
+    """--vectors: the embed line takes the file's width, path and vectors_extend, the comment its coverage, and
+    the run's word table holds the file's vectors (a 16-wide file of words from the slice, seeded values)."""
+    import numpy as np
+
+    data = examples.write("sst2_3k", own, limit=150)
+    words = sorted({w.lower() for line in (data / "train" / "pos.txt").read_text().splitlines() for w in line.split()})
+    rng = np.random.default_rng(0)
+    table = {word: rng.normal(size=16).round(4) for word in words[:200]}
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text(f"{len(table)} 16\n" + "".join(f"{w} {' '.join(map(str, v))}\n" for w, v in table.items()))
+    out = tmp_path / "with_vectors.yaml"
+    text = starter_config(data, "label", out=out, vectors=vectors)
+    assert f"--vectors {vectors}" in text.splitlines()[0]
+    embed = yaml.safe_load(text)["model"]["embed"]
+    assert (embed["word_dim"], embed["vectors"], embed["vectors_extend"]) == (16, str(vectors), True)
+    assert "200 words, 16 wide, covering" in text and "% of the training tokens" in text
+    out.write_text(text)
+    cfg = load_config(out, [f"runs_dir={tmp_path / 'runs'}", "train.max_steps=1", "train.threads=1",
+                            "train.progress=false", "data.eval_limit=20"])
+    trainer = Trainer(cfg, RunDir(cfg.run_dir()), resume=False)
+    vocab = trainer.task.input_kind.text.words.items
+    word = next(w for w in words[:200] if w in vocab)
+    row = trainer.model.embed.words.table.weight[vocab.index(word)].detach().numpy()
+    assert np.allclose(row, table[word], atol=1e-4)
+
+
+@pytest.mark.parametrize("name,make,target", [
+    ("audio folder", lambda own: examples.write("fsdd_audio", own, limit=3), "label"),
+    ("parallel text", lambda own: examples.write("multi30k_text", own, limit=50), "en"),
+    ("graph tables", lambda own: examples.write("cora_tables", own), "label")])
+def test_vectors_for_data_without_a_word_table_are_one_clear_error(own, tmp_path, name, make, target):
+    with pytest.raises(UserError, match="--vectors"):
+        starter_config(make(own), target, vectors=tmp_path / "any.vec")
+
+
+def test_a_missing_vector_file_is_named(own, tmp_path):
+    with pytest.raises(UserError, match="no file .*missing.vec"):
+        starter_config(examples.write("sst2_3k", own, limit=150), "label", vectors=tmp_path / "missing.vec")
