@@ -4,7 +4,9 @@ The source comes from the files (attntrain.init_sources), the output mode from t
 of tags -> tagging; a short label -> one label per input; running text -> seq2seq), the input kind from
 the files (wav -> audio, images -> image, a node table with an edge table beside it -> graph, else text).
 Batch, budget, evaluation, warm-up, patience and model size follow what was measured (attntrain.sizing);
-each written choice carries the figure behind it.
+each written choice carries the figure behind it. With --vectors FILE a text model's word table starts from
+a word-vector file (3,000 SST-2 sentences: test 80.98 +- 0.80 over 3 seeds with word2vec from IMDB reviews,
+76.39 +- 0.73 without).
 """
 
 from __future__ import annotations
