@@ -140,7 +140,7 @@ class SplitConfig(Section):
     dev: float = Field(0.1, ge=0.0)  # held out as dev (also from a train file when no dev file is given): a fraction, or a count of rows when >= 1
     test: float = Field(0.1, ge=0.0, lt=1.0)  # fraction held out as test (only when everything comes in one set)
     seed: int = Field(0, ge=0)  # seed of the split (independent of the run seed)
-    folds: int = Field(1, ge=1)  # k-fold cross-validation: k runs, each fold the test set once (`fit --folds K`)
+    folds: int = Field(1, ge=1)  # k-fold cross-validation: k runs, each fold the test set once (`fit --folds K`); data with its own train split: folds of train, each fold dev once, the given test kept
     fold: Optional[int] = Field(None, ge=0)  # which fold is the test set (set per run by --folds)
 
     @field_validator("dev")

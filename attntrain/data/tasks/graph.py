@@ -16,6 +16,8 @@ Everything after loading (label ids, splits, feature scaling, edges, predict) is
 
 from __future__ import annotations
 
+import sys
+
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 
 from attntrain.data.batching import IGNORE
-from attntrain.data.tasks.splits import fold_split, ratio_split
+from attntrain.data.tasks.splits import fold_split, folds_note, ratio_split, train_folds
 from attntrain.data.tasks.subset import too_few_classes
 from attntrain.data.tasks.graph_tables import GraphArrays, table_arrays  # GraphArrays re-exported: data.graph.GraphArrays
 from attntrain.data.inputs.kinds import GraphInput
@@ -147,11 +149,19 @@ class GraphTask(Task):
 
     def _whole_splits(self) -> dict[str, list[int]]:
         arrays = self.arrays()
+        settings = self.cfg.data.split
+        if arrays.splits is not None and settings.folds > 1:  # folds of the given train nodes: fold k is dev
+            if self._split_index is None:
+                train = arrays.splits.get("train") or []
+                index = train_folds(len(train), settings.folds, settings.fold or 0, settings.seed)
+                print(folds_note(settings.folds, settings.fold or 0, bool(arrays.splits.get("dev"))),
+                      file=sys.stderr, flush=True)
+                self._split_index = {**arrays.splits, **{k: [train[i] for i in v] for k, v in index.items()}}
+            return self._split_index
         if arrays.splits is not None:
             return arrays.splits
         if self._split_index is None:
             labelled = [i for i, name in enumerate(arrays.labels) if name is not None]
-            settings = self.cfg.data.split
             index = (fold_split(len(labelled), settings.folds, settings.fold or 0, settings.dev, settings.seed)
                      if settings.folds > 1 else ratio_split(len(labelled), settings.dev, settings.test, settings.seed))
             self._split_index = {split: [labelled[i] for i in rows] for split, rows in index.items()}

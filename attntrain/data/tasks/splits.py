@@ -1,5 +1,6 @@
 """Seeded splits of rows that come without splits: a ratio (dev and test taken first) or k folds; the row
-indices are saved with the run (task.json), so eval, predict and resume see the same split."""
+indices are saved with the run (task.json), so eval, predict and resume see the same split. Data that comes with
+its own train split takes its folds from train alone (train_folds): fold k is dev, the given test stays test."""
 
 from __future__ import annotations
 
@@ -37,3 +38,20 @@ def fold_split(n: int, folds: int, fold: int, dev: float, seed: int) -> dict[str
     rest = [i for i in perm if i not in held]
     n_dev = share(len(rest), dev)
     return {"test": sorted(test), "dev": sorted(rest[:n_dev]), "train": sorted(rest[n_dev:])}
+
+
+def train_folds(n: int, folds: int, fold: int, seed: int) -> dict[str, list[int]]:
+    """k folds of a given train split: fold `fold` of a seeded permutation is dev, the rest trains (the data's own
+    test split is left as it is, and its own dev set aside, so k runs never select on one dev set)."""
+    if fold >= folds:
+        raise UserError(f"data.split.fold: {fold} is not below data.split.folds={folds}")
+    if n < folds:
+        raise UserError(f"data.split.folds: {folds} folds need at least {folds} training rows (train has {n})")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    dev = set(perm[fold::folds])
+    return {"train": [i for i in range(n) if i not in dev], "dev": sorted(dev)}
+
+
+def folds_note(folds: int, fold: int, given_dev: bool) -> str:
+    return (f"data.split.folds={folds}: fold {fold} of the given train split is dev"
+            + (", the given dev split is set aside" if given_dev else "") + "; the given test split stays test")

@@ -61,6 +61,9 @@ class Seq2seqTask(Task):
 
     def __init__(self, cfg):
         super().__init__(cfg)
+        if cfg.data.split.folds > 1:  # one file (pair) per split: nothing to fold, and silence would mislead
+            raise UserError(f"data.split.folds: {cfg.data.split.folds} folds are not made for translation (seq2seq "
+                            "reads one file or file pair per split); leave folds at 1")
         self.settings = cfg.data.translation
         self.source: Subwords | None = None
         self.target: Subwords | None = None
