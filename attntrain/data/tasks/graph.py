@@ -17,7 +17,6 @@ Everything after loading (label ids, splits, feature scaling, edges, predict) is
 from __future__ import annotations
 
 import sys
-
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
