@@ -16,8 +16,8 @@ from torch import nn
 
 from attntrain.data.batching import IGNORE  # re-exported: model.heads.IGNORE
 from attntrain.data.targets.spans import allowed_transitions
-from attntrain.model.crf import LinearChainCRF, penalty, viterbi
 from attntrain.errors import UserError
+from attntrain.model.crf import LinearChainCRF, penalty, viterbi
 from attntrain.model.dropout import Dropout
 from attntrain.model.pretrain_heads import build_pretrain_head  # the objectives of `attntrain pretrain`
 from attntrain.model.seq2seq import build_seq2seq_head  # the encoder-decoder head

@@ -20,7 +20,6 @@ statistics. Only a train split with `data.source.add_train` rows is a Python lis
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from attntrain.data.tasks.added import AddedSource, join_added, read_added
 from attntrain.data.tasks.overlap import check_overlap, say
 from attntrain.data.tasks.base import Task
 from attntrain.data.tasks.encoded import MEDIA_INPUTS, CachedSplits
-from attntrain.data.tasks.splits import fold_split, folds_note, ratio_split, train_folds
+from attntrain.data.tasks.splits import fold_split, given_train_folds, ratio_split
 from attntrain.errors import UserError
 from attntrain.registry import lookup
 
@@ -133,10 +132,8 @@ class DataTask(CachedSplits, Task):
             folds = settings.folds > 1 and "train" in rows  # k folds of the given train: before, silently ignored
             if folds or ("dev" not in rows and settings.dev > 0):  # hold out dev from train
                 self._saved_index_fits(len(rows["train"]))
-                if folds and self._split_index is None:
-                    print(folds_note(settings.folds, settings.fold or 0, "dev" in rows), file=sys.stderr, flush=True)
                 index = self._split_index or (
-                    train_folds(len(rows["train"]), settings.folds, settings.fold or 0, settings.seed) if folds
+                    given_train_folds(len(rows["train"]), settings, "dev" in rows) if folds
                     else ratio_split(len(rows["train"]), settings.dev, 0.0, settings.seed))
                 self._split_index = index
                 train = rows["train"]

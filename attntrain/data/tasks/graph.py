@@ -16,7 +16,6 @@ Everything after loading (label ids, splits, feature scaling, edges, predict) is
 
 from __future__ import annotations
 
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 
 from attntrain.data.batching import IGNORE
-from attntrain.data.tasks.splits import fold_split, folds_note, ratio_split, train_folds
+from attntrain.data.tasks.splits import fold_split, given_train_folds, ratio_split
 from attntrain.data.tasks.subset import too_few_classes
 from attntrain.data.tasks.graph_tables import GraphArrays, table_arrays  # GraphArrays re-exported: data.graph.GraphArrays
 from attntrain.data.inputs.kinds import GraphInput
@@ -152,9 +151,7 @@ class GraphTask(Task):
         if arrays.splits is not None and settings.folds > 1:  # folds of the given train nodes: fold k is dev
             if self._split_index is None:
                 train = arrays.splits.get("train") or []
-                index = train_folds(len(train), settings.folds, settings.fold or 0, settings.seed)
-                print(folds_note(settings.folds, settings.fold or 0, bool(arrays.splits.get("dev"))),
-                      file=sys.stderr, flush=True)
+                index = given_train_folds(len(train), settings, bool(arrays.splits.get("dev")))
                 self._split_index = {**arrays.splits, **{k: [train[i] for i in v] for k, v in index.items()}}
             return self._split_index
         if arrays.splits is not None:

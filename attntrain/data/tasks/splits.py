@@ -4,6 +4,8 @@ its own train split takes its folds from train alone (train_folds): fold k is de
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from attntrain.errors import UserError
@@ -52,6 +54,10 @@ def train_folds(n: int, folds: int, fold: int, seed: int) -> dict[str, list[int]
     return {"train": [i for i in range(n) if i not in dev], "dev": sorted(dev)}
 
 
-def folds_note(folds: int, fold: int, given_dev: bool) -> str:
-    return (f"data.split.folds={folds}: fold {fold} of the given train split is dev"
-            + (", the given dev split is set aside" if given_dev else "") + "; the given test split stays test")
+def given_train_folds(n: int, settings, given_dev: bool) -> dict[str, list[int]]:
+    """train_folds of data.split (`settings`) for a given train split of n rows, said in one line on stderr."""
+    fold = settings.fold or 0
+    print(f"data.split.folds={settings.folds}: fold {fold} of the given train split is dev"
+          + (", the given dev split is set aside" if given_dev else "") + "; the given test split stays test",
+          file=sys.stderr, flush=True)
+    return train_folds(n, settings.folds, fold, settings.seed)
